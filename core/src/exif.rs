@@ -1,0 +1,274 @@
+//! EXIF metadata and orientation, read with `kamadak-exif`.
+//!
+//! Malformed or missing EXIF never fails an image: [`read_exif`] returns the fields it could
+//! read and leaves the rest `None`.
+
+use std::io::Cursor;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use exif::{In, Tag, Value};
+use image::RgbImage;
+use image::imageops;
+use serde::{Deserialize, Serialize};
+
+/// EXIF `Orientation` (tag 0x0112), TIFF 6.0 §"Orientation" / EXIF 2.32 §4.6.4.
+///
+/// The value says where the stored image's 0th row and 0th column lie when viewed upright.
+/// [`Orientation::apply`] turns stored pixels into the upright image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+pub enum Orientation {
+    /// 1: stored upright.
+    #[default]
+    Normal,
+    /// 2: mirrored left–right.
+    FlipHorizontal,
+    /// 3: rotated 180°.
+    Rotate180,
+    /// 4: mirrored top–bottom.
+    FlipVertical,
+    /// 5: mirrored along the main diagonal (transpose).
+    Transpose,
+    /// 6: needs a 90° clockwise turn to be upright.
+    Rotate90Cw,
+    /// 7: mirrored along the anti-diagonal (transverse).
+    Transverse,
+    /// 8: needs a 90° counter-clockwise turn to be upright.
+    Rotate90Ccw,
+}
+
+impl Orientation {
+    /// The orientation for an EXIF value 1–8; `None` for anything else.
+    #[must_use]
+    pub const fn from_exif(value: u16) -> Option<Self> {
+        Some(match value {
+            1 => Self::Normal,
+            2 => Self::FlipHorizontal,
+            3 => Self::Rotate180,
+            4 => Self::FlipVertical,
+            5 => Self::Transpose,
+            6 => Self::Rotate90Cw,
+            7 => Self::Transverse,
+            8 => Self::Rotate90Ccw,
+            _ => return None,
+        })
+    }
+
+    /// The EXIF value, 1–8.
+    #[must_use]
+    pub const fn to_exif(self) -> u16 {
+        match self {
+            Self::Normal => 1,
+            Self::FlipHorizontal => 2,
+            Self::Rotate180 => 3,
+            Self::FlipVertical => 4,
+            Self::Transpose => 5,
+            Self::Rotate90Cw => 6,
+            Self::Transverse => 7,
+            Self::Rotate90Ccw => 8,
+        }
+    }
+
+    /// Whether the upright image has width and height swapped relative to the stored one.
+    #[must_use]
+    pub const fn swaps_axes(self) -> bool {
+        matches!(
+            self,
+            Self::Transpose | Self::Rotate90Cw | Self::Transverse | Self::Rotate90Ccw
+        )
+    }
+
+    /// Turns stored pixels into the upright image. Width and height swap for 5–8.
+    #[must_use]
+    pub fn apply(self, stored: RgbImage) -> RgbImage {
+        match self {
+            Self::Normal => stored,
+            Self::FlipHorizontal => imageops::flip_horizontal(&stored),
+            Self::Rotate180 => imageops::rotate180(&stored),
+            Self::FlipVertical => imageops::flip_vertical(&stored),
+            Self::Transpose => imageops::flip_horizontal(&imageops::rotate90(&stored)),
+            Self::Rotate90Cw => imageops::rotate90(&stored),
+            Self::Transverse => imageops::flip_horizontal(&imageops::rotate270(&stored)),
+            Self::Rotate90Ccw => imageops::rotate270(&stored),
+        }
+    }
+}
+
+impl From<Orientation> for u16 {
+    fn from(value: Orientation) -> Self {
+        value.to_exif()
+    }
+}
+
+impl TryFrom<u16> for Orientation {
+    type Error = String;
+    fn try_from(value: u16) -> Result<Self, Self::Error> {
+        Self::from_exif(value).ok_or_else(|| format!("EXIF orientation {value} is not 1–8"))
+    }
+}
+
+/// A GPS position in WGS 84 decimal degrees, as recorded by the camera.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GpsPosition {
+    /// Latitude in decimal degrees, −90 to 90, negative south (from `GPSLatitudeRef` = `S`).
+    pub latitude: f64,
+    /// Longitude in decimal degrees, −180 to 180, negative west (from `GPSLongitudeRef` = `W`).
+    pub longitude: f64,
+    /// Altitude in metres above sea level, negative below (`GPSAltitudeRef` = 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub altitude_m: Option<f64>,
+}
+
+/// The EXIF fields Tessera records. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExifMetadata {
+    /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture, no zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<NaiveDateTime>,
+    /// `GPSLatitude`/`GPSLongitude`/`GPSAltitude` with their reference tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gps: Option<GpsPosition>,
+    /// `Make` (0x010F), trimmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_make: Option<String>,
+    /// `Model` (0x0110), trimmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_model: Option<String>,
+    /// `Orientation` (0x0112) when present and valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<Orientation>,
+}
+
+impl ExifMetadata {
+    /// The acquisition date, from `taken_at`.
+    #[must_use]
+    pub fn acquisition_date(&self) -> Option<NaiveDate> {
+        self.taken_at.map(|t| t.date())
+    }
+}
+
+/// Reads EXIF from a JPEG (APP1), PNG (`eXIf`) or TIFF (IFD0) file.
+///
+/// Returns all-`None` metadata when the file has no EXIF or it cannot be parsed; a single bad
+/// field (a GPS rational with a zero denominator, a date that is not a date) is dropped alone.
+#[must_use]
+pub fn read_exif(bytes: &[u8]) -> ExifMetadata {
+    let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
+        return ExifMetadata::default();
+    };
+    let field = |tag| exif.get_field(tag, In::PRIMARY).map(|f| &f.value);
+    let ascii = |tag| match field(tag) {
+        Some(Value::Ascii(parts)) => parts.first().and_then(|p| {
+            let text = String::from_utf8_lossy(p)
+                .trim_matches(['\0', ' '])
+                .to_owned();
+            (!text.is_empty()).then_some(text)
+        }),
+        _ => None,
+    };
+    let taken_at = match field(Tag::DateTimeOriginal) {
+        Some(Value::Ascii(parts)) => parts.first().and_then(|p| parse_exif_datetime(p)),
+        _ => None,
+    };
+    let orientation = field(Tag::Orientation)
+        .and_then(|v| v.get_uint(0))
+        .and_then(|v| u16::try_from(v).ok())
+        .and_then(Orientation::from_exif);
+    let gps = (|| {
+        let latitude = degrees(field(Tag::GPSLatitude)?)?
+            * hemisphere_sign(field(Tag::GPSLatitudeRef)?, b'S')?;
+        let longitude = degrees(field(Tag::GPSLongitude)?)?
+            * hemisphere_sign(field(Tag::GPSLongitudeRef)?, b'W')?;
+        if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+            return None;
+        }
+        let below_sea = field(Tag::GPSAltitudeRef).and_then(|v| v.get_uint(0)) == Some(1);
+        let altitude_m = match field(Tag::GPSAltitude) {
+            Some(Value::Rational(r)) => r
+                .first()
+                .map(exif::Rational::to_f64)
+                .filter(|a| a.is_finite())
+                .map(|a| if below_sea { -a } else { a }),
+            _ => None,
+        };
+        Some(GpsPosition {
+            latitude,
+            longitude,
+            altitude_m,
+        })
+    })();
+    ExifMetadata {
+        taken_at,
+        gps,
+        camera_make: ascii(Tag::Make),
+        camera_model: ascii(Tag::Model),
+        orientation,
+    }
+}
+
+/// Parses EXIF's `YYYY:MM:DD HH:MM:SS`; `None` for blanks (`    :  :     :  :  `) and
+/// impossible dates.
+fn parse_exif_datetime(ascii: &[u8]) -> Option<NaiveDateTime> {
+    let text = std::str::from_utf8(ascii).ok()?.trim_matches(['\0', ' ']);
+    NaiveDateTime::parse_from_str(text, "%Y:%m:%d %H:%M:%S").ok()
+}
+
+/// Degrees + minutes/60 + seconds/3600 from three EXIF rationals (EXIF 2.32 §4.6.6).
+fn degrees(value: &Value) -> Option<f64> {
+    let Value::Rational(dms) = value else {
+        return None;
+    };
+    let [d, m, s] = dms.get(..3)? else {
+        return None;
+    };
+    let total = d.to_f64() + m.to_f64() / 60.0 + s.to_f64() / 3600.0;
+    total.is_finite().then_some(total)
+}
+
+/// `+1.0` for N/E, `-1.0` for the `negative` letter (S/W), `None` otherwise.
+fn hemisphere_sign(value: &Value, negative: u8) -> Option<f64> {
+    let Value::Ascii(parts) = value else {
+        return None;
+    };
+    match parts.first()?.first()?.to_ascii_uppercase() {
+        b if b == negative => Some(-1.0),
+        b'N' | b'E' => Some(1.0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exif_datetimes_and_rejects_blanks() {
+        assert_eq!(
+            parse_exif_datetime(b"2014:04:18 20:33:53")
+                .unwrap()
+                .to_string(),
+            "2014-04-18 20:33:53"
+        );
+        assert_eq!(parse_exif_datetime(b"    :  :     :  :  "), None);
+        assert_eq!(parse_exif_datetime(b"2014:02:30 00:00:00"), None);
+    }
+
+    #[test]
+    fn orientation_round_trips_and_swaps_axes_for_5_to_8() {
+        for value in 1..=8 {
+            let o = Orientation::from_exif(value).unwrap();
+            assert_eq!(o.to_exif(), value);
+            assert_eq!(o.swaps_axes(), value >= 5);
+        }
+        assert_eq!(Orientation::from_exif(0), None);
+        assert_eq!(Orientation::from_exif(9), None);
+    }
+
+    #[test]
+    fn garbage_has_no_exif() {
+        assert_eq!(
+            read_exif(b"\xFF\xD8\xFF\xE1\0\x10Exif\0\0garbage"),
+            ExifMetadata::default()
+        );
+    }
+}
