@@ -13,7 +13,7 @@
 //! 2. [`exif::read_exif`]: date taken, GPS, camera, orientation; bad EXIF is just absent.
 //! 3. [`pixels::decode_rgb8`]: 8-bit RGB, alpha on white; JPEGs decoded straight at the
 //!    smallest DCT scale that keeps twice the letterbox resolution.
-//! 4. [`exif::Orientation::apply`]: upright.
+//! 4. [`exif::Orientation::apply`] turns the pixels upright.
 //! 5. [`pixels::letterbox`]: 256×256 on white, Lanczos3.
 //! 6. [`pixels::Rotation`]: 90°, 180°, 270° counter-clockwise.
 //! 7. [`pixels::encode_jpeg`]: baseline JPEG, quality 90.
@@ -196,12 +196,16 @@ pub enum ObjectKind {
     /// The 256×256 letterbox under `processed/`.
     Processed,
     /// The letterbox turned 90° counter-clockwise.
+    #[serde(rename = "augmented-90")]
     Augmented90,
     /// The letterbox turned 180°.
+    #[serde(rename = "augmented-180")]
     Augmented180,
     /// The letterbox turned 270° counter-clockwise.
+    #[serde(rename = "augmented-270")]
     Augmented270,
     /// The unrotated letterbox under `augmented-images/360-degree/`.
+    #[serde(rename = "augmented-360")]
     Augmented360,
 }
 

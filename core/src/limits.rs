@@ -101,15 +101,33 @@ fn describe_unsupported(bytes: &[u8]) -> String {
         "a ZIP archive"
     } else if starts(&[0x1F, 0x8B]) {
         "a gzip archive"
-    } else if starts(b"<svg") || starts(b"<?xml") {
-        "an XML/SVG document"
     } else if starts(&[0xFF, 0xD8]) {
         "a damaged JPEG header"
+    } else if let Some(text) = as_text(bytes) {
+        match text.trim_start().as_bytes().first() {
+            Some(b'<') => "an XML, SVG or HTML document",
+            Some(b'{' | b'[') => "a JSON document",
+            _ => "a text file",
+        }
     } else {
         let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return format!("unrecognised data starting with {}", head.join(" "));
     };
     known.to_owned()
+}
+
+/// The first 512 bytes as text, when they are UTF-8 without control characters other than
+/// tab, CR and LF (a multi-byte character cut at the window's end is allowed).
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    let head = &bytes[..bytes.len().min(512)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+        .then_some(text)
 }
 
 /// The limits checked before decoding. All are inclusive maxima.
@@ -259,9 +277,12 @@ mod tests {
         assert_eq!(detected(b"\0\0\0\x18ftypheic\0\0"), "a HEIF/HEIC image");
         assert_eq!(detected(b"%PDF-1.7"), "a PDF document");
         assert_eq!(detected(b""), "an empty file");
+        assert_eq!(detected(b"image_path,xmin,ymin\n"), "a text file");
+        assert_eq!(detected(b"  {\"image\": 1}"), "a JSON document");
+        assert_eq!(detected(b"<annotation>"), "an XML, SVG or HTML document");
         assert_eq!(
-            detected(b"hello world"),
-            "unrecognised data starting with 68 65 6c 6c 6f 20 77 6f"
+            detected(b"\x00\x01\x02\x03\x04\x05\x06\x07\x08"),
+            "unrecognised data starting with 00 01 02 03 04 05 06 07"
         );
     }
 

@@ -101,6 +101,14 @@ fn decode_jpeg(
     let corrupt = |reason: String| PreprocessError::Corrupt { format, reason };
     let mut decoder = Decoder::new(bytes);
     decoder.read_info().map_err(|e| corrupt(e.to_string()))?;
+    // jpeg-decoder converts YCbCr with SIMD code on some targets and scalar code on others,
+    // and the two round differently (1 level in 1.45% of inputs). Take the raw samples and
+    // convert them here, the same way everywhere. (The `RGB` transform interleaves the three
+    // components untouched; `None` is broken in jpeg-decoder 0.3.2: it writes planes.)
+    let raw_ycbcr = jpeg_samples_are_ycbcr(bytes);
+    if raw_ycbcr {
+        decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+    }
     if let Some((min_width, min_height)) = min_size {
         // Output size at scale s/8 is ceil(len × s / 8) (jpeg-decoder, as libjpeg).
         let scaled = |len: u32, s: u32| (len * s).div_ceil(8);
@@ -136,6 +144,11 @@ fn decode_jpeg(
         return Err(corrupt("decoded data does not match the frame size".into()));
     }
     let rgb: Vec<u8> = match info.pixel_format {
+        PixelFormat::RGB24 if raw_ycbcr => {
+            let mut data = data;
+            data.chunks_exact_mut(3).for_each(ycbcr_to_rgb);
+            data
+        }
         PixelFormat::RGB24 => data,
         PixelFormat::L8 => data.iter().flat_map(|&l| [l, l, l]).collect(),
         // Big-endian samples (jpeg-decoder); keep the rounded high byte.
@@ -157,6 +170,73 @@ fn decode_jpeg(
             .collect(),
     };
     RgbImage::from_raw(width, height, rgb).ok_or_else(|| corrupt("decoded buffer size".into()))
+}
+
+/// Whether a 3-component JPEG frame holds YCbCr samples (else RGB), decided from the header
+/// as libjpeg and jpeg-decoder do (entropymine.wordpress.com, "How is a JPEG image's color type
+/// determined?", 2018): component ids 1, 2, 3 → YCbCr; `R`, `G`, `B` → RGB; other ids with a
+/// JFIF APP0 → YCbCr; else an Adobe APP14 transform flag 0 → RGB, 1 → YCbCr; else YCbCr.
+/// Grey, CMYK and YCCK frames, and unparseable headers, return `false` (left to the decoder).
+fn jpeg_samples_are_ycbcr(bytes: &[u8]) -> bool {
+    let (mut jfif, mut adobe_transform, mut ids) = (false, None, None);
+    let mut i = 2;
+    while i + 4 <= bytes.len() && ids.is_none() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            i += if marker == 0xFF { 1 } else { 2 };
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        let Some(payload) = bytes.get(i + 4..i + 2 + len) else {
+            return false;
+        };
+        match marker {
+            0xE0 => jfif |= payload.starts_with(b"JFIF\0"),
+            0xEE if payload.len() >= 12 && payload.starts_with(b"Adobe\0") => {
+                adobe_transform = Some(payload[11]);
+            }
+            // SOF0–SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                if payload.len() < 6 + 3 * 3 || payload[5] != 3 {
+                    return false;
+                }
+                ids = Some([payload[6], payload[9], payload[12]]);
+            }
+            0xDA => return false,
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    match ids {
+        Some([1, 2, 3]) => true,
+        Some([b'R', b'G', b'B']) => false,
+        Some(_) if jfif => true,
+        Some(_) => adobe_transform != Some(0),
+        None => false,
+    }
+}
+
+/// YCbCr to RGB in place, JFIF (ITU-T T.871 §7) equations in libjpeg's 16-bit fixed point
+/// (jdcolor.c): `R = Y + 1.402 Cr′`, `G = Y − 0.34414 Cb′ − 0.71414 Cr′`, `B = Y + 1.772 Cb′`,
+/// with `C′ = C − 128`, each product rounded half up, the sum clamped to 0–255.
+fn ycbcr_to_rgb(pixel: &mut [u8]) {
+    const ONE_HALF: i32 = 1 << 15;
+    let y = i32::from(pixel[0]);
+    let cb = i32::from(pixel[1]) - 128;
+    let cr = i32::from(pixel[2]) - 128;
+    // FIX(x) = round(x × 2^16): 1.402 → 91881, 0.34414 → 22554, 0.71414 → 46802, 1.772 → 116130.
+    let r = y + ((91_881 * cr + ONE_HALF) >> 16);
+    let g = y + ((-22_554 * cb - 46_802 * cr + ONE_HALF) >> 16);
+    let b = y + ((116_130 * cb + ONE_HALF) >> 16);
+    // Clamped to 0–255, so the casts are exact.
+    pixel.copy_from_slice(&[
+        r.clamp(0, 255) as u8,
+        g.clamp(0, 255) as u8,
+        b.clamp(0, 255) as u8,
+    ]);
 }
 
 /// `round(v × 255 / 65535)`, the conversion `image` uses for 16-bit to 8-bit.
@@ -225,24 +305,12 @@ pub fn letterbox(upright: &RgbImage, size: u32) -> RgbImage {
     let scaled = if (geometry.scaled_width, geometry.scaled_height) == (width, height) {
         upright.clone()
     } else {
-        let src = fir::images::ImageRef::new(width, height, upright.as_raw(), fir::PixelType::U8x3)
-            .expect("an RgbImage holds width × height × 3 bytes");
-        let mut dst = fir::images::Image::new(
+        resize_lanczos3(
+            &mut fir::Resizer::new(),
+            upright,
             geometry.scaled_width,
             geometry.scaled_height,
-            fir::PixelType::U8x3,
-        );
-        let options = fir::ResizeOptions::new()
-            .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
-        fir::Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .expect("source and destination are both U8x3");
-        RgbImage::from_raw(
-            geometry.scaled_width,
-            geometry.scaled_height,
-            dst.into_vec(),
         )
-        .expect("fir allocates width × height × 3 bytes")
     };
     imageops::replace(
         &mut canvas,
@@ -251,6 +319,29 @@ pub fn letterbox(upright: &RgbImage, size: u32) -> RgbImage {
         i64::from(geometry.offset_y),
     );
     canvas
+}
+
+fn resize_lanczos3(
+    resizer: &mut fir::Resizer,
+    src: &RgbImage,
+    width: u32,
+    height: u32,
+) -> RgbImage {
+    let src = fir::images::ImageRef::new(
+        src.width(),
+        src.height(),
+        src.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .expect("an RgbImage holds width × height × 3 bytes");
+    let mut dst = fir::images::Image::new(width, height, fir::PixelType::U8x3);
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
+    resizer
+        .resize(&src, &mut dst, &options)
+        .expect("source and destination are both U8x3");
+    RgbImage::from_raw(width, height, dst.into_vec())
+        .expect("fir allocates width × height × 3 bytes")
 }
 
 /// A quarter-turn derivative of the letterbox. Angles are counter-clockwise (the mathematical
@@ -400,6 +491,31 @@ mod tests {
         }
     }
 
+    /// fast_image_resize picks SIMD code at run time; every path must give the same bytes, or
+    /// derivatives would differ between machines.
+    #[test]
+    #[allow(unsafe_code)]
+    fn resize_is_identical_on_every_simd_path() {
+        let src = random_image(1013, 677, 7);
+        let mut extensions = vec![fir::CpuExtensions::None];
+        #[cfg(target_arch = "x86_64")]
+        extensions.extend([fir::CpuExtensions::Sse4_1, fir::CpuExtensions::Avx2]);
+        let outputs: Vec<RgbImage> = extensions
+            .into_iter()
+            .filter(fir::CpuExtensions::is_supported)
+            .map(|ext| {
+                let mut resizer = fir::Resizer::new();
+                // SAFETY: only extensions the CPU supports are set.
+                unsafe { resizer.set_cpu_extensions(ext) };
+                resize_lanczos3(&mut resizer, &src, 256, 171)
+            })
+            .collect();
+        assert!(outputs.len() > 1 || !cfg!(target_arch = "x86_64"));
+        for other in &outputs[1..] {
+            assert!(other == &outputs[0], "SIMD and scalar resizes differ");
+        }
+    }
+
     #[test]
     fn ccw90_moves_the_top_edge_to_the_left() {
         // 2×1: red on the left, blue on the right. 90° CCW: blue on top, red below.
@@ -408,6 +524,56 @@ mod tests {
         assert_eq!(turned.dimensions(), (1, 2));
         assert_eq!(turned.get_pixel(0, 0).0, [0, 0, 255]);
         assert_eq!(turned.get_pixel(0, 1).0, [255, 0, 0]);
+    }
+
+    #[test]
+    fn ycbcr_conversion_matches_the_jfif_equations() {
+        for (ycc, rgb) in [
+            ([128, 128, 128], [128, 128, 128]),
+            ([255, 128, 128], [255, 255, 255]),
+            ([0, 128, 128], [0, 0, 0]),
+            ([76, 85, 255], [254, 0, 0]),  // ≈ pure red
+            ([29, 255, 107], [0, 0, 255]), // ≈ pure blue
+        ] {
+            let mut pixel = ycc;
+            ycbcr_to_rgb(&mut pixel);
+            for c in 0..3 {
+                assert!(
+                    pixel[c].abs_diff(rgb[c]) <= 1,
+                    "{ycc:?} → {pixel:?}, want {rgb:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn jpeg_colour_type_follows_the_header() {
+        let frame = |ids: [u8; 3]| {
+            let mut sof = vec![0xFF, 0xC0, 0, 17, 8, 0, 8, 0, 8, 3];
+            for id in ids {
+                sof.extend_from_slice(&[id, 0x11, 0]);
+            }
+            sof
+        };
+        let file = |segments: &[&[u8]], ids| {
+            let mut out = vec![0xFF, 0xD8];
+            segments.iter().for_each(|s| out.extend_from_slice(s));
+            out.extend(frame(ids));
+            out.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+            out
+        };
+        let jfif: &[u8] = b"\xFF\xE0\0\x10JFIF\0\x01\x02\0\0\x01\0\x01\0\0";
+        let adobe = |t: u8| {
+            let mut seg = b"\xFF\xEE\0\x0EAdobe\0\x64\0\0\0\0".to_vec();
+            seg.push(t);
+            seg
+        };
+        assert!(jpeg_samples_are_ycbcr(&file(&[], [1, 2, 3])));
+        assert!(!jpeg_samples_are_ycbcr(&file(&[jfif], *b"RGB")));
+        assert!(jpeg_samples_are_ycbcr(&file(&[jfif], [0, 1, 2])));
+        assert!(!jpeg_samples_are_ycbcr(&file(&[&adobe(0)], [0, 1, 2])));
+        assert!(jpeg_samples_are_ycbcr(&file(&[&adobe(1)], [0, 1, 2])));
+        assert!(jpeg_samples_are_ycbcr(&file(&[], [0, 1, 2])));
     }
 
     #[test]

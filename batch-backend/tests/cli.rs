@@ -1,0 +1,173 @@
+//! The `tessera` binary on real photos (fetched by `tests/fetch-fixtures.sh`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tessera_core::{Manifest, Sha256Digest};
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("TESSERA_FIXTURES").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
+        PathBuf::from,
+    )
+}
+
+fn tessera(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run tessera")
+}
+
+const GOOD: [&str; 6] = [
+    "exif-0.6.0/sony-alpha-6000.jpg",
+    "exif-0.6.0/short-ascii-II.jpg",
+    "exif-0.6.0/test1.jpg",
+    "exif-0.6.0/right.jpg",
+    "deepforest-2.1.0/OSBS_029.tif",
+    "scikit-image-0.26.0/horse.png",
+];
+
+#[test]
+fn preprocesses_a_folder_and_reports_the_bad_file() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for rel in GOOD {
+        let src = fixtures().join(rel);
+        let name = Path::new(rel).file_name().unwrap();
+        std::fs::copy(&src, input.path().join(name)).unwrap_or_else(|e| {
+            panic!("{}: {e}; run `bash tests/fetch-fixtures.sh`", src.display())
+        });
+    }
+    // The bad one: a CSV wearing a .jpg name, and a truncated JPEG in a subfolder.
+    std::fs::write(input.path().join("notes.jpg"), "image_path,xmin,ymin\n").unwrap();
+    std::fs::create_dir(input.path().join("sub")).unwrap();
+    let dji = std::fs::read(fixtures().join("deepforest-2.1.0/AWPE Pigeon Lake 2020 DJI_0005.JPG"))
+        .unwrap();
+    std::fs::write(input.path().join("sub/cut.jpg"), &dji[..dji.len() / 2]).unwrap();
+
+    let output = tessera(&[
+        "preprocess".as_ref(),
+        "--project".as_ref(),
+        "survey-1".as_ref(),
+        "--date".as_ref(),
+        "2026-11-21".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        input.path().as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("6 of 8 files preprocessed"), "{stdout}");
+    assert!(stderr.contains("2 failed:"), "{stderr}");
+    let notes = input.path().join("notes.jpg");
+    assert!(
+        stderr.contains(&format!(
+            "{}: not a JPEG, PNG or TIFF image: found a text file",
+            notes.display()
+        )),
+        "{stderr}"
+    );
+    let cut = input.path().join("sub/cut.jpg");
+    assert!(
+        stderr.contains(&format!("{}: damaged JPEG file", cut.display())),
+        "{stderr}"
+    );
+
+    // Every good photo: a manifest whose six objects exist with the recorded checksum.
+    let manifests: Vec<Manifest> = std::fs::read_dir(out.path().join("metadata/survey-1"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(manifests.len(), GOOD.len());
+    for manifest in &manifests {
+        assert_eq!(manifest.objects.len(), 6);
+        for object in &manifest.objects {
+            let body = std::fs::read(out.path().join(&object.key))
+                .unwrap_or_else(|e| panic!("{}: {e}", object.key));
+            assert_eq!(Sha256Digest::of(&body), object.sha256, "{}", object.key);
+            assert_eq!(body.len() as u64, object.size_bytes);
+        }
+    }
+    let mut names: Vec<&str> = manifests.iter().map(|m| m.file_name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "OSBS_029.tif",
+            "horse.png",
+            "right.jpg",
+            "short-ascii-II.jpg",
+            "sony-alpha-6000.jpg",
+            "test1.jpg"
+        ]
+    );
+    // Nothing was written for the refused files: 6 images × 6 objects + 6 manifests.
+    let written = walk(out.path());
+    assert_eq!(written, 6 * 7, "files under the output folder");
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() { walk(&path) } else { 1 }
+        })
+        .sum()
+}
+
+#[test]
+fn all_good_files_exit_zero() {
+    let out = tempfile::tempdir().unwrap();
+    let photo = fixtures().join("exif-0.6.0/test1.jpg");
+    let output = tessera(&[
+        "preprocess".as_ref(),
+        "--project".as_ref(),
+        "p".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        photo.as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let output = tessera(&["preprocess".as_ref(), "--help".as_ref()]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--project",
+        "--out",
+        "--date",
+        "--quality",
+        "--max-bytes",
+        "FILES_OR_DIRS",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = tessera(&[
+        "preprocess".as_ref(),
+        "--project".as_ref(),
+        "Bad_Name".as_ref(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+        "x".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("project name \"Bad_Name\" is invalid"),
+        "{stderr}"
+    );
+}
