@@ -1,2 +1,213 @@
-//! Placeholder, replaced below.
-fn main() {}
+//! The whole preprocessing pipeline on real photos, each stage alone, and the naive peer
+//! (the `image` crate alone: full decode, `imageops::resize`, `rotate90`…, encode).
+//!
+//! Run through `python3 core/benches/compare.py`, which adds the Pillow peer in the same run
+//! and writes BENCHMARKS.md. Photos come from `tests/fetch-fixtures.sh`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use criterion::{Criterion, criterion_group, criterion_main};
+use image::{DynamicImage, ImageDecoder, ImageEncoder, RgbImage, imageops};
+use tessera_core::keys::Project;
+use tessera_core::limits::{self, Limits};
+use tessera_core::pixels::{self, LETTERBOX_SIZE, Rotation};
+use tessera_core::{Options, Sha256Digest, exif, preprocess};
+
+const PHOTOS: [(&str, &str); 2] = [
+    ("sony-6000x4000", "exif-0.6.0/sony-alpha-6000.jpg"),
+    ("xiaomi-4208x3120", "exif-0.6.0/short-ascii-II.jpg"),
+];
+
+fn fetched(rel: &str) -> Vec<u8> {
+    let root = std::env::var_os("TESSERA_FIXTURES").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
+        PathBuf::from,
+    );
+    std::fs::read(root.join(rel)).expect("run `bash tests/fetch-fixtures.sh` first")
+}
+
+fn options() -> Options {
+    Options::new(
+        Project::new("bench").unwrap(),
+        "photo.jpg",
+        NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+    )
+}
+
+/// The same job with the `image` crate alone, as a first implementation would write it.
+fn naive_image_crate(bytes: &[u8]) -> Vec<String> {
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    let orientation = decoder.orientation().unwrap();
+    let mut img = DynamicImage::from_decoder(decoder).unwrap();
+    img.apply_orientation(orientation);
+    let rgb = img.into_rgb8();
+    let g = pixels::letterbox_geometry(rgb.width(), rgb.height(), LETTERBOX_SIZE);
+    let scaled = imageops::resize(
+        &rgb,
+        g.scaled_width,
+        g.scaled_height,
+        imageops::FilterType::Lanczos3,
+    );
+    let mut canvas = RgbImage::from_pixel(LETTERBOX_SIZE, LETTERBOX_SIZE, image::Rgb([255; 3]));
+    imageops::overlay(
+        &mut canvas,
+        &scaled,
+        i64::from(g.offset_x),
+        i64::from(g.offset_y),
+    );
+    let turns = [
+        canvas.clone(),
+        imageops::rotate270(&canvas),
+        imageops::rotate180(&canvas),
+        imageops::rotate90(&canvas),
+    ];
+    let mut digests = vec![Sha256Digest::of(bytes).hex];
+    for turn in &turns {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .write_image(
+                turn.as_raw(),
+                turn.width(),
+                turn.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+        digests.push(Sha256Digest::of(&jpeg).hex);
+    }
+    digests
+}
+
+fn whole_pipeline(c: &mut Criterion) {
+    let options = options();
+    for (name, rel) in PHOTOS {
+        let bytes = fetched(rel);
+        let mut group = c.benchmark_group(format!("pipeline/{name}"));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(8));
+        group.bench_function("tessera", |b| {
+            b.iter(|| preprocess(black_box(&bytes), &options).unwrap());
+        });
+        group.bench_function("naive-image-crate", |b| {
+            b.iter(|| naive_image_crate(black_box(&bytes)));
+        });
+        group.finish();
+    }
+}
+
+/// Each stage of `preprocess` alone, on the inputs the previous stage produced.
+fn stages(c: &mut Criterion) {
+    for (name, rel) in PHOTOS {
+        let bytes = fetched(rel);
+        let probe = limits::probe(&bytes, &Limits::DEFAULT).unwrap();
+        let orientation = exif::read_exif(&bytes).orientation.unwrap_or_default();
+        let target = pixels::letterbox_geometry(probe.width, probe.height, LETTERBOX_SIZE);
+        let min_size = Some((2 * target.scaled_width, 2 * target.scaled_height));
+        let stored = pixels::decode_rgb8(&bytes, &probe, min_size).unwrap();
+        let upright = orientation.apply(stored.clone());
+        let letterbox = pixels::letterbox(&upright, LETTERBOX_SIZE);
+        let turned: Vec<RgbImage> = Rotation::ALL[..3]
+            .iter()
+            .map(|r| r.apply(&letterbox))
+            .collect();
+        let bodies: Vec<Vec<u8>> = std::iter::once(&letterbox)
+            .chain(&turned)
+            .map(|img| pixels::encode_jpeg(img, 90).unwrap())
+            .collect();
+
+        let mut group = c.benchmark_group(format!("stage/{name}"));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(3));
+        group.bench_function("1-probe", |b| {
+            b.iter(|| limits::probe(black_box(&bytes), &Limits::DEFAULT));
+        });
+        group.bench_function("2-exif", |b| b.iter(|| exif::read_exif(black_box(&bytes))));
+        group.bench_function("3-decode", |b| {
+            b.iter(|| pixels::decode_rgb8(black_box(&bytes), &probe, min_size).unwrap());
+        });
+        group.bench_function("4-orient", |b| {
+            b.iter(|| orientation.apply(black_box(stored.clone())));
+        });
+        group.bench_function("5-letterbox", |b| {
+            b.iter(|| pixels::letterbox(black_box(&upright), LETTERBOX_SIZE));
+        });
+        group.bench_function("6-rotate", |b| {
+            b.iter(|| {
+                Rotation::ALL[..3]
+                    .iter()
+                    .map(|r| r.apply(black_box(&letterbox)))
+                    .collect::<Vec<_>>()
+            });
+        });
+        group.bench_function("7-encode", |b| {
+            b.iter(|| {
+                std::iter::once(&letterbox)
+                    .chain(&turned)
+                    .map(|img| pixels::encode_jpeg(black_box(img), 90).unwrap().len())
+                    .sum::<usize>()
+            });
+        });
+        group.bench_function("8-sha256", |b| {
+            b.iter(|| {
+                // The original, the four distinct bodies, and the letterbox again: processed/
+                // and 360-degree share its bytes but are hashed as separate objects.
+                std::iter::once(black_box(&bytes))
+                    .chain(&bodies)
+                    .chain(std::iter::once(&bodies[0]))
+                    .map(|body| Sha256Digest::of(body))
+                    .collect::<Vec<_>>()
+            });
+        });
+        group.finish();
+    }
+}
+
+/// How long a decompression bomb takes to refuse (header only).
+fn bomb_refusal(c: &mut Criterion) {
+    let mut png = Vec::new();
+    DynamicImage::ImageRgb8(RgbImage::new(1, 1))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = png_crc(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let mut jpeg = pixels::encode_jpeg(&RgbImage::new(8, 8), 90).unwrap();
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+    let options = options();
+    let mut group = c.benchmark_group("bomb");
+    group.bench_function("png-100000x100000", |b| {
+        b.iter(|| preprocess(black_box(&png), &options).unwrap_err());
+    });
+    group.bench_function("jpeg-65535x65535", |b| {
+        b.iter(|| preprocess(black_box(&jpeg), &options).unwrap_err());
+    });
+    group.finish();
+}
+
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+criterion_group!(benches, whole_pipeline, stages, bomb_refusal);
+criterion_main!(benches);

@@ -6,8 +6,7 @@
 use std::io::Cursor;
 
 use fast_image_resize as fir;
-use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageEncoder, RgbImage, imageops};
+use image::{DynamicImage, RgbImage, imageops};
 
 use crate::PreprocessError;
 use crate::limits::{ImageFormat, Probe};
@@ -387,20 +386,26 @@ impl Rotation {
     }
 }
 
-/// Encodes RGB8 as a baseline (sequential, Huffman) JPEG with 4:2:0 chroma subsampling at
-/// `quality` 1–100 (IJG quality scaling of the Annex K tables). Deterministic: the same pixels
-/// and quality give the same bytes on every platform.
+/// Encodes RGB8 as a baseline (sequential, Huffman) JPEG with 4:2:0 chroma subsampling, the
+/// standard Annex K Huffman tables and the Annex K quantisation tables scaled by IJG quality
+/// `quality` 1–100, using `jpeg-encoder` without its SIMD feature: integer code only, so the
+/// same pixels and quality give the same bytes on every platform.
 ///
 /// # Errors
-/// [`PreprocessError::Encode`] if the encoder fails (it does not for valid RGB8 input).
+/// [`PreprocessError::Encode`] if the encoder fails (it does not for images up to 65,535 px a
+/// side).
 pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, PreprocessError> {
+    let side =
+        |v: u32| u16::try_from(v).map_err(|_| PreprocessError::Encode(format!("{v} px side")));
     let mut out = Vec::with_capacity(32 * 1024);
-    JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
-        .write_image(
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    encoder
+        .encode(
             image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgb8,
+            side(image.width())?,
+            side(image.height())?,
+            jpeg_encoder::ColorType::Rgb,
         )
         .map_err(|e| PreprocessError::Encode(e.to_string()))?;
     Ok(out)

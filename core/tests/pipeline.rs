@@ -569,28 +569,28 @@ fn golden_derivatives_of_real_photos() {
         (
             "exif-0.6.0/sony-alpha-6000.jpg",
             [
-                "3d960760469540efcc5bbf25945310e7e5e2b9b1818cf7040b811f5da65c80a7",
-                "a03614af9e29d8112f30c37b0c23f137da7518357755610f1cf9be5642e91041",
-                "03ed4146663f82a479b01de1e01a818797194fa6b2a10bcf614f91fddca2ad13",
-                "844f72b585a0e355ec0c59248b12fe8918e1dd39192db11b7cf0d7eae51a3687",
+                "eea868b815e3d0723de5c9d918b429a6d94781379b0b5ce72914f8d7f4c54df4",
+                "4a0c9b100809e7d99c43c8dadce88520c6c1cfe3a92ea843ab1fbf98497429ad",
+                "6fc3cc3a8a8dc1dce87daa7d40ec9888b2c53f217f6b5a8464d62d59ef5086cd",
+                "51a347e3e6bb801404e7bc649b1e925243c295881db11f04821afd9c1f99b905",
             ],
         ),
         (
             "exif-0.6.0/short-ascii-II.jpg",
             [
-                "51e5dfbaa06f0edbbac3653e5f5987fec028b450bffce5fa3049e77992a4be48",
-                "c3878c43ec32b1fa27500f7b9dfbe4494408d7e0d460e18f38530acaa4a307e6",
-                "ce73f03267c85fc49d63e3daae18bf5a12f25f245347e7932f0d1f8c04f0e2e3",
-                "311e4f9f9b0d6e2a86ca11c3a6feadcc9e31b7510c2d47a2d1c1c7d38f8cadac",
+                "74be19fb0c329fa0609365240db444dc1eb6d764bb77f7f4949ecba5d2412b28",
+                "c196a89d39ed8c55bca33c03c883609b0efe49103b53c4c12e1674be8360d5e4",
+                "c8d6e04105c912cfef4ed33f97727be11181add7728cdeea6b096771e3b19a26",
+                "e9ccd751a0a1c712dec5710f331fd0d5eba537f7754788e7bb245c6062d3668f",
             ],
         ),
         (
             "deepforest-2.1.0/AWPE Pigeon Lake 2020 DJI_0005.JPG",
             [
-                "b2a3a09380c0e850b49a453891c23d396217d3b14fe7a7aa5d496854d4b9a5fb",
-                "c4bd4d39710ae9180db2149e605e21f1d54835a7d041b5eb1d744213e1783613",
-                "05128f68c81a0f79efa0c4c1646835efcf395408794e6c8014349b0d80135494",
-                "6a870421fbcf80a9b986c081186e7912a5037910c572efaecceaabb5144e26c8",
+                "27de4acbef6f9600a040b858461a4a72046399a5a6770f0859cdded976f4e2c4",
+                "9f170ac336ca5f14aeb3cd9aef1a5067a11f478dc85b8bc012ac173eacb1689c",
+                "e7ee3d2c8a71775104e8a8b9cd42d92fe6d10c2b037d58789e6441e7dbd01306",
+                "ddc894fc779ffb38a3bcab2efe87598da14ec3acca3aeb4130011942fa80140a",
             ],
         ),
     ];

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every test of the project, from a fresh machine of this kind or a warm one. `.ci/run` calls
+# this; so can you. Installs what it needs (idempotently), fetches the real test data, then
+# checks formatting, lints, the wasm32 build of tessera-core, and runs all test suites.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown >/dev/null
+
+step "fixtures"
+bash tests/fetch-fixtures.sh >/dev/null
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tessera-core builds for wasm32-unknown-unknown"
+cargo build -p tessera-core --target wasm32-unknown-unknown --locked
+
+step "cargo test"
+cargo test --workspace --locked
