@@ -89,7 +89,7 @@ fn preprocess(args: &PreprocessArgs) -> anyhow::Result<ExitCode> {
         max_side_px: args.max_side_px,
         max_pixels: args.max_pixels,
     };
-    let files = collect_inputs(&args.inputs)?;
+    let files = collect_inputs(&args.inputs);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 

@@ -4,7 +4,7 @@
 //! `{out}/metadata/{project}/{image_id}.json`, so it can be synced to a bucket as it is.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -30,14 +30,13 @@ pub enum FileError {
 /// Files named directly are always taken. Folders are walked recursively, in name order,
 /// taking every regular file except hidden ones (`.DS_Store`, `.git/…`): the type is decided by
 /// content later, so a photo named `.dat` is still processed and a stray PDF is reported.
-///
-/// # Errors
-/// A path that does not exist or a folder that cannot be listed.
-pub fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// A path that does not exist or cannot be listed is returned as it is, so that it fails alone
+/// in [`process_file`] with the operating system's reason, and the rest of the batch goes on.
+#[must_use]
+pub fn collect_inputs(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-        if !meta.is_dir() {
+        if !path.is_dir() {
             files.push(path.clone());
             continue;
         }
@@ -47,13 +46,14 @@ pub fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walker {
-            let entry = entry.with_context(|| format!("listing {}", path.display()))?;
-            if entry.file_type().is_file() {
-                files.push(entry.into_path());
+            match entry {
+                Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
+                Ok(_) => {}
+                Err(e) => files.extend(e.path().map(Path::to_path_buf)),
             }
         }
     }
-    Ok(files)
+    files
 }
 
 /// Reads, preprocesses and writes one file. `options.file_name` is replaced by the file's name.
@@ -95,10 +95,17 @@ pub fn write_objects(out: &Path, original: &[u8], derived: &Derivatives) -> anyh
     write(&out.join(&manifest.metadata_key), &json)
 }
 
-/// Keys come from tessera-core's validated components, so joining them cannot leave `out`.
+/// Writes `body` at `path` atomically (a temporary file in the same folder, then a rename), so
+/// a crash or a concurrent writer of the same key never leaves a half-written object. Keys come
+/// from tessera-core's validated components, so joining them cannot leave `out`.
 fn write(path: &Path, body: &[u8]) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    fs::write(path, body).with_context(|| format!("writing {}", path.display()))
+    let parent = path.parent().context("object path has no folder")?;
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    file.write_all(body)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
 }

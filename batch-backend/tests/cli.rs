@@ -45,6 +45,8 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
     let dji = std::fs::read(fixtures().join("deepforest-2.1.0/AWPE Pigeon Lake 2020 DJI_0005.JPG"))
         .unwrap();
     std::fs::write(input.path().join("sub/cut.jpg"), &dji[..dji.len() / 2]).unwrap();
+    // And a path on the command line that does not exist.
+    let missing = input.path().join("missing.jpg");
 
     let output = tessera(&[
         "preprocess".as_ref(),
@@ -55,6 +57,7 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
         "--out".as_ref(),
         out.path().as_os_str(),
         input.path().as_os_str(),
+        missing.as_os_str(),
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -63,8 +66,15 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
         Some(1),
         "stdout: {stdout}\nstderr: {stderr}"
     );
-    assert!(stdout.contains("6 of 8 files preprocessed"), "{stdout}");
-    assert!(stderr.contains("2 failed:"), "{stderr}");
+    assert!(stdout.contains("6 of 9 files preprocessed"), "{stdout}");
+    assert!(stderr.contains("3 failed:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: cannot read: No such file or directory",
+            missing.display()
+        )),
+        "{stderr}"
+    );
     let notes = input.path().join("notes.jpg");
     assert!(
         stderr.contains(&format!(

@@ -104,7 +104,7 @@ def machine():
     def locked(name):
         return re.search('name = "' + name + '"\nversion = "([^"]+)"', lock).group(1)
     versions = ", ".join(f"{name} {locked(name)}" for name in
-                         ("jpeg-decoder", "fast_image_resize", "image", "kamadak-exif", "sha2"))
+                         ("jpeg-decoder", "jpeg-encoder", "fast_image_resize", "image", "kamadak-exif", "sha2"))
     import PIL
     return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; {rustc}; "
             f"{versions}; Python {platform.python_version()}, Pillow {PIL.__version__}")

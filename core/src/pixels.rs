@@ -65,8 +65,8 @@ pub fn letterbox_geometry(width: u32, height: u32, size: u32) -> LetterboxGeomet
     }
 }
 
-/// Decodes to upright-agnostic 8-bit RGB in the stored orientation, compositing any alpha
-/// channel on white.
+/// Decodes to 8-bit RGB in the stored orientation (EXIF orientation not yet applied),
+/// compositing any alpha channel on white.
 ///
 /// `min_size`: when set, a JPEG is decoded at the smallest DCT scale (1/1, 1/2, 1/4 or 1/8,
 /// ITU-T T.81 scaled IDCT, as libjpeg's `scale_denom` and Pillow's `draft`) whose width and
