@@ -554,6 +554,50 @@ fn grey_sixteen_bit_and_alpha_pngs_become_rgb_on_white() {
     assert!(horse.pixels().any(|p| p.0 != LETTERBOX_FILL));
 }
 
+#[test]
+fn palette_png_with_transparency_becomes_rgb_on_white() {
+    // 4×1 indexed PNG: red, green, a half-transparent blue, and a fully transparent entry.
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, 4, 1);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]);
+    encoder.set_trns(vec![255, 255, 128, 0]);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&[0, 1, 2, 3]).unwrap();
+    writer.finish().unwrap();
+    let rgb = decode_upright(&bytes);
+    assert_eq!(
+        rgb.as_raw(),
+        &[255, 0, 0, 0, 255, 0, 127, 127, 255, 255, 255, 255]
+    );
+}
+
+#[test]
+fn malformed_exif_never_fails_the_image() {
+    // test1.jpg with its EXIF IFD0 offset pointed past the end of the segment.
+    let mut bytes = fetched("exif-0.6.0/test1.jpg");
+    let tiff = bytes.windows(6).position(|w| w == b"Exif\0\0").unwrap() + 6;
+    let big_endian = &bytes[tiff..tiff + 2] == b"MM";
+    let offset = if big_endian {
+        0x7FFF_FFF0u32.to_be_bytes()
+    } else {
+        0x7FFF_FFF0u32.to_le_bytes()
+    };
+    bytes[tiff + 4..tiff + 8].copy_from_slice(&offset);
+    assert_eq!(
+        read_exif(&bytes),
+        tessera_core::exif::ExifMetadata::default()
+    );
+    let derived = preprocess(&bytes, &options("test1.jpg")).unwrap();
+    assert_eq!(derived.manifest.date_source, DateSource::Upload);
+    // The pixels are untouched: the same derivatives as the intact file.
+    let intact = preprocess(&fetched("exif-0.6.0/test1.jpg"), &options("test1.jpg")).unwrap();
+    assert_eq!(derived.bodies, intact.bodies);
+    // And the exif package's own "evil" sample is read without failing.
+    assert!(preprocess(&fetched("exif-0.6.0/evil1.jpg"), &options("evil1.jpg")).is_ok());
+}
+
 // ---------------------------------------------------------------- derivatives
 
 fn sha(bytes: &[u8]) -> String {
