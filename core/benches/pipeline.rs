@@ -4,13 +4,16 @@
 //! Run through `python3 core/benches/compare.py`, which adds the Pillow peer in the same run
 //! and writes BENCHMARKS.md. Photos come from `tests/fetch-fixtures.sh`.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::{DynamicImage, ImageDecoder, ImageEncoder, RgbImage, imageops};
+use support::{fetched, jpeg_bomb, png_bomb};
 use tessera_core::keys::Project;
 use tessera_core::limits::{self, Limits};
 use tessera_core::pixels::{self, LETTERBOX_SIZE, Rotation};
@@ -20,14 +23,6 @@ const PHOTOS: [(&str, &str); 2] = [
     ("sony-6000x4000", "exif-0.6.0/sony-alpha-6000.jpg"),
     ("xiaomi-4208x3120", "exif-0.6.0/short-ascii-II.jpg"),
 ];
-
-fn fetched(rel: &str) -> Vec<u8> {
-    let root = std::env::var_os("TESSERA_FIXTURES").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
-        PathBuf::from,
-    );
-    std::fs::read(root.join(rel)).expect("run `bash tests/fetch-fixtures.sh` first")
-}
 
 fn options() -> Options {
     Options::new(
@@ -172,17 +167,8 @@ fn stages(c: &mut Criterion) {
 
 /// How long a decompression bomb takes to refuse (header only).
 fn bomb_refusal(c: &mut Criterion) {
-    let mut png = Vec::new();
-    DynamicImage::ImageRgb8(RgbImage::new(1, 1))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-    let crc = png_crc(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
-    let mut jpeg = pixels::encode_jpeg(&RgbImage::new(8, 8), 90).unwrap();
-    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+    let png = png_bomb(100_000, 100_000);
+    let jpeg = jpeg_bomb(65_535, 65_535);
     let options = options();
     let mut group = c.benchmark_group("bomb");
     group.bench_function("png-100000x100000", |b| {
@@ -192,21 +178,6 @@ fn bomb_refusal(c: &mut Criterion) {
         b.iter(|| preprocess(black_box(&jpeg), &options).unwrap_err());
     });
     group.finish();
-}
-
-fn png_crc(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 criterion_group!(benches, whole_pipeline, stages, bomb_refusal);

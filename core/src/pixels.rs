@@ -418,26 +418,17 @@ mod tests {
 
     #[test]
     fn geometry_of_common_shapes() {
-        let g = letterbox_geometry(6000, 4000, 256);
-        assert_eq!(
-            (g.scaled_width, g.scaled_height, g.offset_x, g.offset_y),
-            (256, 171, 0, 42)
-        );
-        let g = letterbox_geometry(4000, 6000, 256);
-        assert_eq!(
-            (g.scaled_width, g.scaled_height, g.offset_x, g.offset_y),
-            (171, 256, 42, 0)
-        );
-        let g = letterbox_geometry(10, 10, 256);
-        assert_eq!(
-            (g.scaled_width, g.scaled_height, g.offset_x, g.offset_y),
-            (256, 256, 0, 0)
-        );
-        let g = letterbox_geometry(100_000, 1, 256);
-        assert_eq!(
-            (g.scaled_width, g.scaled_height, g.offset_x, g.offset_y),
-            (256, 1, 0, 127)
-        );
+        // (width, height) → (scaled_width, scaled_height, offset_x, offset_y)
+        for (size, want) in [
+            ((6000, 4000), (256, 171, 0, 42)),
+            ((4000, 6000), (171, 256, 42, 0)),
+            ((10, 10), (256, 256, 0, 0)),
+            ((100_000, 1), (256, 1, 0, 127)),
+        ] {
+            let g = letterbox_geometry(size.0, size.1, 256);
+            let got = (g.scaled_width, g.scaled_height, g.offset_x, g.offset_y);
+            assert_eq!(got, want, "{size:?}");
+        }
     }
 
     fn random_image(width: u32, height: u32, seed: u64) -> RgbImage {

@@ -1,32 +1,19 @@
 //! tessera-core on real files: the packages of ../shared/DATA.md, fetched by
 //! `tests/fetch-fixtures.sh`, plus the small committed fixtures in `tests/fixtures/`.
 
+mod support;
+
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use image::RgbImage;
 use serde_json::Value;
+use support::{fetched, jpeg_bomb, png_bomb};
 use tessera_core::exif::{Orientation, read_exif};
 use tessera_core::keys::Project;
 use tessera_core::limits::{self, ImageFormat, Limits};
 use tessera_core::pixels::{self, LETTERBOX_FILL, LETTERBOX_SIZE};
 use tessera_core::{DateSource, ObjectKind, Options, PreprocessError, preprocess};
-
-/// A fetched fixture: `{package}-{version}/{file}` under `$TESSERA_FIXTURES`
-/// (default `~/.cache/tessera/fixtures`).
-fn fetched(rel: &str) -> Vec<u8> {
-    let root = std::env::var_os("TESSERA_FIXTURES").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
-        PathBuf::from,
-    );
-    let path = root.join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run `bash tests/fetch-fixtures.sh` first",
-            path.display()
-        )
-    })
-}
 
 /// A committed fixture from `tests/fixtures/`.
 fn committed(name: &str) -> Vec<u8> {
@@ -299,48 +286,6 @@ fn all_eight_orientations_give_the_exact_upright_pixels() {
 }
 
 // ---------------------------------------------------------------- limits
-
-fn crc32(bytes: &[u8]) -> u32 {
-    // CRC-32/ISO-HDLC as PNG uses (ISO 15948 Annex D), bitwise.
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A real 1×1 PNG whose IHDR then claims `width × height` (CRC fixed), a classic bomb shape.
-fn png_bomb(width: u32, height: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(RgbImage::new(1, 1))
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes[16..20].copy_from_slice(&width.to_be_bytes());
-    bytes[20..24].copy_from_slice(&height.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    bytes
-}
-
-/// A real 8×8 JPEG whose SOF0 then claims `width × height` (JPEG sides are 16-bit, so 65,535
-/// is the largest claim possible).
-fn jpeg_bomb(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = pixels::encode_jpeg(&RgbImage::new(8, 8), 90).unwrap();
-    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
-}
 
 #[test]
 fn decompression_bombs_are_refused_from_the_header() {
