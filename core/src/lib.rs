@@ -24,6 +24,7 @@ pub mod exif;
 pub mod keys;
 pub mod limits;
 pub mod pixels;
+pub mod presign;
 
 use base64::Engine as _;
 use chrono::NaiveDate;
