@@ -20,6 +20,7 @@
 //! 8. [`Sha256Digest`] of the original and each derivative.
 //! 9. [`Manifest`]: keys from [`keys::ObjectNaming`], sizes, checksums, EXIF.
 
+pub mod api;
 pub mod exif;
 pub mod keys;
 pub mod limits;
