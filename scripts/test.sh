@@ -21,8 +21,8 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tessera-core builds for wasm32-unknown-unknown"
-cargo build -p tessera-core --target wasm32-unknown-unknown --locked
+step "tessera-core and the edge router build for wasm32-unknown-unknown"
+cargo build -p tessera-core -p tessera-edge --target wasm32-unknown-unknown --locked
 
 step "cargo test"
 cargo test --workspace --locked

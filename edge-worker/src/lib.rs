@@ -1,0 +1,654 @@
+//! # tessera-edge
+//!
+//! Tessera's public HTTP API, one router for two hosts: the Cloudflare Workers runtime and the
+//! native tokio host of the local stack ([`native`]). [`Edge::handle`] takes an
+//! `http::Request` and returns an `http::Response`; everything the router needs from its host
+//! (the metadata [`Store`], [`Outbound`] HTTP, the clock and ids) is passed in, and every rule
+//! comes from [`tessera_core::api`].
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | liveness, no auth |
+//! | `POST /v1/uploads` | validate manifests, decide keys, presign one PUT per object |
+//! | `POST /v1/uploads/{id}/complete` | HEAD-verify every object, write sidecars, record, trigger a job; idempotent |
+//! | `GET /v1/images?project=&from=&to=&bbox=&limit=&cursor=` | search by date and place, keyset-paginated |
+//! | `GET /v1/images/{id}` | one record with short-lived presigned GET URLs |
+//! | `GET /v1/jobs/{id}` | the batch backend's job status, passed through |
+//!
+//! Errors are JSON `{code, message}`: 4xx with a stable `code` for the client's mistakes, 5xx
+//! logged with details and answered without them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::json;
+use tessera_core::Manifest;
+use tessera_core::api::{
+    ImageQuery, SearchCursor, TokenBucket, UploadPolicy, UploadRequest, api_key_hash,
+    parse_image_query, plan_upload,
+};
+use tessera_core::keys::ImageId;
+use tessera_core::presign::{Method, PresignedRequest, StorageTarget};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod sqlite;
+
+/// The SQL migrations, in order: applied to D1 by wrangler and to SQLite by [`sqlite`].
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+
+/// Everything the edge is configured with. See the README for the environment variables.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where objects live and the credentials to presign for them.
+    pub storage: StorageTarget,
+    /// Upload limits and URL validity.
+    pub policy: UploadPolicy,
+    /// Validity of the GET URLs in `GET /v1/images/{id}`.
+    pub get_expires_in: Duration,
+    /// SHA-256 hex of each accepted API key ([`api_key_hash`]).
+    pub api_key_hashes: Vec<String>,
+    /// Origins allowed by CORS, e.g. `http://127.0.0.1:8080`; `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Per-key burst size.
+    pub rate_burst: f64,
+    /// Per-key sustained requests per second.
+    pub rate_per_second: f64,
+    /// The batch backend: jobs are created with `POST {url}/v1/jobs` and read with
+    /// `GET {url}/v1/jobs/{id}`, both with `Authorization: Bearer {service_token}`.
+    pub backend_url: String,
+    /// The service token for the backend.
+    pub backend_token: String,
+}
+
+/// A failure of the host's storage layer; logged, answered as 500.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+/// One stored upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    /// The project.
+    pub project: String,
+    /// The planned manifests.
+    pub manifests: Vec<Manifest>,
+    /// Whether `complete` has recorded it.
+    pub completed: bool,
+    /// The triggered job, once there is one.
+    pub job_id: Option<String>,
+}
+
+/// The metadata store: D1 on Workers, SQLite natively, same SQL ([`MIGRATIONS`]).
+pub trait Store {
+    /// Records a planned upload.
+    fn create_upload(
+        &self,
+        upload_id: &str,
+        project: &str,
+        manifests: &[Manifest],
+        now_s: u64,
+    ) -> impl Future<Output = Result<(), HostError>>;
+    /// One upload, if it exists.
+    fn upload(&self, upload_id: &str)
+    -> impl Future<Output = Result<Option<UploadRow>, HostError>>;
+    /// Inserts the images and marks the upload completed, atomically. `Ok(false)` when it was
+    /// already completed (nothing is written twice).
+    fn complete_upload(
+        &self,
+        upload_id: &str,
+        now_s: u64,
+    ) -> impl Future<Output = Result<bool, HostError>>;
+    /// Sets the job of a completed upload if it has none; `Ok(false)` if it had one.
+    fn set_job(
+        &self,
+        upload_id: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<bool, HostError>>;
+    /// Images matching the query, ordered by (date, id), at most `query.limit + 1`.
+    fn search(&self, query: &ImageQuery) -> impl Future<Output = Result<Vec<Manifest>, HostError>>;
+    /// One image's record.
+    fn image(&self, image_id: &str) -> impl Future<Output = Result<Option<Manifest>, HostError>>;
+}
+
+/// Outgoing HTTP: `fetch` on Workers, reqwest natively.
+pub trait Outbound {
+    /// Sends a request and returns the whole response; `Err` only for transport failures.
+    fn send(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<Response<Vec<u8>>, HostError>>;
+}
+
+/// The router with its host's parts. One per process (natively) or isolate (Workers); the rate
+/// limiter's buckets live here, so on Workers the limit is per isolate.
+pub struct Edge<S, O> {
+    config: Config,
+    store: S,
+    outbound: O,
+    buckets: RefCell<HashMap<String, TokenBucket>>,
+}
+
+/// An API error: status, stable code, human message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        eprintln!("tessera-edge: {context}: {error}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        Self::internal("store", &e)
+    }
+}
+
+type ApiResult = Result<Response<Bytes>, ApiError>;
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+    let body = serde_json::to_vec(body).expect("API bodies serialise");
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn unix_s(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One object in the answer to `POST /v1/uploads`.
+#[derive(Serialize)]
+struct UploadTarget<'a> {
+    image_id: &'a str,
+    kind: tessera_core::ObjectKind,
+    key: &'a str,
+    #[serde(flatten)]
+    request: PresignedRequest,
+}
+
+impl<S: Store, O: Outbound> Edge<S, O> {
+    /// The router over its store and outbound HTTP.
+    pub fn new(config: Config, store: S, outbound: O) -> Self {
+        Self {
+            config,
+            store,
+            outbound,
+            buckets: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Answers one request at `now`; `new_id` makes upload and image ids (a UUID, natively).
+    pub async fn handle(
+        &self,
+        request: Request<Bytes>,
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Response<Bytes> {
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let mut response = if request.method() == HttpMethod::OPTIONS {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        } else {
+            match self.route(request, now, new_id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut body = json!({ "code": e.code, "message": e.message });
+                    if let Some(details) = e.details {
+                        body["objects"] = details;
+                    }
+                    json_response(e.status, &body)
+                }
+            }
+        };
+        self.cors(origin, response.headers_mut());
+        response
+    }
+
+    fn cors(&self, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+        let Some(origin) = origin else { return };
+        let allowed = self
+            .config
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || origin.to_str().is_ok_and(|v| v.eq_ignore_ascii_case(o)));
+        if !allowed {
+            return;
+        }
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+
+    async fn route(
+        &self,
+        request: Request<Bytes>,
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> ApiResult {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = request.method().clone();
+        if (method.clone(), segments.as_slice()) == (HttpMethod::GET, &["health"][..]) {
+            return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
+        }
+        self.authorize(request.headers(), now)?;
+        if request.body().len() > self.config.max_body_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body is {} bytes; the limit is {}",
+                    request.body().len(),
+                    self.config.max_body_bytes
+                ),
+            ));
+        }
+        match (method, segments.as_slice()) {
+            (HttpMethod::POST, ["v1", "uploads"]) => {
+                self.create_upload(request.body(), now, new_id).await
+            }
+            (HttpMethod::POST, ["v1", "uploads", id, "complete"]) => {
+                self.complete_upload(id, now).await
+            }
+            (HttpMethod::GET, ["v1", "images"]) => {
+                self.search(request.uri().query().unwrap_or_default()).await
+            }
+            (HttpMethod::GET, ["v1", "images", id]) => self.image(id, now).await,
+            (HttpMethod::GET, ["v1", "jobs", id]) => self.job(id).await,
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route for {path}"),
+            )),
+        }
+    }
+
+    /// Bearer API key, compared by SHA-256; then the key's token bucket.
+    fn authorize(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send `Authorization: Bearer <API key>`",
+                )
+            })?;
+        let hash = api_key_hash(token.trim());
+        if !self.config.api_key_hashes.contains(&hash) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API key",
+            ));
+        }
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut buckets = self.buckets.borrow_mut();
+        let bucket = buckets.entry(hash).or_insert_with(|| {
+            TokenBucket::new(self.config.rate_burst, self.config.rate_per_second, now_s)
+        });
+        bucket.try_take(now_s).map_err(|wait_s| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {wait_s:.1} s"),
+            )
+        })
+    }
+
+    fn presign(
+        &self,
+        method: Method,
+        key: &str,
+        headers: &[(&str, &str)],
+        expires_in: Duration,
+        now: SystemTime,
+    ) -> Result<PresignedRequest, ApiError> {
+        self.config
+            .storage
+            .presign(method, key, headers, expires_in, now)
+            .map_err(|e| ApiError::internal("presign", &e))
+    }
+
+    async fn create_upload(
+        &self,
+        body: &[u8],
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> ApiResult {
+        let request: UploadRequest = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("request body: {e}"),
+            )
+        })?;
+        let today = chrono::DateTime::<chrono::Utc>::from(now).date_naive();
+        let mut image_id = || ImageId::new(new_id()).expect("hosts make ids in [a-z0-9-]");
+        let manifests = plan_upload(&request, &self.config.policy, &mut image_id, today)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        let upload_id = new_id();
+        self.store
+            .create_upload(&upload_id, &request.project, &manifests, unix_s(now))
+            .await?;
+        let mut objects = Vec::new();
+        for manifest in &manifests {
+            for object in &manifest.objects {
+                let headers = object.put_headers();
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let request = self.presign(
+                    Method::Put,
+                    &object.key,
+                    &headers,
+                    self.config.policy.expires_in,
+                    now,
+                )?;
+                objects.push(UploadTarget {
+                    image_id: manifest.image_id.as_str(),
+                    kind: object.kind,
+                    key: &object.key,
+                    request,
+                });
+            }
+        }
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({ "upload_id": upload_id, "objects": objects }),
+        ))
+    }
+
+    async fn complete_upload(&self, upload_id: &str, now: SystemTime) -> ApiResult {
+        let upload = self.store.upload(upload_id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "upload_not_found",
+                format!("no upload {upload_id}"),
+            )
+        })?;
+        if !upload.completed {
+            self.verify_objects(&upload.manifests, now).await?;
+            for manifest in &upload.manifests {
+                self.put_sidecar(manifest, now).await?;
+            }
+            self.store.complete_upload(upload_id, unix_s(now)).await?;
+        }
+        let job_id = match upload.job_id {
+            Some(job_id) => job_id,
+            None => {
+                let job_id = self.trigger_job(upload_id, &upload).await?;
+                if !self.store.set_job(upload_id, &job_id).await? {
+                    // A concurrent completion triggered first; report the recorded job.
+                    let row = self.store.upload(upload_id).await?;
+                    row.and_then(|r| r.job_id).unwrap_or(job_id)
+                } else {
+                    job_id
+                }
+            }
+        };
+        let images: Vec<&str> = upload
+            .manifests
+            .iter()
+            .map(|m| m.image_id.as_str())
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "upload_id": upload_id, "job_id": job_id, "images": images }),
+        ))
+    }
+
+    /// Signed HEAD of every object: present, the declared size, the declared SHA-256.
+    async fn verify_objects(
+        &self,
+        manifests: &[Manifest],
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        for object in manifests.iter().flat_map(|m| &m.objects) {
+            let head =
+                self.presign(Method::Head, &object.key, &[], Duration::from_secs(60), now)?;
+            let request = Request::builder()
+                .method(HttpMethod::HEAD)
+                .uri(&head.url)
+                .header("x-amz-checksum-mode", "ENABLED")
+                .body(Vec::new())
+                .expect("valid request");
+            let response = self.outbound.send(request).await?;
+            let problem = match response.status() {
+                StatusCode::NOT_FOUND => Some("missing".to_owned()),
+                s if !s.is_success() => {
+                    return Err(ApiError::internal(
+                        "HEAD",
+                        &format!("{} answered {s}", object.key),
+                    ));
+                }
+                _ => {
+                    let header =
+                        |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+                    let size = header("content-length").and_then(|v| v.parse::<u64>().ok());
+                    let checksum = header("x-amz-checksum-sha256");
+                    if size != Some(object.size_bytes) {
+                        Some(format!(
+                            "size {} instead of {}",
+                            size.map_or("unknown".into(), |s| s.to_string()),
+                            object.size_bytes
+                        ))
+                    } else if checksum != Some(object.sha256.base64.as_str()) {
+                        Some(format!(
+                            "sha256 {} instead of {}",
+                            checksum.unwrap_or("unknown"),
+                            object.sha256.base64
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(problem) = problem {
+                problems.push(json!({ "key": object.key, "problem": problem }));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut error = ApiError::new(
+            StatusCode::CONFLICT,
+            "objects_not_uploaded",
+            format!(
+                "{} objects are missing or differ from what was declared",
+                problems.len()
+            ),
+        );
+        error.details = Some(problems.into());
+        Err(error)
+    }
+
+    async fn put_sidecar(&self, manifest: &Manifest, now: SystemTime) -> Result<(), ApiError> {
+        let body = serde_json::to_vec_pretty(manifest).expect("manifests serialise");
+        let put = self.presign(
+            Method::Put,
+            &manifest.metadata_key,
+            &[("content-type", "application/json")],
+            Duration::from_secs(60),
+            now,
+        )?;
+        let request = Request::builder()
+            .method(HttpMethod::PUT)
+            .uri(&put.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("valid request");
+        let response = self.outbound.send(request).await?;
+        if !response.status().is_success() {
+            return Err(ApiError::internal(
+                "sidecar PUT",
+                &format!("{} answered {}", manifest.metadata_key, response.status()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn trigger_job(&self, upload_id: &str, upload: &UploadRow) -> Result<String, ApiError> {
+        let body = json!({
+            "upload_id": upload_id,
+            "project": upload.project,
+            "images": upload.manifests.iter().map(|m| json!({
+                "image_id": m.image_id, "metadata_key": m.metadata_key, "original_key": m.objects[0].key,
+            })).collect::<Vec<_>>(),
+        });
+        let request = Request::builder()
+            .method(HttpMethod::POST)
+            .uri(format!(
+                "{}/v1/jobs",
+                self.config.backend_url.trim_end_matches('/')
+            ))
+            .header("content-type", "application/json")
+            .header(
+                "authorization",
+                format!("Bearer {}", self.config.backend_token),
+            )
+            .body(serde_json::to_vec(&body).expect("serialises"))
+            .expect("valid request");
+        let response = self.outbound.send(request).await?;
+        let job: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
+        match (response.status().is_success(), job["job_id"].as_str()) {
+            (true, Some(id)) => Ok(id.to_owned()),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "job_trigger_failed",
+                "the batch backend did not accept the job; complete again to retry",
+            )),
+        }
+    }
+
+    async fn search(&self, query: &str) -> ApiResult {
+        let query = parse_image_query(form_urlencoded::parse(query.as_bytes()))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        let mut images = self.store.search(&query).await?;
+        let next_cursor = if images.len() > query.limit as usize {
+            images.truncate(query.limit as usize);
+            images.last().map(|m| {
+                SearchCursor {
+                    date: m.date,
+                    image_id: m.image_id.clone(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "images": images, "next_cursor": next_cursor }),
+        ))
+    }
+
+    async fn image(&self, image_id: &str, now: SystemTime) -> ApiResult {
+        let manifest = self.store.image(image_id).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "image_not_found",
+                format!("no image {image_id}"),
+            )
+        })?;
+        let mut urls = serde_json::Map::new();
+        for object in &manifest.objects {
+            let get = self.presign(
+                Method::Get,
+                &object.key,
+                &[],
+                self.config.get_expires_in,
+                now,
+            )?;
+            urls.insert(
+                object.key.clone(),
+                json!({ "url": get.url, "expires_at": unix_s(get.expires_at) }),
+            );
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "image": manifest, "downloads": urls }),
+        ))
+    }
+
+    async fn job(&self, job_id: &str) -> ApiResult {
+        let request = Request::builder()
+            .method(HttpMethod::GET)
+            .uri(format!(
+                "{}/v1/jobs/{}",
+                self.config.backend_url.trim_end_matches('/'),
+                form_urlencoded::byte_serialize(job_id.as_bytes()).collect::<String>()
+            ))
+            .header(
+                "authorization",
+                format!("Bearer {}", self.config.backend_token),
+            )
+            .body(Vec::new())
+            .expect("valid request");
+        let response = self.outbound.send(request).await?;
+        let (parts, body) = response.into_parts();
+        let mut answer = Response::new(Bytes::from(body));
+        *answer.status_mut() = parts.status;
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            answer
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, ct.clone());
+        }
+        Ok(answer)
+    }
+}

@@ -1,0 +1,226 @@
+//! The native [`Store`]: SQLite through rusqlite, schema from [`MIGRATIONS`]. Every value is a
+//! bound parameter; the only SQL text is below.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tessera_core::Manifest;
+use tessera_core::api::ImageQuery;
+
+use crate::{HostError, MIGRATIONS, Store, UploadRow};
+
+/// SQLite metadata store. Calls run on the caller's thread (they take microseconds to a few
+/// milliseconds); the native host is single-threaded per process, like a Workers isolate.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+fn host(e: impl std::fmt::Display) -> HostError {
+    HostError(format!("sqlite: {e}"))
+}
+
+/// Images, keyset-paginated on (acquired_on, image_id). A NULL parameter disables its filter.
+/// ?4..?7 is the bounding box; a box with min_lon > max_lon crosses the antimeridian.
+const SEARCH: &str = "
+SELECT manifest FROM images
+WHERE (?1 IS NULL OR project = ?1)
+  AND (?2 IS NULL OR acquired_on >= ?2)
+  AND (?3 IS NULL OR acquired_on <= ?3)
+  AND (?4 IS NULL OR (
+        latitude BETWEEN ?5 AND ?7
+        AND CASE WHEN ?4 <= ?6 THEN longitude BETWEEN ?4 AND ?6
+                 ELSE (longitude >= ?4 OR longitude <= ?6) END))
+  AND (?8 IS NULL OR acquired_on > ?8 OR (acquired_on = ?8 AND image_id > ?9))
+ORDER BY acquired_on, image_id
+LIMIT ?10";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub fn open(path: &Path) -> Result<Self, HostError> {
+        Self::migrate(Connection::open(path).map_err(host)?)
+    }
+
+    /// An in-memory database, for tests and benchmarks.
+    ///
+    /// # Errors
+    /// When a migration fails.
+    pub fn in_memory() -> Result<Self, HostError> {
+        Self::migrate(Connection::open_in_memory().map_err(host)?)
+    }
+
+    fn migrate(connection: Connection) -> Result<Self, HostError> {
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;
+                 CREATE TABLE IF NOT EXISTS d1_migrations (
+                   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,
+                   applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL);",
+            )
+            .map_err(host)?;
+        for (name, sql) in MIGRATIONS {
+            let applied: bool = connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM d1_migrations WHERE name = ?1)",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(host)?;
+            if !applied {
+                connection.execute_batch(sql).map_err(host)?;
+                connection
+                    .execute("INSERT INTO d1_migrations (name) VALUES (?1)", [name])
+                    .map_err(host)?;
+            }
+        }
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HostError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| HostError("sqlite: poisoned".into()))?;
+        f(&mut connection).map_err(host)
+    }
+
+    /// Number of image records, for tests.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn image_count(&self) -> Result<i64, HostError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0)))
+    }
+}
+
+/// SQLite integers are i64; unix seconds fit until the year 292 billion.
+fn unix_i64(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+fn manifest(json: &str) -> rusqlite::Result<Manifest> {
+    serde_json::from_str(json).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl Store for SqliteStore {
+    async fn create_upload(
+        &self,
+        upload_id: &str,
+        project: &str,
+        manifests: &[Manifest],
+        now_s: u64,
+    ) -> Result<(), HostError> {
+        let json = serde_json::to_string(manifests).map_err(host)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO uploads (upload_id, project, manifests, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![upload_id, project, json, unix_i64(now_s)],
+            )
+            .map(drop)
+        })
+    }
+
+    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, HostError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT project, manifests, completed_at IS NOT NULL, job_id FROM uploads WHERE upload_id = ?1",
+                [upload_id],
+                |r| {
+                    Ok(UploadRow {
+                        project: r.get(0)?,
+                        manifests: serde_json::from_str(&r.get::<_, String>(1)?)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                        completed: r.get(2)?,
+                        job_id: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, HostError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let marked = tx.execute(
+                "UPDATE uploads SET completed_at = ?2 WHERE upload_id = ?1 AND completed_at IS NULL",
+                params![upload_id, unix_i64(now_s)],
+            )?;
+            if marked == 1 {
+                let json: String = tx.query_row("SELECT manifests FROM uploads WHERE upload_id = ?1", [upload_id], |r| r.get(0))?;
+                let manifests: Vec<Manifest> = serde_json::from_str(&json)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                for m in &manifests {
+                    let gps = m.exif.gps;
+                    tx.execute(
+                        "INSERT INTO images (image_id, project, upload_id, acquired_on, latitude, longitude, manifest)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            m.image_id.as_str(),
+                            m.project.as_str(),
+                            upload_id,
+                            m.date.to_string(),
+                            gps.map(|g| g.latitude),
+                            gps.map(|g| g.longitude),
+                            serde_json::to_string(m).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                        ],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(marked == 1)
+        })
+    }
+
+    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, HostError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE uploads SET job_id = ?2 WHERE upload_id = ?1 AND job_id IS NULL",
+                params![upload_id, job_id],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, HostError> {
+        let bbox = q.bbox;
+        self.with(|c| {
+            let mut statement = c.prepare_cached(SEARCH)?;
+            let rows = statement.query_map(
+                params![
+                    q.project.as_ref().map(|p| p.as_str().to_owned()),
+                    q.from.map(|d| d.to_string()),
+                    q.to.map(|d| d.to_string()),
+                    bbox.map(|b| b.min_lon),
+                    bbox.map(|b| b.min_lat),
+                    bbox.map(|b| b.max_lon),
+                    bbox.map(|b| b.max_lat),
+                    q.cursor.as_ref().map(|c| c.date.to_string()),
+                    q.cursor.as_ref().map(|c| c.image_id.as_str().to_owned()),
+                    i64::from(q.limit) + 1,
+                ],
+                |r| manifest(&r.get::<_, String>(0)?),
+            )?;
+            rows.collect()
+        })
+    }
+
+    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, HostError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT manifest FROM images WHERE image_id = ?1",
+                [image_id],
+                |r| manifest(&r.get::<_, String>(0)?),
+            )
+            .optional()
+        })
+    }
+}

@@ -1,0 +1,738 @@
+//! The edge API on its native host against a real S3-compatible server (s3s + s3s-fs, SigV4
+//! enforced) and a real SQLite file, with real photos (fetched by `tests/fetch-fixtures.sh`).
+//! A small HTTP server stands in for the batch backend's job endpoint and records each call.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::NaiveDate;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use tessera_core::api::{UploadPolicy, api_key_hash};
+use tessera_core::exif::GpsPosition;
+use tessera_core::keys::Project;
+use tessera_core::presign::{Addressing, Method, StorageTarget};
+use tessera_core::{Derivatives, Options, preprocess};
+use tessera_edge::native::{ReqwestOutbound, serve};
+use tessera_edge::sqlite::SqliteStore;
+use tessera_edge::{Config, Edge};
+
+const API_KEY: &str = "test-key-0123456789";
+const BUCKET: &str = "tessera";
+
+fn fetched(rel: &str) -> Vec<u8> {
+    let root = std::env::var_os("TESSERA_FIXTURES").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
+        PathBuf::from,
+    );
+    std::fs::read(root.join(rel)).expect("run `bash tests/fetch-fixtures.sh` first")
+}
+
+/// Runs `future` on its own thread with a current-thread runtime (and a LocalSet).
+fn spawn_server<F: std::future::Future<Output = ()> + 'static>(
+    make: impl FnOnce() -> F + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, make());
+    });
+}
+
+fn listener() -> (std::net::TcpListener, SocketAddr) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+struct Stack {
+    edge: String,
+    storage: StorageTarget,
+    jobs: Arc<Mutex<Vec<Value>>>,
+    store_path: PathBuf,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Stack {
+    fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("s3").join(BUCKET)).unwrap();
+
+        // Storage: s3s-fs behind SigV4 with one key pair.
+        let (s3_listener, s3_addr) = listener();
+        let s3_root = dir.path().join("s3");
+        spawn_server(move || async move {
+            let fs = s3s_fs::FileSystem::new(&s3_root).unwrap();
+            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(
+                "AKTESSERA",
+                "secret-tessera",
+            ));
+            let service = builder.build();
+            let listener = tokio::net::TcpListener::from_std(s3_listener).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let service = service.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+
+        // The batch backend's job endpoint: records POST /v1/jobs, answers GET /v1/jobs/{id}.
+        let jobs = Arc::new(Mutex::new(Vec::new()));
+        let (backend_listener, backend_addr) = listener();
+        let recorded = Arc::clone(&jobs);
+        spawn_server(move || async move {
+            let listener = tokio::net::TcpListener::from_std(backend_listener).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let recorded = Arc::clone(&recorded);
+                tokio::task::spawn_local(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let recorded = Arc::clone(&recorded);
+                            async move {
+                                let authorized = request
+                                    .headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    == Some("Bearer service-token");
+                                let path = request.uri().path().to_owned();
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let (status, answer) = if !authorized {
+                                    (401, json!({"code": "unauthorized"}))
+                                } else if path == "/v1/jobs" {
+                                    let mut jobs = recorded.lock().unwrap();
+                                    jobs.push(serde_json::from_slice::<Value>(&body).unwrap());
+                                    (201, json!({"job_id": format!("job-{}", jobs.len())}))
+                                } else {
+                                    (
+                                        200,
+                                        json!({"job_id": path.trim_start_matches("/v1/jobs/"), "status": "queued"}),
+                                    )
+                                };
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(Bytes::from(answer.to_string())))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+
+        let storage = StorageTarget {
+            endpoint: format!("http://{s3_addr}"),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            addressing: Addressing::Path,
+            access_key_id: "AKTESSERA".into(),
+            secret_access_key: "secret-tessera".into(),
+        };
+        let mut config = Config {
+            storage: storage.clone(),
+            policy: UploadPolicy::default(),
+            get_expires_in: Duration::from_secs(300),
+            api_key_hashes: vec![api_key_hash(API_KEY)],
+            cors_origins: vec!["http://app.example".into()],
+            max_body_bytes: 1024 * 1024,
+            rate_burst: 1000.0,
+            rate_per_second: 1000.0,
+            backend_url: format!("http://{backend_addr}"),
+            backend_token: "service-token".into(),
+        };
+        configure(&mut config);
+        let store_path = dir.path().join("metadata.sqlite");
+        let (edge_listener, edge_addr) = listener();
+        let path = store_path.clone();
+        spawn_server(move || async move {
+            let edge = Edge::new(
+                config,
+                SqliteStore::open(&path).unwrap(),
+                ReqwestOutbound::default(),
+            );
+            let listener = tokio::net::TcpListener::from_std(edge_listener).unwrap();
+            serve(listener, Rc::new(edge), std::future::pending()).await;
+        });
+        Self {
+            edge: format!("http://{edge_addr}"),
+            storage,
+            jobs,
+            store_path,
+            _dir: dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.edge))
+            .bearer_auth(API_KEY)
+    }
+
+    async fn post_uploads(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .api(reqwest::Method::POST, "/v1/uploads")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn complete(&self, upload_id: &str) -> (u16, Value) {
+        let r = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/v1/uploads/{upload_id}/complete"),
+            )
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn search(&self, query: &str) -> (u16, Value) {
+        let r = self
+            .api(reqwest::Method::GET, &format!("/v1/images?{query}"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// PUTs each object of an upload answer with its presigned URL and headers.
+    async fn put_all(&self, answer: &Value, bodies: &dyn Fn(&str, &str) -> Vec<u8>) {
+        for object in answer["objects"].as_array().unwrap() {
+            let body = bodies(
+                object["image_id"].as_str().unwrap(),
+                object["kind"].as_str().unwrap(),
+            );
+            let status = self.put(object, body).await;
+            assert_eq!(status, 200, "PUT {}", object["key"]);
+        }
+    }
+
+    async fn put(&self, object: &Value, body: Vec<u8>) -> u16 {
+        let mut request = self.client.put(object["url"].as_str().unwrap()).body(body);
+        for pair in object["headers"].as_array().unwrap() {
+            let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            if name != "content-length" {
+                request = request.header(name, value);
+            }
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+}
+
+/// A photo's derivatives with the EXIF date and position overridden, as a client would send.
+struct Photo {
+    bytes: Vec<u8>,
+    derived: Derivatives,
+}
+
+fn photo(rel: &str, date: Option<NaiveDate>, gps: Option<(f64, f64)>) -> Photo {
+    let bytes = fetched(rel);
+    let mut derived = preprocess(
+        &bytes,
+        &Options::new(
+            Project::new("client-side").unwrap(),
+            rel.rsplit('/').next().unwrap(),
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        ),
+    )
+    .unwrap();
+    derived.manifest.exif.taken_at = date.map(|d| d.and_hms_opt(12, 0, 0).unwrap());
+    derived.manifest.exif.gps = gps.map(|(lat, lon)| GpsPosition {
+        latitude: lat,
+        longitude: lon,
+        altitude_m: None,
+    });
+    Photo { bytes, derived }
+}
+
+impl Photo {
+    fn body(&self, kind: &str) -> Vec<u8> {
+        let objects = &self.derived.manifest.objects;
+        let i = objects
+            .iter()
+            .position(|o| serde_json::to_value(o.kind).unwrap() == kind)
+            .unwrap();
+        if i == 0 {
+            self.bytes.clone()
+        } else {
+            self.derived.bodies[i - 1].clone()
+        }
+    }
+}
+
+fn upload_body(project: &str, photos: &[&Photo]) -> Value {
+    json!({ "project": project, "files": photos.iter().map(|p| &p.derived.manifest).collect::<Vec<_>>() })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn upload_put_complete_search_and_download() {
+    runtime().block_on(async {
+        let stack = Stack::start(|_| {});
+        // test1.jpg keeps its real EXIF: taken 2013-02-06 at 37.885 N, 122.6225 W.
+        let real = {
+            let bytes = fetched("exif-0.6.0/test1.jpg");
+            let derived = preprocess(
+                &bytes,
+                &Options::new(
+                    Project::new("x").unwrap(),
+                    "test1.jpg",
+                    NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                ),
+            )
+            .unwrap();
+            Photo { bytes, derived }
+        };
+        let (status, answer) = stack.post_uploads(&upload_body("palms", &[&real])).await;
+        assert_eq!(status, 201, "{answer}");
+        let objects = answer["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 6);
+        let image_id = objects[0]["image_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            objects[0]["key"],
+            format!("original-uploads/palms/{image_id}/palms_test1_20130206.jpg")
+        );
+        assert_eq!(objects[0]["method"], "PUT");
+
+        // Not uploaded yet: complete names every missing object.
+        let upload_id = answer["upload_id"].as_str().unwrap().to_owned();
+        let (status, refused) = stack.complete(&upload_id).await;
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["code"], "objects_not_uploaded");
+        assert_eq!(refused["objects"].as_array().unwrap().len(), 6);
+        assert_eq!(refused["objects"][0]["problem"], "missing");
+
+        stack.put_all(&answer, &|_, kind| real.body(kind)).await;
+        let (status, done) = stack.complete(&upload_id).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["job_id"], "job-1");
+        assert_eq!(done["images"], json!([image_id]));
+        // Completing again records once and triggers once.
+        let (status, again) = stack.complete(&upload_id).await;
+        assert_eq!((status, &again["job_id"]), (200, &json!("job-1")));
+        assert_eq!(stack.jobs.lock().unwrap().len(), 1);
+        assert_eq!(
+            SqliteStore::open(&stack.store_path)
+                .unwrap()
+                .image_count()
+                .unwrap(),
+            1
+        );
+        let job = stack.jobs.lock().unwrap()[0].clone();
+        assert_eq!(job["images"][0]["image_id"], image_id);
+
+        // The sidecar is in storage, and the record is searchable with its EXIF position.
+        let sidecar = stack
+            .storage
+            .presign(
+                Method::Get,
+                &format!("metadata/palms/{image_id}.json"),
+                &[],
+                Duration::from_secs(60),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let sidecar: Value = stack
+            .client
+            .get(&sidecar.url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(sidecar["image_id"], image_id);
+        let (status, found) = stack.search("project=palms&bbox=-123,37,-122,38").await;
+        assert_eq!(status, 200);
+        assert_eq!(found["images"][0]["image_id"], image_id);
+
+        // One record with download URLs that work.
+        let r = stack
+            .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
+            .send()
+            .await
+            .unwrap();
+        let record: Value = r.json().await.unwrap();
+        let key = record["image"]["objects"][1]["key"].as_str().unwrap();
+        let url = record["downloads"][key]["url"].as_str().unwrap();
+        let downloaded = stack
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&downloaded[..], &real.derived.bodies[0][..]);
+
+        // The job's status passes through from the backend.
+        let r = stack
+            .api(reqwest::Method::GET, "/v1/jobs/job-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], "queued");
+    });
+}
+
+#[test]
+fn storage_refuses_anything_but_the_signed_file() {
+    runtime().block_on(async {
+        let stack = Stack::start(|_| {});
+        let photo = photo("exif-0.6.0/test2.jpg", None, None);
+        let (_, answer) = stack.post_uploads(&upload_body("palms", &[&photo])).await;
+        let object = answer["objects"][1].clone(); // the processed letterbox
+        let body = photo.body("processed");
+        let with_header = |name: &str, value: &str| {
+            let mut o = object.clone();
+            for pair in o["headers"].as_array_mut().unwrap() {
+                if pair[0] == name {
+                    pair[1] = value.into();
+                }
+            }
+            o
+        };
+        // Another content type, another length, another checksum.
+        assert_eq!(
+            stack
+                .put(&with_header("content-type", "image/png"), body.clone())
+                .await,
+            403
+        );
+        let mut longer = body.clone();
+        longer.push(0);
+        assert_eq!(stack.put(&object, longer).await, 403);
+        let other = tessera_core::Sha256Digest::of(b"other").base64;
+        assert_eq!(
+            stack
+                .put(&with_header("x-amz-checksum-sha256", &other), body.clone())
+                .await,
+            403
+        );
+        // The right length and headers but other bytes: storage checks the signed checksum.
+        let mut flipped = body.clone();
+        flipped[100] ^= 1;
+        assert_eq!(stack.put(&object, flipped).await, 400);
+        // A tampered signature, and the URL pointed at another key.
+        let mut tampered = object.clone();
+        let url = object["url"].as_str().unwrap();
+        let last = url.chars().last().unwrap();
+        tampered["url"] = format!(
+            "{}{}",
+            &url[..url.len() - 1],
+            if last == '0' { '1' } else { '0' }
+        )
+        .into();
+        assert_eq!(stack.put(&tampered, body.clone()).await, 403);
+        let mut elsewhere = object.clone();
+        elsewhere["url"] = url.replace("/processed/", "/processed-x/").into();
+        assert_eq!(stack.put(&elsewhere, body.clone()).await, 403);
+        // An expired URL: presigned 16 minutes ago for 15.
+        let headers = [
+            ("content-type", "image/jpeg".to_owned()),
+            ("content-length", body.len().to_string()),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let expired = stack
+            .storage
+            .presign(
+                Method::Put,
+                object["key"].as_str().unwrap(),
+                &headers,
+                Duration::from_secs(900),
+                SystemTime::now() - Duration::from_secs(960),
+            )
+            .unwrap();
+        let expired = json!({"url": expired.url, "headers": expired.headers});
+        assert_eq!(stack.put(&expired, body.clone()).await, 403);
+        // And the right file goes in.
+        assert_eq!(stack.put(&object, body).await, 200);
+        // A mismatched object is named by complete.
+        let upload_id = answer["upload_id"].as_str().unwrap();
+        let (status, refused) = stack.complete(upload_id).await;
+        assert_eq!(status, 409);
+        let problems = refused["objects"].as_array().unwrap();
+        assert_eq!(problems.len(), 5, "{refused}");
+        assert!(
+            problems.iter().all(|p| p["key"] != object["key"]),
+            "the uploaded one is fine"
+        );
+    });
+}
+
+#[test]
+fn search_by_date_and_place_across_pages() {
+    runtime().block_on(async {
+        let stack = Stack::start(|_| {});
+        // 12 images: dates across 2023–2024, positions on a grid around Accra and one near
+        // the antimeridian, one without GPS.
+        let mut photos = Vec::new();
+        for i in 0..12u32 {
+            let date = NaiveDate::from_ymd_opt(2023 + i as i32 % 2, 1 + i % 12, 1 + i).unwrap();
+            let gps = match i {
+                10 => Some((-17.7, 178.4)),
+                11 => None,
+                _ => Some((5.0 + f64::from(i) * 0.1, -0.5 + f64::from(i) * 0.1)),
+            };
+            photos.push(photo("exif-0.6.0/test3.jpg", Some(date), gps));
+        }
+        let refs: Vec<&Photo> = photos.iter().collect();
+        let (status, answer) = stack.post_uploads(&upload_body("survey", &refs)).await;
+        assert_eq!(status, 201, "{answer}");
+        let ids: Vec<String> = answer["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .step_by(6)
+            .map(|o| o["image_id"].as_str().unwrap().to_owned())
+            .collect();
+        stack
+            .put_all(&answer, &|id, kind| {
+                photos[ids.iter().position(|i| i == id).unwrap()].body(kind)
+            })
+            .await;
+        assert_eq!(
+            stack
+                .complete(answer["upload_id"].as_str().unwrap())
+                .await
+                .0,
+            200
+        );
+
+        let expected = |keep: &dyn Fn(&Photo) -> bool| {
+            let mut e: Vec<(String, String)> = photos
+                .iter()
+                .zip(&ids)
+                .filter(|(p, _)| keep(p))
+                .map(|(p, id)| {
+                    (
+                        p.derived.manifest.exif.taken_at.unwrap().date().to_string(),
+                        id.clone(),
+                    )
+                })
+                .collect();
+            e.sort();
+            e.into_iter().map(|(_, id)| id).collect::<Vec<_>>()
+        };
+        let all_pages = |query: String| {
+            let stack = &stack;
+            async move {
+                let mut seen = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let q = match &cursor {
+                        Some(c) => format!("{query}&limit=3&cursor={c}"),
+                        None => format!("{query}&limit=3"),
+                    };
+                    let (status, page) = stack.search(&q).await;
+                    assert_eq!(status, 200, "{page}");
+                    seen.extend(
+                        page["images"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|m| m["image_id"].as_str().unwrap().to_owned()),
+                    );
+                    match page["next_cursor"].as_str() {
+                        Some(c) => cursor = Some(c.to_owned()),
+                        None => break,
+                    }
+                }
+                seen
+            }
+        };
+        let in_2024 = |p: &Photo| {
+            p.derived
+                .manifest
+                .exif
+                .taken_at
+                .unwrap()
+                .date()
+                .format("%Y")
+                .to_string()
+                == "2024"
+        };
+        assert_eq!(
+            all_pages("project=survey&from=2024-01-01&to=2024-12-31".into()).await,
+            expected(&in_2024)
+        );
+        let in_box = |p: &Photo| {
+            p.derived.manifest.exif.gps.is_some_and(|g| {
+                (5.2..=5.6).contains(&g.latitude) && (-0.3..=0.1).contains(&g.longitude)
+            })
+        };
+        assert_eq!(
+            all_pages("bbox=-0.3,5.2,0.1,5.6".into()).await,
+            expected(&in_box)
+        );
+        let across = |p: &Photo| {
+            p.derived
+                .manifest
+                .exif
+                .gps
+                .is_some_and(|g| g.longitude > 170.0)
+        };
+        assert_eq!(
+            all_pages("bbox=170,-20,-170,-10".into()).await,
+            expected(&across)
+        );
+        assert_eq!(all_pages("project=survey".into()).await.len(), 12);
+        assert_eq!(all_pages("project=other".into()).await.len(), 0);
+    });
+}
+
+#[test]
+fn injection_auth_limits_and_cors() {
+    runtime().block_on(async {
+        let stack = Stack::start(|c| {
+            c.rate_burst = 7.0;
+            c.rate_per_second = 0.01;
+        });
+        // SQL injection in every parameter: refused by parsing, data intact.
+        for query in [
+            "project=x'%20OR%20'1'='1",
+            "from=2024-01-01'%20OR%201=1--",
+            "to=2024-01-01;DROP%20TABLE%20images",
+            "bbox=0,0,1,1)%20OR%201=1--",
+            "limit=1%20OR%201=1",
+            "cursor=MjAyNC0wMS0wMS8nIE9SIDE9MS0t",
+        ] {
+            let (status, body) = stack.search(query).await;
+            assert_eq!(status, 400, "{query}: {body}");
+        }
+        let r = stack
+            .api(reqwest::Method::GET, "/v1/images/x'%20OR%20'1'='1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        // Keys: missing or wrong → 401, with the error shape.
+        let r = stack
+            .client
+            .get(format!("{}/v1/images", stack.edge))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
+        let r = stack
+            .client
+            .get(format!("{}/v1/images", stack.edge))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // The tables are still there and answer.
+        assert_eq!(
+            SqliteStore::open(&stack.store_path)
+                .unwrap()
+                .image_count()
+                .unwrap(),
+            0
+        );
+        // Rate limit: the burst of 7 was spent by the 7 authorized requests above → 429.
+        let (status, body) = stack.search("").await;
+        assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+        // Health needs no key.
+        let r = stack
+            .client
+            .get(format!("{}/health", stack.edge))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // CORS: an allowed origin is echoed, another is not.
+        let r = stack
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/uploads", stack.edge),
+            )
+            .header("origin", "http://app.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "http://app.example"
+        );
+        let r = stack
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/uploads", stack.edge),
+            )
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    });
+}
+
+#[test]
+fn bad_requests_name_the_problem() {
+    runtime().block_on(async {
+        let stack = Stack::start(|c| c.max_body_bytes = 64 * 1024);
+        let photo = photo("exif-0.6.0/test2.jpg", None, None);
+        let mut body = upload_body("palms", &[&photo]);
+        body["files"][0]["objects"][0]["content_type"] = "application/pdf".into();
+        let (status, answer) = stack.post_uploads(&body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("content_type")),
+            "{answer}"
+        );
+        assert!(answer["message"].as_str().unwrap().contains("file 0"));
+        let (status, answer) = stack.post_uploads(&json!({"project": "palms"})).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("invalid_json"))
+        );
+        let huge = json!({"project": "palms", "files": [], "pad": "x".repeat(70 * 1024)});
+        let (status, answer) = stack.post_uploads(&huge).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (413, Some("body_too_large"))
+        );
+        let (status, answer) = stack.complete("no-such-upload").await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (404, Some("upload_not_found"))
+        );
+    });
+}
