@@ -44,6 +44,7 @@ impl Default for UploadPolicy {
 }
 
 /// `POST /v1/uploads` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct UploadRequest {
     /// The project, see [`Project`].
@@ -54,6 +55,7 @@ pub struct UploadRequest {
 }
 
 /// What a client declares about one image (the fields of its [`Manifest`] the server uses).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct DeclaredImage {
     /// The file's name, for the slug.
@@ -66,6 +68,7 @@ pub struct DeclaredImage {
 }
 
 /// One declared object.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DeclaredObject {
     /// Which object.

@@ -108,6 +108,7 @@ impl TryFrom<u16> for Orientation {
 }
 
 /// A GPS position in WGS 84 decimal degrees, as recorded by the camera.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GpsPosition {
     /// Latitude in decimal degrees, −90 to 90, negative south (from `GPSLatitudeRef` = `S`).
@@ -120,6 +121,7 @@ pub struct GpsPosition {
 }
 
 /// The EXIF fields Tessera records. Every field is optional.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExifMetadata {
     /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture, no zone.
@@ -136,6 +138,7 @@ pub struct ExifMetadata {
     pub camera_model: Option<String>,
     /// `Orientation` (0x0112) when present and valid.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u16>, minimum = 1, maximum = 8))]
     pub orientation: Option<Orientation>,
 }
 

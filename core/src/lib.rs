@@ -168,6 +168,7 @@ impl Options {
 }
 
 /// A SHA-256 digest (FIPS 180-4) in the two spellings storage needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Sha256Digest {
     /// 64 lower-case hex digits.
@@ -190,6 +191,7 @@ impl Sha256Digest {
 }
 
 /// Which object of an image an entry describes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ObjectKind {
@@ -223,6 +225,7 @@ impl From<Rotation> for ObjectKind {
 }
 
 /// One stored object of an image.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestObject {
     /// What it is.
@@ -242,6 +245,7 @@ pub struct ManifestObject {
 }
 
 /// Where the date in the names came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DateSource {
@@ -253,11 +257,14 @@ pub enum DateSource {
 
 /// Everything known about one preprocessed image; serialised as the metadata sidecar
 /// (`metadata/{project}/{image_id}.json`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The project.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub project: Project,
     /// The image's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub image_id: ImageId,
     /// The uploaded file's name, as given (informational only).
     pub file_name: String,

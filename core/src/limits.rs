@@ -13,6 +13,7 @@ use crate::PreprocessError;
 /// An image container Tessera accepts, decided from the file's first bytes only.
 ///
 /// File-name extensions and client-declared content types are never trusted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {

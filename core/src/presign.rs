@@ -85,6 +85,7 @@ impl fmt::Debug for StorageTarget {
 }
 
 /// The HTTP methods Tessera presigns.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
@@ -109,6 +110,7 @@ impl Method {
 }
 
 /// A presigned request: send `method` to `url` with exactly `headers`, before `expires_at`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresignedRequest {
     /// The HTTP method.
@@ -116,10 +118,13 @@ pub struct PresignedRequest {
     /// The full URL, signature in the query string.
     pub url: String,
     /// Headers that were signed (names lower-case); the request must carry them with these
-    /// values or storage refuses it. `host` is implied by the URL and not listed.
+    /// values or storage refuses it. `host` is implied by the URL and not listed. Each entry
+    /// is `[name, value]`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub headers: Vec<(String, String)>,
-    /// When the signature stops being accepted.
+    /// When the signature stops being accepted, in unix seconds.
     #[serde(with = "unix_seconds")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub expires_at: SystemTime,
 }
 

@@ -9,6 +9,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | liveness, no auth |
+//! | `GET /v1/openapi.json` | this API's OpenAPI 3.1 document ([`openapi::document`]), no auth |
 //! | `POST /v1/uploads` | validate manifests, decide keys, presign one PUT per object |
 //! | `POST /v1/uploads/{id}/complete` | HEAD-verify every object, write sidecars, record, trigger a job; idempotent |
 //! | `GET /v1/images?project=&from=&to=&bbox=&limit=&cursor=` | search by date and place, keyset-paginated |
@@ -25,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, StatusCode, header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_core::Manifest;
 use tessera_core::api::{
@@ -34,9 +35,11 @@ use tessera_core::api::{
 };
 use tessera_core::keys::ImageId;
 use tessera_core::presign::{Method, PresignedRequest, StorageTarget};
+use utoipa::ToSchema;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+pub mod openapi;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sqlite;
 
@@ -144,7 +147,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    details: Option<serde_json::Value>,
+    details: Option<Vec<ObjectProblem>>,
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -154,6 +158,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after_s: None,
         }
     }
 
@@ -190,14 +195,87 @@ fn unix_s(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// One object in the answer to `POST /v1/uploads`.
-#[derive(Serialize)]
-struct UploadTarget<'a> {
-    image_id: &'a str,
-    kind: tessera_core::ObjectKind,
-    key: &'a str,
+/// One object to upload, in the answer to `POST /v1/uploads`: PUT the bytes to `url` with
+/// exactly `headers`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadTarget {
+    /// The image the object belongs to.
+    pub image_id: String,
+    /// Which object.
+    pub kind: tessera_core::ObjectKind,
+    /// Its key in storage.
+    pub key: String,
+    /// The presigned PUT.
     #[serde(flatten)]
-    request: PresignedRequest,
+    pub request: PresignedRequest,
+}
+
+/// `201` answer to `POST /v1/uploads`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadCreated {
+    /// Pass to `POST /v1/uploads/{id}/complete` once every object is stored.
+    pub upload_id: String,
+    /// Six per image: original, processed, augmented 90/180/270/360.
+    pub objects: Vec<UploadTarget>,
+}
+
+/// `200` answer to `POST /v1/uploads/{id}/complete` (the same every time it is called).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadCompleted {
+    /// The upload.
+    pub upload_id: String,
+    /// The batch job it triggered; poll `GET /v1/jobs/{job_id}`.
+    pub job_id: String,
+    /// The recorded images.
+    pub images: Vec<String>,
+}
+
+/// `200` answer to `GET /v1/images`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchPage {
+    /// Records in (date, id) order.
+    pub images: Vec<Manifest>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A presigned download.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Download {
+    /// The presigned GET URL.
+    pub url: String,
+    /// Unix seconds after which the URL is refused.
+    pub expires_at: u64,
+}
+
+/// `200` answer to `GET /v1/images/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageAnswer {
+    /// The record (the metadata sidecar).
+    pub image: Manifest,
+    /// A presigned GET per object key.
+    pub downloads: std::collections::BTreeMap<String, Download>,
+}
+
+/// A problem with one stored object, in a `409` from complete.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ObjectProblem {
+    /// The object's key.
+    pub key: String,
+    /// `missing`, or what differs (size, sha256).
+    pub problem: String,
+}
+
+/// Every error: a stable code and a human message; complete's `409` also lists the objects.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unauthorized`, `content_type`, `rate_limited`.
+    pub code: String,
+    /// What went wrong, in plain words.
+    pub message: String,
+    /// For `objects_not_uploaded`: each missing or differing object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<ObjectProblem>>,
 }
 
 impl<S: Store, O: Outbound> Edge<S, O> {
@@ -232,11 +310,18 @@ impl<S: Store, O: Outbound> Edge<S, O> {
             match self.route(request, now, new_id).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let mut body = json!({ "code": e.code, "message": e.message });
-                    if let Some(details) = e.details {
-                        body["objects"] = details;
+                    let body = ErrorBody {
+                        code: e.code.to_owned(),
+                        message: e.message,
+                        objects: e.details,
+                    };
+                    let mut response = json_response(e.status, &body);
+                    if let Some(seconds) = e.retry_after_s {
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
                     }
-                    json_response(e.status, &body)
+                    response
                 }
             }
         };
@@ -279,8 +364,14 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = request.method().clone();
-        if (method.clone(), segments.as_slice()) == (HttpMethod::GET, &["health"][..]) {
-            return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
+        if method == HttpMethod::GET {
+            match segments.as_slice() {
+                ["health"] => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+                ["v1", "openapi.json"] => {
+                    return Ok(json_response(StatusCode::OK, &openapi::document()));
+                }
+                _ => {}
+            }
         }
         self.authorize(request.headers(), now)?;
         if request.body().len() > self.config.max_body_bytes {
@@ -342,8 +433,9 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         let bucket = buckets.entry(hash).or_insert_with(|| {
             TokenBucket::new(self.config.rate_burst, self.config.rate_per_second, now_s)
         });
-        bucket.try_take(now_s).map_err(|wait_s| {
-            ApiError::new(
+        bucket.try_take(now_s).map_err(|wait_s| ApiError {
+            retry_after_s: Some(wait_s.ceil() as u64),
+            ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many requests; retry in {wait_s:.1} s"),
@@ -400,16 +492,16 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                     now,
                 )?;
                 objects.push(UploadTarget {
-                    image_id: manifest.image_id.as_str(),
+                    image_id: manifest.image_id.to_string(),
                     kind: object.kind,
-                    key: &object.key,
+                    key: object.key.clone(),
                     request,
                 });
             }
         }
         Ok(json_response(
             StatusCode::CREATED,
-            &json!({ "upload_id": upload_id, "objects": objects }),
+            &UploadCreated { upload_id, objects },
         ))
     }
 
@@ -441,14 +533,18 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                 }
             }
         };
-        let images: Vec<&str> = upload
+        let images = upload
             .manifests
             .iter()
-            .map(|m| m.image_id.as_str())
+            .map(|m| m.image_id.to_string())
             .collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "upload_id": upload_id, "job_id": job_id, "images": images }),
+            &UploadCompleted {
+                upload_id: upload_id.to_owned(),
+                job_id,
+                images,
+            },
         ))
     }
 
@@ -500,7 +596,10 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                 }
             };
             if let Some(problem) = problem {
-                problems.push(json!({ "key": object.key, "problem": problem }));
+                problems.push(ObjectProblem {
+                    key: object.key.clone(),
+                    problem,
+                });
             }
         }
         if problems.is_empty() {
@@ -514,7 +613,7 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                 problems.len()
             ),
         );
-        error.details = Some(problems.into());
+        error.details = Some(problems);
         Err(error)
     }
 
@@ -594,7 +693,10 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         };
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "images": images, "next_cursor": next_cursor }),
+            &SearchPage {
+                images,
+                next_cursor,
+            },
         ))
     }
 
@@ -606,7 +708,7 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                 format!("no image {image_id}"),
             )
         })?;
-        let mut urls = serde_json::Map::new();
+        let mut downloads = std::collections::BTreeMap::new();
         for object in &manifest.objects {
             let get = self.presign(
                 Method::Get,
@@ -615,14 +717,20 @@ impl<S: Store, O: Outbound> Edge<S, O> {
                 self.config.get_expires_in,
                 now,
             )?;
-            urls.insert(
+            downloads.insert(
                 object.key.clone(),
-                json!({ "url": get.url, "expires_at": unix_s(get.expires_at) }),
+                Download {
+                    url: get.url,
+                    expires_at: unix_s(get.expires_at),
+                },
             );
         }
         Ok(json_response(
             StatusCode::OK,
-            &json!({ "image": manifest, "downloads": urls }),
+            &ImageAnswer {
+                image: manifest,
+                downloads,
+            },
         ))
     }
 

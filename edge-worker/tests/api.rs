@@ -664,8 +664,14 @@ fn injection_auth_limits_and_cors() {
             0
         );
         // Rate limit: the burst of 7 was spent by the 7 authorized requests above → 429.
-        let (status, body) = stack.search("").await;
-        assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+        let r = stack
+            .api(reqwest::Method::GET, "/v1/images")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "100", "1 token at 0.01/s");
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
         // Health needs no key.
         let r = stack
             .client
@@ -734,5 +740,72 @@ fn bad_requests_name_the_problem() {
             (status, answer["code"].as_str()),
             (404, Some("upload_not_found"))
         );
+    });
+}
+
+#[test]
+fn openapi_document_describes_every_route() {
+    runtime().block_on(async {
+        let stack = Stack::start(|_| {});
+        let r = stack
+            .client
+            .get(format!("{}/v1/openapi.json", stack.edge))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let doc: Value = r.json().await.unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for route in [
+            "/v1/uploads",
+            "/v1/uploads/{id}/complete",
+            "/v1/images",
+            "/v1/images/{id}",
+            "/v1/jobs/{id}",
+            "/health",
+        ] {
+            assert!(paths.contains(&route), "{route} missing from {paths:?}");
+        }
+        // Every $ref points at a schema the document defines.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut refs = Vec::new();
+        fn collect<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        out.push(r);
+                    }
+                    map.values().for_each(|v| collect(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        collect(&doc, &mut refs);
+        assert!(refs.len() > 20);
+        for r in refs {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r}"));
+            assert!(schemas.contains_key(name), "dangling {r}");
+        }
+        // The Manifest schema has the fields the router sends.
+        let manifest = &schemas["Manifest"]["properties"];
+        for field in [
+            "project",
+            "image_id",
+            "date",
+            "exif",
+            "objects",
+            "metadata_key",
+        ] {
+            assert!(manifest.get(field).is_some(), "Manifest.{field}");
+        }
     });
 }
