@@ -10,7 +10,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-rustup target add wasm32-unknown-unknown >/dev/null
+rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 
 step "fixtures"
 bash tests/fetch-fixtures.sh >/dev/null
@@ -23,6 +23,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tessera-core and the edge router build for wasm32-unknown-unknown"
 cargo build -p tessera-core -p tessera-edge --target wasm32-unknown-unknown --locked
+
+step "presigned URLs are byte-identical natively and as wasm (Node WASI)"
+cargo build --release --locked -p tessera-edge --bin presign-probe
+cargo build --release --locked -p tessera-edge --bin presign-probe --target wasm32-wasip1
+diff <("$CARGO_TARGET_DIR/release/presign-probe") \
+  <(node --no-warnings tests/wasi.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/presign-probe.wasm")
+echo "identical"
 
 step "cargo test"
 cargo test --workspace --locked

@@ -31,6 +31,20 @@ enum Command {
     /// Bad files are reported at the end and do not stop the others; the exit code is 1 when
     /// any file failed.
     Preprocess(PreprocessArgs),
+    /// Serve the edge HTTP API natively (the same router as on Cloudflare Workers), with a
+    /// SQLite metadata database. Configured by TESSERA_* environment variables (see README);
+    /// stops cleanly on Ctrl-C.
+    Edge(EdgeArgs),
+}
+
+#[derive(Args)]
+struct EdgeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: std::net::SocketAddr,
+    /// SQLite database file; created and migrated if missing.
+    #[arg(long, default_value = "tessera-metadata.sqlite")]
+    database: PathBuf,
 }
 
 #[derive(Args)]
@@ -66,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Preprocess(args) => preprocess(&args),
+        Command::Edge(args) => edge(&args),
     };
     match result {
         Ok(code) => code,
@@ -74,6 +89,28 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn edge(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
+    use tessera_edge::native::{ReqwestOutbound, config_from_env, serve};
+    let config = config_from_env().map_err(anyhow::Error::msg)?;
+    let store = tessera_edge::sqlite::SqliteStore::open(&args.database)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.database.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        eprintln!("tessera edge: http://{}", listener.local_addr()?);
+        let edge = tessera_edge::Edge::new(config, store, ReqwestOutbound::default());
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        serve(listener, std::rc::Rc::new(edge), shutdown).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn preprocess(args: &PreprocessArgs) -> anyhow::Result<ExitCode> {

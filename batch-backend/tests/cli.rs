@@ -181,3 +181,66 @@ fn usage_errors_are_clear() {
         "{stderr}"
     );
 }
+
+#[test]
+fn edge_serves_and_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "edge",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+        ])
+        .arg(dir.path().join("m.sqlite"))
+        .envs([
+            ("TESSERA_S3_ENDPOINT", "http://127.0.0.1:9"),
+            ("TESSERA_S3_BUCKET", "b"),
+            ("TESSERA_S3_ACCESS_KEY_ID", "ak"),
+            ("TESSERA_S3_SECRET_ACCESS_KEY", "sk"),
+            ("TESSERA_BACKEND_URL", "http://127.0.0.1:9"),
+            ("TESSERA_BACKEND_TOKEN", "t"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            stream.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    // SIGINT, as Ctrl-C sends.
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(dir.path().join("m.sqlite").exists());
+}
+
+#[test]
+fn edge_names_missing_configuration() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["edge", "--listen", "127.0.0.1:0"])
+        .env_remove("TESSERA_S3_ENDPOINT")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TESSERA_S3_ENDPOINT is not set"));
+}
