@@ -34,7 +34,7 @@ use tessera_core::api::{
     parse_image_query, plan_upload,
 };
 use tessera_core::keys::ImageId;
-use tessera_core::presign::{Method, PresignedRequest, StorageTarget};
+use tessera_core::presign::{Addressing, Method, PresignedRequest, StorageTarget};
 use utoipa::ToSchema;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -71,6 +71,67 @@ pub struct Config {
     pub backend_url: String,
     /// The service token for the backend.
     pub backend_token: String,
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (environment variables natively, vars and
+    /// secrets on Workers): `TESSERA_S3_ENDPOINT`, `TESSERA_S3_BUCKET`, `TESSERA_S3_REGION`
+    /// (default `us-east-1`), `TESSERA_S3_ADDRESSING` (`path` or `virtual-host`, default
+    /// `path`), `TESSERA_S3_ACCESS_KEY_ID`, `TESSERA_S3_SECRET_ACCESS_KEY`,
+    /// `TESSERA_API_KEY_HASHES` (comma-separated SHA-256 hex), `TESSERA_CORS_ORIGINS`
+    /// (comma-separated), `TESSERA_BACKEND_URL`, `TESSERA_BACKEND_TOKEN`, and optional
+    /// `TESSERA_MAX_BODY_BYTES` (default 1 MiB), `TESSERA_RATE_BURST` (60),
+    /// `TESSERA_RATE_PER_SECOND` (10).
+    ///
+    /// # Errors
+    /// Names the missing or malformed variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
+        let or = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let number = |name: &str, default: &str| {
+            or(name, default)
+                .parse::<f64>()
+                .map_err(|_| format!("{name} must be a number"))
+        };
+        let list = |name: &str| -> Vec<String> {
+            or(name, "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let addressing = match or("TESSERA_S3_ADDRESSING", "path").as_str() {
+            "path" => Addressing::Path,
+            "virtual-host" => Addressing::VirtualHost,
+            other => {
+                return Err(format!(
+                    "TESSERA_S3_ADDRESSING is {other:?}; use path or virtual-host"
+                ));
+            }
+        };
+        let max_body_bytes = number("TESSERA_MAX_BODY_BYTES", "1048576")?;
+        Ok(Self {
+            storage: StorageTarget {
+                endpoint: var("TESSERA_S3_ENDPOINT")?,
+                bucket: var("TESSERA_S3_BUCKET")?,
+                region: or("TESSERA_S3_REGION", "us-east-1"),
+                addressing,
+                access_key_id: var("TESSERA_S3_ACCESS_KEY_ID")?,
+                secret_access_key: var("TESSERA_S3_SECRET_ACCESS_KEY")?,
+            },
+            policy: UploadPolicy::default(),
+            get_expires_in: Duration::from_secs(300),
+            api_key_hashes: list("TESSERA_API_KEY_HASHES"),
+            cors_origins: list("TESSERA_CORS_ORIGINS"),
+            // A byte count: truncation of a fractional or huge value is harmless.
+            max_body_bytes: max_body_bytes as usize,
+            rate_burst: number("TESSERA_RATE_BURST", "60")?,
+            rate_per_second: number("TESSERA_RATE_PER_SECOND", "10")?,
+            backend_url: var("TESSERA_BACKEND_URL")?,
+            backend_token: var("TESSERA_BACKEND_TOKEN")?,
+        })
+    }
 }
 
 /// A failure of the host's storage layer; logged, answered as 500.

@@ -14,8 +14,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tessera_core::api::UploadPolicy;
-use tessera_core::presign::{Addressing, StorageTarget};
 
 use crate::{Config, Edge, HostError, Outbound, Store};
 
@@ -49,60 +47,12 @@ impl Outbound for ReqwestOutbound {
     }
 }
 
-/// Reads the configuration from the environment (names in the README):
-/// `TESSERA_S3_ENDPOINT`, `TESSERA_S3_BUCKET`, `TESSERA_S3_REGION` (default `us-east-1`),
-/// `TESSERA_S3_ADDRESSING` (`path` or `virtual-host`, default `path`),
-/// `TESSERA_S3_ACCESS_KEY_ID`, `TESSERA_S3_SECRET_ACCESS_KEY`, `TESSERA_API_KEY_HASHES`
-/// (comma-separated SHA-256 hex), `TESSERA_CORS_ORIGINS` (comma-separated),
-/// `TESSERA_BACKEND_URL`, `TESSERA_BACKEND_TOKEN`, and optional `TESSERA_MAX_BODY_BYTES`
-/// (default 1 MiB), `TESSERA_RATE_BURST` (60), `TESSERA_RATE_PER_SECOND` (10).
+/// Reads the configuration from the process environment ([`Config::from_lookup`]).
 ///
 /// # Errors
 /// Names the missing or malformed variable.
 pub fn config_from_env() -> Result<Config, String> {
-    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
-    let or = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    let number = |name: &str, default: &str| {
-        or(name, default)
-            .parse::<f64>()
-            .map_err(|_| format!("{name} must be a number"))
-    };
-    let list = |name: &str| -> Vec<String> {
-        or(name, "")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let addressing = match or("TESSERA_S3_ADDRESSING", "path").as_str() {
-        "path" => Addressing::Path,
-        "virtual-host" => Addressing::VirtualHost,
-        other => {
-            return Err(format!(
-                "TESSERA_S3_ADDRESSING is {other:?}; use path or virtual-host"
-            ));
-        }
-    };
-    Ok(Config {
-        storage: StorageTarget {
-            endpoint: var("TESSERA_S3_ENDPOINT")?,
-            bucket: var("TESSERA_S3_BUCKET")?,
-            region: or("TESSERA_S3_REGION", "us-east-1"),
-            addressing,
-            access_key_id: var("TESSERA_S3_ACCESS_KEY_ID")?,
-            secret_access_key: var("TESSERA_S3_SECRET_ACCESS_KEY")?,
-        },
-        policy: UploadPolicy::default(),
-        get_expires_in: Duration::from_secs(300),
-        api_key_hashes: list("TESSERA_API_KEY_HASHES"),
-        cors_origins: list("TESSERA_CORS_ORIGINS"),
-        max_body_bytes: number("TESSERA_MAX_BODY_BYTES", "1048576")? as usize,
-        rate_burst: number("TESSERA_RATE_BURST", "60")?,
-        rate_per_second: number("TESSERA_RATE_PER_SECOND", "10")?,
-        backend_url: var("TESSERA_BACKEND_URL")?,
-        backend_token: var("TESSERA_BACKEND_TOKEN")?,
-    })
+    Config::from_lookup(|name| std::env::var(name).ok())
 }
 
 /// Serves `edge` on `listener` until `shutdown` resolves. Must run inside a
