@@ -42,10 +42,43 @@ pub mod native;
 pub mod openapi;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sqlite;
+#[cfg(target_arch = "wasm32")]
+mod workers;
 
 /// The SQL migrations, in order: applied to D1 by wrangler and to SQLite by [`sqlite`].
 pub const MIGRATIONS: &[(&str, &str)] =
     &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+
+/// The SQL both stores run (D1 and SQLite), with `?N` parameters only.
+pub(crate) mod sql {
+    pub(crate) const INSERT_UPLOAD: &str =
+        "INSERT INTO uploads (upload_id, project, manifests, created_at) VALUES (?1, ?2, ?3, ?4)";
+    pub(crate) const UPLOAD: &str = "SELECT project, manifests, completed_at IS NOT NULL AS completed, job_id \
+         FROM uploads WHERE upload_id = ?1";
+    pub(crate) const MARK_COMPLETED: &str =
+        "UPDATE uploads SET completed_at = ?2 WHERE upload_id = ?1 AND completed_at IS NULL";
+    /// Idempotent: an image already recorded is left as it is.
+    pub(crate) const INSERT_IMAGE: &str = "INSERT OR IGNORE INTO images \
+         (image_id, project, upload_id, acquired_on, latitude, longitude, manifest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    pub(crate) const SET_JOB: &str =
+        "UPDATE uploads SET job_id = ?2 WHERE upload_id = ?1 AND job_id IS NULL";
+    pub(crate) const IMAGE: &str = "SELECT manifest FROM images WHERE image_id = ?1";
+    /// Images, keyset-paginated on (acquired_on, image_id). A NULL parameter disables its
+    /// filter. ?4..?7 is the bounding box; min_lon > max_lon crosses the antimeridian.
+    pub(crate) const SEARCH: &str = "
+SELECT manifest FROM images
+WHERE (?1 IS NULL OR project = ?1)
+  AND (?2 IS NULL OR acquired_on >= ?2)
+  AND (?3 IS NULL OR acquired_on <= ?3)
+  AND (?4 IS NULL OR (
+        latitude BETWEEN ?5 AND ?7
+        AND CASE WHEN ?4 <= ?6 THEN longitude BETWEEN ?4 AND ?6
+                 ELSE (longitude >= ?4 OR longitude <= ?6) END))
+  AND (?8 IS NULL OR acquired_on > ?8 OR (acquired_on = ?8 AND image_id > ?9))
+ORDER BY acquired_on, image_id
+LIMIT ?10";
+}
 
 /// Everything the edge is configured with. See the README for the environment variables.
 #[derive(Debug, Clone)]

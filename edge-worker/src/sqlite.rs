@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::Manifest;
 use tessera_core::api::ImageQuery;
 
-use crate::{HostError, MIGRATIONS, Store, UploadRow};
+use crate::{HostError, MIGRATIONS, Store, UploadRow, sql};
 
 /// SQLite metadata store. Calls run on the caller's thread (they take microseconds to a few
 /// milliseconds); the native host is single-threaded per process, like a Workers isolate.
@@ -19,21 +19,6 @@ pub struct SqliteStore {
 fn host(e: impl std::fmt::Display) -> HostError {
     HostError(format!("sqlite: {e}"))
 }
-
-/// Images, keyset-paginated on (acquired_on, image_id). A NULL parameter disables its filter.
-/// ?4..?7 is the bounding box; a box with min_lon > max_lon crosses the antimeridian.
-const SEARCH: &str = "
-SELECT manifest FROM images
-WHERE (?1 IS NULL OR project = ?1)
-  AND (?2 IS NULL OR acquired_on >= ?2)
-  AND (?3 IS NULL OR acquired_on <= ?3)
-  AND (?4 IS NULL OR (
-        latitude BETWEEN ?5 AND ?7
-        AND CASE WHEN ?4 <= ?6 THEN longitude BETWEEN ?4 AND ?6
-                 ELSE (longitude >= ?4 OR longitude <= ?6) END))
-  AND (?8 IS NULL OR acquired_on > ?8 OR (acquired_on = ?8 AND image_id > ?9))
-ORDER BY acquired_on, image_id
-LIMIT ?10";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
@@ -121,7 +106,7 @@ impl Store for SqliteStore {
         let json = serde_json::to_string(manifests).map_err(host)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO uploads (upload_id, project, manifests, created_at) VALUES (?1, ?2, ?3, ?4)",
+                sql::INSERT_UPLOAD,
                 params![upload_id, project, json, unix_i64(now_s)],
             )
             .map(drop)
@@ -130,19 +115,15 @@ impl Store for SqliteStore {
 
     async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, HostError> {
         self.with(|c| {
-            c.query_row(
-                "SELECT project, manifests, completed_at IS NOT NULL, job_id FROM uploads WHERE upload_id = ?1",
-                [upload_id],
-                |r| {
-                    Ok(UploadRow {
-                        project: r.get(0)?,
-                        manifests: serde_json::from_str(&r.get::<_, String>(1)?)
-                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-                        completed: r.get(2)?,
-                        job_id: r.get(3)?,
-                    })
-                },
-            )
+            c.query_row(sql::UPLOAD, [upload_id], |r| {
+                Ok(UploadRow {
+                    project: r.get(0)?,
+                    manifests: serde_json::from_str(&r.get::<_, String>(1)?)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                    completed: r.get(2)?,
+                    job_id: r.get(3)?,
+                })
+            })
             .optional()
         })
     }
@@ -150,19 +131,19 @@ impl Store for SqliteStore {
     async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, HostError> {
         self.with(|c| {
             let tx = c.transaction()?;
-            let marked = tx.execute(
-                "UPDATE uploads SET completed_at = ?2 WHERE upload_id = ?1 AND completed_at IS NULL",
-                params![upload_id, unix_i64(now_s)],
-            )?;
+            let marked = tx.execute(sql::MARK_COMPLETED, params![upload_id, unix_i64(now_s)])?;
             if marked == 1 {
-                let json: String = tx.query_row("SELECT manifests FROM uploads WHERE upload_id = ?1", [upload_id], |r| r.get(0))?;
+                let json: String = tx.query_row(
+                    "SELECT manifests FROM uploads WHERE upload_id = ?1",
+                    [upload_id],
+                    |r| r.get(0),
+                )?;
                 let manifests: Vec<Manifest> = serde_json::from_str(&json)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 for m in &manifests {
                     let gps = m.exif.gps;
                     tx.execute(
-                        "INSERT INTO images (image_id, project, upload_id, acquired_on, latitude, longitude, manifest)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        sql::INSERT_IMAGE,
                         params![
                             m.image_id.as_str(),
                             m.project.as_str(),
@@ -170,7 +151,9 @@ impl Store for SqliteStore {
                             m.date.to_string(),
                             gps.map(|g| g.latitude),
                             gps.map(|g| g.longitude),
-                            serde_json::to_string(m).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                            serde_json::to_string(m).map_err(|e| {
+                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                            })?,
                         ],
                     )?;
                 }
@@ -182,18 +165,15 @@ impl Store for SqliteStore {
 
     async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, HostError> {
         self.with(|c| {
-            c.execute(
-                "UPDATE uploads SET job_id = ?2 WHERE upload_id = ?1 AND job_id IS NULL",
-                params![upload_id, job_id],
-            )
-            .map(|n| n == 1)
+            c.execute(sql::SET_JOB, params![upload_id, job_id])
+                .map(|n| n == 1)
         })
     }
 
     async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, HostError> {
         let bbox = q.bbox;
         self.with(|c| {
-            let mut statement = c.prepare_cached(SEARCH)?;
+            let mut statement = c.prepare_cached(sql::SEARCH)?;
             let rows = statement.query_map(
                 params![
                     q.project.as_ref().map(|p| p.as_str().to_owned()),
@@ -215,11 +195,9 @@ impl Store for SqliteStore {
 
     async fn image(&self, image_id: &str) -> Result<Option<Manifest>, HostError> {
         self.with(|c| {
-            c.query_row(
-                "SELECT manifest FROM images WHERE image_id = ?1",
-                [image_id],
-                |r| manifest(&r.get::<_, String>(0)?),
-            )
+            c.query_row(sql::IMAGE, [image_id], |r| {
+                manifest(&r.get::<_, String>(0)?)
+            })
             .optional()
         })
     }

@@ -1,0 +1,255 @@
+//! The Cloudflare Workers host of the edge router (`worker` crate, built by worker-build, run
+//! by workerd): D1 as the [`Store`], `fetch` as [`Outbound`], configuration from vars and
+//! secrets. The router is kept per isolate, so the rate limiter's buckets are per isolate.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tessera_core::Manifest;
+use tessera_core::api::ImageQuery;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::d1::D1Database;
+use worker::{Context, Env, HttpRequest, event};
+
+use crate::{Config, Edge, HostError, Outbound, Store, UploadRow, sql};
+
+fn host(e: impl std::fmt::Display) -> HostError {
+    HostError(format!("workers: {e}"))
+}
+
+/// D1, with the same SQL as the native SQLite store.
+pub(crate) struct D1Store(D1Database);
+
+fn text(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+
+fn opt_text(v: Option<String>) -> JsValue {
+    v.map_or(JsValue::NULL, |v| JsValue::from_str(&v))
+}
+
+fn opt_f64(v: Option<f64>) -> JsValue {
+    v.map_or(JsValue::NULL, JsValue::from_f64)
+}
+
+#[derive(serde::Deserialize)]
+struct UploadFields {
+    project: String,
+    manifests: String,
+    completed: i64,
+    job_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestField {
+    manifest: String,
+}
+
+fn parse(json: &str) -> Result<Manifest, HostError> {
+    serde_json::from_str(json).map_err(host)
+}
+
+impl Store for D1Store {
+    async fn create_upload(
+        &self,
+        upload_id: &str,
+        project: &str,
+        manifests: &[Manifest],
+        now_s: u64,
+    ) -> Result<(), HostError> {
+        let json = serde_json::to_string(manifests).map_err(host)?;
+        self.0
+            .prepare(sql::INSERT_UPLOAD)
+            .bind(&[
+                text(upload_id),
+                text(project),
+                text(&json),
+                JsValue::from_f64(now_s as f64),
+            ])
+            .map_err(host)?
+            .run()
+            .await
+            .map_err(host)?;
+        Ok(())
+    }
+
+    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, HostError> {
+        let row: Option<UploadFields> = self
+            .0
+            .prepare(sql::UPLOAD)
+            .bind(&[text(upload_id)])
+            .map_err(host)?
+            .first(None)
+            .await
+            .map_err(host)?;
+        row.map(|r| {
+            Ok(UploadRow {
+                project: r.project,
+                manifests: serde_json::from_str(&r.manifests).map_err(host)?,
+                completed: r.completed != 0,
+                job_id: r.job_id,
+            })
+        })
+        .transpose()
+    }
+
+    /// One D1 batch (atomic): mark the upload completed, insert its images (idempotently).
+    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, HostError> {
+        let Some(upload) = self.upload(upload_id).await? else {
+            return Ok(false);
+        };
+        let mut statements = vec![
+            self.0
+                .prepare(sql::MARK_COMPLETED)
+                .bind(&[text(upload_id), JsValue::from_f64(now_s as f64)])
+                .map_err(host)?,
+        ];
+        for m in &upload.manifests {
+            let gps = m.exif.gps;
+            statements.push(
+                self.0
+                    .prepare(sql::INSERT_IMAGE)
+                    .bind(&[
+                        text(m.image_id.as_str()),
+                        text(m.project.as_str()),
+                        text(upload_id),
+                        text(&m.date.to_string()),
+                        opt_f64(gps.map(|g| g.latitude)),
+                        opt_f64(gps.map(|g| g.longitude)),
+                        text(&serde_json::to_string(m).map_err(host)?),
+                    ])
+                    .map_err(host)?,
+            );
+        }
+        let results = self.0.batch(statements).await.map_err(host)?;
+        let changed = results
+            .first()
+            .and_then(|r| r.meta().ok().flatten())
+            .and_then(|m| m.changes)
+            .unwrap_or(0);
+        Ok(changed == 1)
+    }
+
+    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, HostError> {
+        let result = self
+            .0
+            .prepare(sql::SET_JOB)
+            .bind(&[text(upload_id), text(job_id)])
+            .map_err(host)?
+            .run()
+            .await
+            .map_err(host)?;
+        Ok(result.meta().map_err(host)?.and_then(|m| m.changes) == Some(1))
+    }
+
+    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, HostError> {
+        let bbox = q.bbox;
+        let rows = self
+            .0
+            .prepare(sql::SEARCH)
+            .bind(&[
+                opt_text(q.project.as_ref().map(|p| p.as_str().to_owned())),
+                opt_text(q.from.map(|d| d.to_string())),
+                opt_text(q.to.map(|d| d.to_string())),
+                opt_f64(bbox.map(|b| b.min_lon)),
+                opt_f64(bbox.map(|b| b.min_lat)),
+                opt_f64(bbox.map(|b| b.max_lon)),
+                opt_f64(bbox.map(|b| b.max_lat)),
+                opt_text(q.cursor.as_ref().map(|c| c.date.to_string())),
+                opt_text(q.cursor.as_ref().map(|c| c.image_id.as_str().to_owned())),
+                JsValue::from_f64(f64::from(q.limit) + 1.0),
+            ])
+            .map_err(host)?
+            .all()
+            .await
+            .map_err(host)?
+            .results::<ManifestField>()
+            .map_err(host)?;
+        rows.iter().map(|r| parse(&r.manifest)).collect()
+    }
+
+    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, HostError> {
+        let row: Option<ManifestField> = self
+            .0
+            .prepare(sql::IMAGE)
+            .bind(&[text(image_id)])
+            .map_err(host)?
+            .first(None)
+            .await
+            .map_err(host)?;
+        row.map(|r| parse(&r.manifest)).transpose()
+    }
+}
+
+/// Outbound HTTP through the Workers `fetch`.
+pub(crate) struct FetchOutbound;
+
+impl Outbound for FetchOutbound {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HostError> {
+        let request = request.map(|body| http_body_util::Full::new(Bytes::from(body)));
+        let request = worker::Request::try_from(request).map_err(host)?;
+        let response = worker::Fetch::Request(request).send().await.map_err(host)?;
+        let response: http::Response<worker::Body> = response.try_into().map_err(host)?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(host)?.to_bytes();
+        Ok(http::Response::from_parts(parts, body.to_vec()))
+    }
+}
+
+thread_local! {
+    static EDGE: RefCell<Option<Rc<Edge<D1Store, FetchOutbound>>>> = const { RefCell::new(None) };
+}
+
+fn edge(env: &Env) -> worker::Result<Rc<Edge<D1Store, FetchOutbound>>> {
+    if let Some(edge) = EDGE.with(|e| e.borrow().clone()) {
+        return Ok(edge);
+    }
+    let lookup = |name: &str| {
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+    };
+    let config = Config::from_lookup(lookup).map_err(worker::Error::RustError)?;
+    let edge = Rc::new(Edge::new(config, D1Store(env.d1("DB")?), FetchOutbound));
+    EDGE.with(|e| *e.borrow_mut() = Some(Rc::clone(&edge)));
+    Ok(edge)
+}
+
+fn random_uuid() -> String {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .expect("Workers have crypto");
+    let uuid = js_sys::Reflect::get(&crypto, &JsValue::from_str("randomUUID"))
+        .expect("crypto.randomUUID")
+        .unchecked_into::<js_sys::Function>()
+        .call0(&crypto)
+        .expect("randomUUID() returns");
+    uuid.as_string().unwrap_or_default()
+}
+
+#[event(fetch)]
+async fn fetch(
+    request: HttpRequest,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<http::Response<http_body_util::Full<Bytes>>> {
+    let edge = edge(&env)?;
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    // SystemTime::now() panics on wasm32-unknown-unknown: the clock comes from JS.
+    let now = UNIX_EPOCH + Duration::from_millis(worker::Date::now().as_millis());
+    let response = edge
+        .handle(
+            http::Request::from_parts(parts, body),
+            now,
+            &mut random_uuid,
+        )
+        .await;
+    Ok(response.map(http_body_util::Full::new))
+}
