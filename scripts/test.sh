@@ -12,6 +12,16 @@ step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 
+step "tools for the Workers host: worker-build, wasm-bindgen, wrangler (cached by version)"
+installed() { cargo install --list | grep -q "^$1 v$2:"; }
+installed worker-build 0.8.7 || cargo install worker-build --version 0.8.7 --locked
+installed wasm-bindgen-cli 0.2.130 || cargo install wasm-bindgen-cli --version 0.2.130
+npm ci --no-audit --no-fund --loglevel=error
+export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen" WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt" \
+  ESBUILD_BIN="$PWD/node_modules/.bin/esbuild" TESSERA_TEST_WORKERD="$PWD/node_modules/.bin/wrangler"
+export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
+  CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_HIDE_BANNER=true CI=true
+
 step "fixtures"
 bash tests/fetch-fixtures.sh >/dev/null
 

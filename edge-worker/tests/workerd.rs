@@ -1,0 +1,74 @@
+//! The edge router under the real Cloudflare Workers runtime: `wrangler dev` (workerd from
+//! npm, local D1 with the migrations applied), against the same real S3-compatible server as
+//! `api.rs`: upload → PUT → complete → search → download.
+//!
+//! Needs `TESSERA_TEST_WORKERD` = the wrangler binary, with worker-build and wasm-bindgen on
+//! the PATH; `scripts/test.sh` installs them and sets it.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[test]
+fn upload_complete_and_search_under_workerd() {
+    let wrangler = std::env::var_os("TESSERA_TEST_WORKERD").expect(
+        "TESSERA_TEST_WORKERD must name the wrangler binary; run `bash scripts/test.sh`, which installs it",
+    );
+    assert!(
+        std::path::Path::new(&wrangler).exists(),
+        "{wrangler:?} does not exist"
+    );
+    runtime().block_on(async {
+        let stack = Stack::start(|_| {});
+        assert!(
+            stack.workerd.is_some(),
+            "the stack must run the edge under workerd"
+        );
+        let photo = photo(
+            "exif-0.6.0/test3.jpg",
+            chrono::NaiveDate::from_ymd_opt(2024, 5, 1),
+            Some((5.6, -0.2)),
+        );
+        let (status, answer) = stack.post_uploads(&upload_body("palms", &[&photo])).await;
+        assert_eq!(status, 201, "{answer}");
+        let upload_id = answer["upload_id"].as_str().unwrap().to_owned();
+        let (status, refused) = stack.complete(&upload_id).await;
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (409, Some("objects_not_uploaded")),
+            "{refused}"
+        );
+        stack.put_all(&answer, &|_, kind| photo.body(kind)).await;
+        let (status, done) = stack.complete(&upload_id).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(stack.complete(&upload_id).await.1["job_id"], done["job_id"]);
+        assert_eq!(stack.jobs.lock().unwrap().len(), 1, "triggered once");
+        let image_id = done["images"][0].as_str().unwrap().to_owned();
+        let (status, found) = stack
+            .search("project=palms&from=2024-05-01&to=2024-05-01&bbox=-1,5,0,6")
+            .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["images"].as_array().unwrap().len(), 1);
+        assert_eq!(found["images"][0]["image_id"], json!(image_id));
+        let (_, none) = stack.search("bbox=10,10,11,11").await;
+        assert_eq!(none["images"], json!([]));
+        let r = stack
+            .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
+            .send()
+            .await
+            .unwrap();
+        let record: serde_json::Value = r.json().await.unwrap();
+        let key = record["image"]["objects"][2]["key"].as_str().unwrap();
+        let bytes = stack
+            .client
+            .get(record["downloads"][key]["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], &photo.body("augmented-90")[..]);
+    });
+}
