@@ -12,19 +12,8 @@ use support::*;
 
 #[test]
 fn upload_complete_and_search_under_workerd() {
-    let wrangler = std::env::var_os("TESSERA_TEST_WORKERD").expect(
-        "TESSERA_TEST_WORKERD must name the wrangler binary; run `bash scripts/test.sh`, which installs it",
-    );
-    assert!(
-        std::path::Path::new(&wrangler).exists(),
-        "{wrangler:?} does not exist"
-    );
     runtime().block_on(async {
-        let stack = Stack::start(|_| {});
-        assert!(
-            stack.workerd.is_some(),
-            "the stack must run the edge under workerd"
-        );
+        let stack = Stack::start_workerd(|_| {});
         let photo = photo(
             "exif-0.6.0/test3.jpg",
             chrono::NaiveDate::from_ymd_opt(2024, 5, 1),
