@@ -41,5 +41,8 @@ diff <("$CARGO_TARGET_DIR/release/presign-probe") \
   <(node --no-warnings tests/wasi.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/presign-probe.wasm")
 echo "identical"
 
+step "the Workers module builds (worker-build); wrangler dev in the tests reuses it"
+(cd edge-worker && worker-build --release)
+
 step "cargo test"
 cargo test --workspace --locked
