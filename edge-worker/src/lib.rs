@@ -256,6 +256,29 @@ impl ApiError {
         }
     }
 
+    fn body_too_large(max_body_bytes: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is over the limit of {max_body_bytes} bytes"),
+        )
+    }
+
+    fn into_response(self) -> Response<Bytes> {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+            objects: self.details,
+        };
+        let mut response = json_response(self.status, &body);
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+
     fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
         eprintln!("tessera-edge: {context}: {error}");
         Self::new(
@@ -383,6 +406,13 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         }
     }
 
+    /// The answer to a request whose body is over `max_body_bytes`, for hosts that stop
+    /// reading such a body before it reaches [`Edge::handle`].
+    #[must_use]
+    pub fn body_too_large(&self) -> Response<Bytes> {
+        ApiError::body_too_large(self.config.max_body_bytes).into_response()
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -403,20 +433,7 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         } else {
             match self.route(request, now, new_id).await {
                 Ok(r) => r,
-                Err(e) => {
-                    let body = ErrorBody {
-                        code: e.code.to_owned(),
-                        message: e.message,
-                        objects: e.details,
-                    };
-                    let mut response = json_response(e.status, &body);
-                    if let Some(seconds) = e.retry_after_s {
-                        response
-                            .headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                    }
-                    response
-                }
+                Err(e) => e.into_response(),
             }
         };
         self.cors(origin, response.headers_mut());
@@ -469,15 +486,7 @@ impl<S: Store, O: Outbound> Edge<S, O> {
         }
         self.authorize(request.headers(), now)?;
         if request.body().len() > self.config.max_body_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "request body is {} bytes; the limit is {}",
-                    request.body().len(),
-                    self.config.max_body_bytes
-                ),
-            ));
+            return Err(ApiError::body_too_large(self.config.max_body_bytes));
         }
         match (method, segments.as_slice()) {
             (HttpMethod::POST, ["v1", "uploads"]) => {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -102,14 +102,8 @@ async fn answer<S: Store, O: Outbound>(
     let limit = edge.config.max_body_bytes;
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            // Over the limit, or the client went away: answer as the router would.
-            let mut response = Response::new(Bytes::from(format!(
-                r#"{{"code":"body_too_large","message":"request body is over the limit of {limit} bytes"}}"#
-            )));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return response;
-        }
+        // Over the limit, or the client went away: answer as the router would.
+        Err(_) => return edge.body_too_large(),
     };
     let mut new_id = || uuid::Uuid::new_v4().to_string();
     edge.handle(
