@@ -6,7 +6,9 @@
 use std::io::Cursor;
 
 use fast_image_resize as fir;
-use image::{DynamicImage, RgbImage, imageops};
+/// The pixel buffer every step here takes and returns (the `image` crate's).
+pub use image::RgbImage;
+use image::{DynamicImage, imageops};
 
 use crate::PreprocessError;
 use crate::limits::{ImageFormat, Probe};
