@@ -35,6 +35,26 @@ enum Command {
     /// SQLite metadata database. Configured by TESSERA_* environment variables (see README);
     /// stops cleanly on Ctrl-C.
     Edge(EdgeArgs),
+    /// The whole upload path on one machine: an S3-compatible endpoint (data in --data), the
+    /// edge API with SQLite, the batch job API, and the page. Prints the URL to open; stops
+    /// cleanly on Ctrl-C. Build the page's wasm first: `bash scripts/build-web.sh`.
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Address of the page and the edge API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Address of the S3-compatible endpoint.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    s3_listen: std::net::SocketAddr,
+    /// Folder for objects, databases and the generated local credentials; kept across runs.
+    #[arg(long, default_value = "tessera-data")]
+    data: PathBuf,
+    /// The page's folder (with pkg/ built by scripts/build-web.sh).
+    #[arg(long, default_value = "web")]
+    web: PathBuf,
 }
 
 #[derive(Args)]
@@ -81,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Preprocess(args) => preprocess(&args),
         Command::Edge(args) => edge(&args),
+        Command::Up(args) => up(args),
     };
     match result {
         Ok(code) => code,
@@ -109,6 +130,35 @@ fn edge(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
             let _ = tokio::signal::ctrl_c().await;
         };
         serve(listener, std::rc::Rc::new(edge), shutdown).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let options = tessera_batch::up::UpOptions {
+        listen: args.listen,
+        s3_listen: args.s3_listen,
+        data: args.data,
+        web: args.web,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let ready = |url: &str| {
+            println!("Tessera is up: open {url}");
+            eprintln!(
+                "storage: http://{} (bucket {}), data in {}; Ctrl-C stops",
+                options.s3_listen,
+                tessera_batch::up::BUCKET,
+                options.data.display()
+            );
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        tessera_batch::up::run(&options, ready, shutdown).await?;
+        eprintln!("tessera up: stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

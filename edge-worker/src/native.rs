@@ -94,7 +94,10 @@ pub async fn serve<S, O>(
     }
 }
 
-async fn answer<S: Store, O: Outbound>(
+/// Answers one hyper request with `edge`: the body is read up to the configured limit (413
+/// beyond it), then routed by [`Edge::handle`] with the system clock and random v4 ids. For
+/// hosts that serve more than the edge on one port; [`serve`] uses it for every request.
+pub async fn answer<S: Store, O: Outbound>(
     edge: &Edge<S, O>,
     request: Request<Incoming>,
 ) -> Response<Bytes> {

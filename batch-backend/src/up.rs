@@ -1,0 +1,373 @@
+//! `tessera up`: the whole upload path on one machine, in one process.
+//!
+//! - Storage: an S3-compatible endpoint (s3s + s3s-fs) on `s3_listen`, SigV4 enforced with a
+//!   local key pair, CORS for the page's origin, objects under `{data}/s3/{bucket}/`. Keys with
+//!   `.` or `..` segments are refused before s3s-fs sees them (it would resolve them outside
+//!   the bucket folder).
+//! - The page and the edge API on `listen`: `/health` and `/v1/…` go to the edge router on its
+//!   native host with SQLite (`{data}/metadata.sqlite`); `/config.json` tells the page its API
+//!   key and project; everything else is the static page from `web`.
+//! - Jobs: the edge triggers them in-process through the batch backend's job API
+//!   ([`crate::jobs`], `{data}/jobs.sqlite`).
+//!
+//! Everything runs on one current-thread tokio runtime (the edge router is `!Send`, as in an
+//! isolate). Data and the generated credentials (`{data}/local.json`) survive restarts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use tessera_core::api::{UploadPolicy, api_key_hash};
+use tessera_core::presign::{Addressing, StorageTarget};
+use tessera_edge::native::{ReqwestOutbound, answer};
+use tessera_edge::sqlite::SqliteStore;
+use tessera_edge::{Config, Edge, HostError, Outbound};
+use tower::{Service as _, ServiceExt as _};
+
+use crate::jobs::JobStore;
+
+/// The bucket of the local stack.
+pub const BUCKET: &str = "tessera";
+/// The project the page uploads into unless told otherwise.
+pub const DEFAULT_PROJECT: &str = "local";
+/// The in-process batch backend's base URL: the edge's job calls to it never leave the process.
+const JOBS_URL: &str = "http://jobs.tessera.internal";
+
+/// Where `tessera up` listens and keeps its data.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The page and the edge API.
+    pub listen: SocketAddr,
+    /// The S3-compatible endpoint.
+    pub s3_listen: SocketAddr,
+    /// Objects, databases and credentials; created if missing, kept across restarts.
+    pub data: PathBuf,
+    /// The static page (`web/`, with `web/pkg/` built by `scripts/build-web.sh`).
+    pub web: PathBuf,
+}
+
+/// The local stack's secrets, generated on first start into `{data}/local.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalCredentials {
+    /// The S3 access key id.
+    pub access_key_id: String,
+    /// The S3 secret access key.
+    pub secret_access_key: String,
+    /// The edge API key the page uses.
+    pub api_key: String,
+    /// The service token between the edge and the job API.
+    pub service_token: String,
+}
+
+impl LocalCredentials {
+    fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).with_context(|| format!("{}", path.display()));
+        }
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        let credentials = Self {
+            access_key_id: format!("TESSERA{}", &random()[..13].to_uppercase()),
+            secret_access_key: random() + &random(),
+            api_key: random(),
+            service_token: random(),
+        };
+        std::fs::write(path, serde_json::to_vec_pretty(&credentials)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(credentials)
+    }
+}
+
+/// Outbound HTTP for the local edge: calls to the job API are answered in-process, the rest
+/// (HEAD-verifying objects, writing sidecars) go over the network with reqwest.
+struct LocalOutbound {
+    http: ReqwestOutbound,
+    jobs: Arc<JobStore>,
+    service_token: String,
+}
+
+impl Outbound for LocalOutbound {
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HostError> {
+        if request.uri().to_string().starts_with(JOBS_URL) {
+            Ok(self.jobs.answer(&self.service_token, &request))
+        } else {
+            self.http.send(request).await
+        }
+    }
+}
+
+type LocalEdge = Edge<SqliteStore, LocalOutbound>;
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+type StorageService = tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
+
+/// Runs the stack until `shutdown` resolves. Call inside a `tokio::task::LocalSet` on a
+/// current-thread runtime. `ready` is called with the page's URL once both ports listen.
+///
+/// # Errors
+/// When a port cannot be bound or the data folder cannot be prepared.
+pub async fn run(
+    options: &UpOptions,
+    ready: impl FnOnce(&str),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let bucket_dir = options.data.join("s3").join(BUCKET);
+    std::fs::create_dir_all(&bucket_dir)
+        .with_context(|| format!("creating {}", bucket_dir.display()))?;
+    anyhow::ensure!(
+        options.web.join("index.html").is_file(),
+        "{} has no index.html; pass --web with the page's folder",
+        options.web.display()
+    );
+    if !options.web.join("pkg").join("tessera_wasm_bg.wasm").is_file() {
+        eprintln!(
+            "warning: {} is missing; run `bash scripts/build-web.sh`",
+            options.web.join("pkg/tessera_wasm_bg.wasm").display()
+        );
+    }
+    let credentials = LocalCredentials::load_or_create(&options.data.join("local.json"))?;
+
+    let page_listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let s3_listener = tokio::net::TcpListener::bind(options.s3_listen)
+        .await
+        .with_context(|| format!("listening on {}", options.s3_listen))?;
+    let page_addr = page_listener.local_addr()?;
+    let s3_addr = s3_listener.local_addr()?;
+    let origins = page_origins(page_addr);
+
+    let s3 = storage_service(&options.data.join("s3"), &credentials, &origins)?;
+    let jobs = Arc::new(
+        JobStore::open(&options.data.join("jobs.sqlite"))
+            .with_context(|| format!("{}", options.data.join("jobs.sqlite").display()))?,
+    );
+    let store = SqliteStore::open(&options.data.join("metadata.sqlite"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", options.data.join("metadata.sqlite").display()))?;
+    let config = Config {
+        storage: StorageTarget {
+            endpoint: format!("http://{s3_addr}"),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            addressing: Addressing::Path,
+            access_key_id: credentials.access_key_id.clone(),
+            secret_access_key: credentials.secret_access_key.clone(),
+        },
+        policy: UploadPolicy::default(),
+        get_expires_in: Duration::from_secs(15 * 60),
+        api_key_hashes: vec![api_key_hash(&credentials.api_key)],
+        cors_origins: origins.clone(),
+        max_body_bytes: 1024 * 1024,
+        // One person's browser: generous, but still limited.
+        rate_burst: 1000.0,
+        rate_per_second: 200.0,
+        backend_url: JOBS_URL.into(),
+        backend_token: credentials.service_token.clone(),
+    };
+    let outbound = LocalOutbound {
+        http: ReqwestOutbound::default(),
+        jobs,
+        service_token: credentials.service_token.clone(),
+    };
+    let edge = Rc::new(Edge::new(config, store, outbound));
+    let page_config = Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "api_base": "",
+        "api_key": credentials.api_key,
+        "project": DEFAULT_PROJECT,
+    }))?);
+    let web = tower_http::services::ServeDir::new(&options.web);
+
+    ready(&origins[0]);
+    let page = accept_loop(page_listener, move |request: Request<Incoming>| {
+        let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
+        async move { Ok::<_, Infallible>(page_or_api(&edge, web, &page_config, request).await) }
+    });
+    let storage = accept_loop(s3_listener, move |request: Request<Incoming>| {
+        let mut s3 = s3.clone();
+        async move { s3.call(request).await }
+    });
+    tokio::select! {
+        () = page => {}
+        () = storage => {}
+        () = shutdown => {}
+    }
+    Ok(())
+}
+
+/// The page's origins: the listen address, and `localhost` for a loopback one.
+fn page_origins(addr: SocketAddr) -> Vec<String> {
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins
+}
+
+/// Accepts HTTP/1.1 connections forever, each served by `service` on a local task.
+async fn accept_loop<F, R, B, E>(listener: tokio::net::TcpListener, service: F)
+where
+    F: Fn(Request<Incoming>) -> R + Clone + 'static,
+    R: Future<Output = Result<Response<B>, E>> + 'static,
+    B: hyper::body::Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("tessera up: accept: {e}");
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::task::spawn_local(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper::service::service_fn(service),
+                )
+                .await;
+            if let Err(e) = served {
+                if !e.is_incomplete_message() {
+                    eprintln!("tessera up: connection: {e}");
+                }
+            }
+        });
+    }
+}
+
+async fn page_or_api(
+    edge: &LocalEdge,
+    mut web: tower_http::services::ServeDir,
+    page_config: &Bytes,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let path = request.uri().path();
+    if path == "/health" || path.starts_with("/v1/") {
+        return answer(edge, request)
+            .await
+            .map(|body| Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    }
+    let mut response = if path == "/config.json" {
+        let mut response = Response::new(
+            Full::new(page_config.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    } else {
+        match web.try_call(request).await {
+            Ok(response) => response.map(|body| body.boxed_unsync()),
+            Err(e) => {
+                eprintln!("tessera up: static file: {e}");
+                let mut response = Response::new(
+                    Full::new(Bytes::from_static(b"internal error"))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        }
+    };
+    // The service worker decides what is cached; the browser's HTTP cache always revalidates.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The S3-compatible service: CORS for the page, the `..` guard, then s3s-fs with SigV4.
+fn storage_service(
+    root: &Path,
+    credentials: &LocalCredentials,
+    origins: &[String],
+) -> anyhow::Result<StorageService> {
+    let fs = s3s_fs::FileSystem::new(root)
+        .map_err(|e| anyhow::anyhow!("storage at {}: {e:?}", root.display()))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        credentials.access_key_id.as_str(),
+        credentials.secret_access_key.as_str(),
+    ));
+    let s3 = builder.build();
+    let guarded = tower::service_fn(move |request: Request<Incoming>| {
+        let s3 = s3.clone();
+        async move {
+            if has_dot_segment(request.uri().path()) {
+                let mut refused = Response::new(s3s::Body::from(
+                    "object keys with '.' or '..' segments are refused".to_owned(),
+                ));
+                *refused.status_mut() = StatusCode::BAD_REQUEST;
+                return Ok(refused);
+            }
+            s3.call(request.map(s3s::Body::from)).await
+        }
+    });
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o))
+        .collect::<Result<_, _>>()?;
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::PUT, Method::HEAD])
+        .allow_headers(tower_http::cors::Any)
+        .expose_headers([header::ETAG])
+        .max_age(Duration::from_secs(3600));
+    Ok(tower::util::BoxCloneService::new(
+        tower::ServiceBuilder::new()
+            .layer(cors)
+            .service(guarded)
+            .map_response(|response| {
+                response.map(|body| {
+                    body.map_err(|e| std::io::Error::other(e.to_string()))
+                        .boxed_unsync()
+                })
+            })
+            .map_err(|e| std::io::Error::other(format!("{e:?}"))),
+    ))
+}
+
+/// Whether a request path has a `.` or `..` segment, raw or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_are_found_raw_and_encoded() {
+        for path in [
+            "/tessera/../etc/passwd",
+            "/tessera/a/%2E%2E/b",
+            "/tessera/a/%2e./b",
+            "/tessera/./a",
+            "/tessera/a%2F..%2Fb",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in ["/tessera/original-uploads/local/2024/a..b.jpg", "/tessera/a/.../b", "/"] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the page's WebAssembly: tessera-wasm for wasm32 (release, simd128), wasm-bindgen
+# --target web into web/pkg/, then wasm-opt -O3. Needs wasm-bindgen-cli 0.2.130 and
+# node_modules (binaryen); scripts/test.sh and scripts/up.sh install both.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+cargo build --release --locked -p tessera-wasm --target wasm32-unknown-unknown
+wasm-bindgen --target web --no-typescript --out-dir web/pkg \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/tessera_wasm.wasm"
+node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  web/pkg/tessera_wasm_bg.wasm -o web/pkg/tessera_wasm_bg.wasm
+ls -l web/pkg >&2

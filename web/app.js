@@ -1,0 +1,304 @@
+// The upload page: files → Web Workers (tessera-wasm) → IndexedDB queue → presigned PUTs.
+import { openQueue, Api } from './queue.js';
+
+const $ = (selector) => document.querySelector(selector);
+const config = await fetch('config.json').then((r) => r.json());
+const queue = await openQueue();
+const api = new Api(config);
+const today = () => new Date().toISOString().slice(0, 10);
+
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker:', e));
+}
+
+// ---- Workers: preprocessing off the main thread -------------------------------------------
+const workers = Array.from({ length: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)) },
+  () => new Worker('worker.js', { type: 'module' }));
+const pending = new Map();
+let nextId = 0;
+let nextWorker = 0;
+for (const worker of workers) {
+  worker.onmessage = ({ data }) => {
+    pending.get(data.id)(data);
+    pending.delete(data.id);
+  };
+}
+function preprocessInWorker(file) {
+  const id = nextId++;
+  const worker = workers[nextWorker++ % workers.length];
+  return new Promise((resolve) => {
+    pending.set(id, resolve);
+    worker.postMessage({ id, file, options: { project: config.project, fileName: file.name, fallbackDate: today() } });
+  });
+}
+
+// ---- Plain words for refusals --------------------------------------------------------------
+const TITLES = {
+  too_large: 'Too large',
+  unsupported_type: 'Not an image',
+  side_too_long: 'Too many pixels',
+  too_many_pixels: 'Too many pixels',
+  empty_image: 'Empty image',
+  corrupt: 'Damaged file',
+  unsupported_feature: 'Unsupported image',
+};
+function plainWords({ code, message }) {
+  const detail = code === 'unsupported_type'
+    ? `only JPEG, PNG and TIFF images can be uploaded (${message.replace(/^not a JPEG, PNG or TIFF image: /, '')})`
+    : message;
+  return `${TITLES[code] ?? 'Could not read this file'}: ${detail}.`;
+}
+
+// ---- Cards ---------------------------------------------------------------------------------
+const cards = new Map(); // entry key or temporary id → card element
+const stats = { total: 0, processed: 0, failed: 0 };
+
+function newCard(name) {
+  const card = $('#file-card').content.firstElementChild.cloneNode(true);
+  card.querySelector('.name').textContent = name;
+  $('#results').prepend(card);
+  return card;
+}
+
+function setStatus(card, text, kind) {
+  card.querySelector('.status').textContent = text;
+  card.classList.toggle('error', kind === 'error');
+  card.classList.toggle('done', kind === 'done');
+}
+
+const ROTATION_LABELS = [['processed', 'Letterbox'], ['augmented-90', '90°'], ['augmented-180', '180°'], ['augmented-270', '270°']];
+
+function showDerivatives(card, entry) {
+  if (card.dataset.shown) return;
+  card.dataset.shown = '1';
+  const thumbs = card.querySelector('.thumbs');
+  for (const [kind, label] of ROTATION_LABELS) {
+    const index = entry.manifest.objects.findIndex((o) => o.kind === kind) - 1;
+    const figure = document.createElement('figure');
+    const img = document.createElement('img');
+    img.src = URL.createObjectURL(entry.bodies[index]);
+    img.alt = `${entry.fileName}, ${label}`;
+    img.width = 64;
+    img.height = 64;
+    const caption = document.createElement('figcaption');
+    caption.textContent = label;
+    figure.append(img, caption);
+    thumbs.append(figure);
+  }
+  showFacts(card, entry.manifest);
+}
+
+function showFacts(card, manifest) {
+  const facts = card.querySelector('.facts');
+  facts.replaceChildren();
+  const add = (term, value) => {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    facts.append(dt, dd);
+  };
+  const exif = manifest.exif ?? {};
+  add('Date', manifest.date_source === 'exif' ? `${exif.taken_at?.replace('T', ' ') ?? manifest.date} (EXIF)` : `${manifest.date} (no EXIF date)`);
+  add('GPS', exif.gps ? `${exif.gps.latitude.toFixed(6)}, ${exif.gps.longitude.toFixed(6)}${exif.gps.altitude_m != null ? `, ${exif.gps.altitude_m.toFixed(1)} m` : ''}` : 'none');
+  const original = manifest.objects[0];
+  add('Size', `${original.width}×${original.height} px, ${(original.size_bytes / 1048576).toFixed(2)} MB`);
+  return add;
+}
+
+function render(entry) {
+  let card = cards.get(entry.key);
+  if (!card) {
+    card = newCard(entry.fileName);
+    card.dataset.key = entry.key;
+    cards.set(entry.key, card);
+  }
+  showDerivatives(card, entry);
+  const progress = card.querySelector('.progress');
+  const total = entry.manifest.objects.reduce((sum, o) => sum + o.size_bytes, 0);
+  if (entry.state === 'done') {
+    progress.value = 1;
+    setStatus(card, `Uploaded. Job ${entry.result.job_id}: checking…`, 'done');
+    watchJob(card, entry.result.job_id);
+  } else if (entry.state === 'failed') {
+    setStatus(card, `Upload failed: ${entry.error}`, 'error');
+    if (!card.querySelector('.retry')) {
+      const retry = document.createElement('button');
+      retry.className = 'retry';
+      retry.type = 'button';
+      retry.textContent = 'Retry upload';
+      retry.onclick = async () => {
+        retry.remove();
+        await queue.put({ ...entry, state: entry.upload ? 'uploading' : 'queued', error: null });
+        queue.pump(api);
+      };
+      card.append(retry);
+    }
+  } else {
+    progress.value = (queue.progress.get(entry.key) ?? 0) / total;
+    setStatus(card, navigator.onLine ? 'Uploading…' : 'Ready; waiting for the network.');
+  }
+  card.dataset.state = entry.state;
+}
+
+const watched = new Set();
+async function watchJob(card, jobId) {
+  if (watched.has(jobId)) return;
+  watched.add(jobId);
+  for (let i = 0; i < 20 && navigator.onLine; i += 1) {
+    try {
+      const job = await api.json('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
+      setStatus(card, `Uploaded. Job ${job.job_id}: ${job.status} (${job.images_done ?? 0} of ${job.images ?? '?'} images done).`, 'done');
+      card.dataset.job = job.status;
+      if (job.status === 'succeeded' || job.status === 'failed') return;
+    } catch (e) {
+      setStatus(card, `Uploaded. Job ${jobId}: status unavailable (${e.message}).`, 'done');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+async function renderQueue() {
+  const entries = await queue.all();
+  const waiting = entries.filter((e) => e.state === 'queued' || e.state === 'uploading');
+  const list = $('#queue');
+  list.replaceChildren(...waiting.map((e) => {
+    const li = document.createElement('li');
+    li.textContent = `${e.fileName}: ${e.state === 'uploading' ? `${Object.keys(e.stored).length} of 6 objects stored` : 'preprocessed, not sent yet'}`;
+    return li;
+  }));
+  $('#queue-empty').hidden = waiting.length > 0;
+  const done = entries.filter((e) => e.state === 'done').length;
+  const bar = $('#overall-progress');
+  const all = Math.max(stats.total, 1);
+  bar.max = all + entries.length;
+  bar.value = stats.processed + stats.failed + done;
+  $('#overall-text').textContent = `${stats.processed + stats.failed} of ${stats.total} checked (${stats.failed} refused), ${done} of ${entries.length} uploaded${waiting.length ? `, ${waiting.length} waiting` : ''}.`;
+  document.body.dataset.uploaded = String(done);
+  document.body.dataset.waiting = String(waiting.length);
+}
+
+let renderScheduled = false;
+function scheduleQueueRender() {
+  if (renderScheduled) return;
+  renderScheduled = true;
+  requestAnimationFrame(() => {
+    renderScheduled = false;
+    renderQueue();
+  });
+}
+
+queue.addEventListener('change', ({ detail }) => {
+  render(detail);
+  scheduleQueueRender();
+});
+queue.addEventListener('progress', ({ detail }) => render(detail));
+
+// ---- Adding files --------------------------------------------------------------------------
+async function addFiles(files) {
+  stats.total += files.length;
+  scheduleQueueRender();
+  await Promise.all([...files].map(async (file) => {
+    const result = await preprocessInWorker(file);
+    if (!result.ok) {
+      stats.failed += 1;
+      const card = newCard(file.name);
+      setStatus(card, plainWords(result.error), 'error');
+      card.dataset.state = 'refused';
+      card.dataset.code = result.error.code;
+      card.querySelector('.progress').hidden = true;
+    } else {
+      stats.processed += 1;
+      const entry = await queue.add({ project: config.project, file, ...result });
+      if (!entry) {
+        const card = newCard(file.name);
+        setStatus(card, 'Already added: the same file is queued or uploaded.', 'done');
+        card.dataset.state = 'duplicate';
+      }
+    }
+    scheduleQueueRender();
+    queue.pump(api);
+  }));
+  document.body.dataset.checked = String(stats.processed + stats.failed);
+}
+
+const drop = $('#drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  addFiles(e.dataTransfer.files);
+});
+drop.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('#files').click(); }
+});
+$('#files').addEventListener('change', (e) => {
+  addFiles(e.target.files);
+  e.target.value = '';
+});
+
+// ---- Network -------------------------------------------------------------------------------
+function networkChanged() {
+  $('#network').textContent = navigator.onLine ? 'Online: uploads go straight to storage.' : 'Offline: files are checked and kept until the network is back.';
+  document.body.dataset.online = String(navigator.onLine);
+  if (navigator.onLine) queue.pump(api);
+  scheduleQueueRender();
+}
+addEventListener('online', networkChanged);
+addEventListener('offline', networkChanged);
+
+// ---- Search --------------------------------------------------------------------------------
+let searchQuery = null;
+async function search(cursor) {
+  const form = new FormData($('#search'));
+  const params = new URLSearchParams({ project: config.project, limit: '24' });
+  if (form.get('from')) params.set('from', form.get('from'));
+  if (form.get('to')) params.set('to', form.get('to'));
+  const box = ['west', 'south', 'east', 'north'].map((k) => form.get(k));
+  if (box.some((v) => v !== '')) {
+    if (box.some((v) => v === '')) {
+      $('#search-status').textContent = 'Give all four sides of the bounding box, or none.';
+      return;
+    }
+    params.set('bbox', box.join(','));
+  }
+  if (cursor) params.set('cursor', cursor);
+  else $('#search-results').replaceChildren();
+  searchQuery = params;
+  $('#search-status').textContent = 'Searching…';
+  try {
+    const page = await api.json('GET', `/v1/images?${params}`);
+    for (const image of page.images) {
+      const card = newCard(image.file_name);
+      $('#search-results').append(card);
+      card.querySelector('.progress').hidden = true;
+      setStatus(card, `Image ${image.image_id}`);
+      showFacts(card, image);
+      api.json('GET', `/v1/images/${encodeURIComponent(image.image_id)}`).then((answer) => {
+        const key = image.objects.find((o) => o.kind === 'processed').key;
+        const img = document.createElement('img');
+        img.src = answer.downloads[key].url;
+        img.alt = `${image.file_name}, letterbox`;
+        img.width = 128;
+        img.height = 128;
+        card.querySelector('.thumbs').append(img);
+      }).catch(() => {});
+    }
+    const shown = $('#search-results').children.length;
+    $('#search-status').textContent = `${shown} image${shown === 1 ? '' : 's'} found${page.next_cursor ? ' so far' : ''}.`;
+    $('#search-more').hidden = !page.next_cursor;
+    $('#search-more').onclick = () => search(page.next_cursor);
+  } catch (e) {
+    $('#search-status').textContent = `Search failed: ${e.message}`;
+  }
+}
+$('#search').addEventListener('submit', (e) => {
+  e.preventDefault();
+  search(null);
+});
+
+// ---- Start: show what the queue kept across reloads, then upload it --------------------------
+for (const entry of await queue.all()) render(entry);
+networkChanged();
+document.body.dataset.ready = 'true';

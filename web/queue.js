@@ -1,0 +1,226 @@
+// The upload queue: entries persisted in IndexedDB (original, derivatives, manifest, upload
+// state), uploaded with presigned PUTs when the browser is online, resumed after a reload.
+//
+// Entry state: 'queued' → 'uploading' (upload planned: upload_id and presigned targets saved,
+// each stored object recorded as it lands) → 'done' (completed: job_id) or 'failed'.
+// Exactly once: an entry's key is the project and the original's SHA-256, so the same file is
+// never queued twice; a planned upload is resumed, never re-planned, unless its URLs expired
+// before every object landed (then the unfinished upload is abandoned, never completed).
+import init, { retry_delay_ms, retryable_status, max_in_flight } from './pkg/tessera_wasm.js';
+
+const DB = 'tessera-uploads';
+const STORE = 'entries';
+
+function request(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+/** Opens the queue (and loads the wasm module whose retry policy the uploader follows). */
+export async function openQueue() {
+  await init();
+  const open = indexedDB.open(DB, 1);
+  open.onupgradeneeded = () => open.result.createObjectStore(STORE, { keyPath: 'key' });
+  return new Queue(await request(open));
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class HttpError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export class Queue extends EventTarget {
+  constructor(db) {
+    super();
+    this.db = db;
+    this.pumping = false;
+    this.progress = new Map(); // entry key → bytes sent so far
+  }
+
+  async tx(mode, fn) {
+    const tx = this.db.transaction(STORE, mode);
+    const result = await fn(tx.objectStore(STORE));
+    await new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+    return result;
+  }
+
+  all() { return this.tx('readonly', (s) => request(s.getAll())); }
+  get(key) { return this.tx('readonly', (s) => request(s.get(key))); }
+  async put(entry) {
+    await this.tx('readwrite', (s) => request(s.put(entry)));
+    this.dispatchEvent(new CustomEvent('change', { detail: entry }));
+  }
+
+  /** Adds a preprocessed file; false when the same original is already queued or done. */
+  async add({ project, file, manifest, bodies }) {
+    const key = `${project}/${manifest.objects[0].sha256.hex}`;
+    const entry = {
+      key, project, fileName: file.name, original: file, manifest,
+      bodies: bodies.map((b) => new Blob([b], { type: 'image/jpeg' })),
+      state: 'queued', upload: null, stored: {}, result: null, error: null, addedAt: Date.now(),
+    };
+    const added = await this.tx('readwrite', async (s) => {
+      if (await request(s.getKey(key)) !== undefined) return false;
+      await request(s.add(entry));
+      return true;
+    });
+    if (added) this.dispatchEvent(new CustomEvent('change', { detail: entry }));
+    return added ? entry : null;
+  }
+
+  /** Uploads every waiting entry while online; safe to call any number of times. */
+  async pump(api) {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        if (!navigator.onLine) return;
+        const waiting = (await this.all())
+          .filter((e) => e.state === 'queued' || e.state === 'uploading')
+          .sort((a, b) => a.addedAt - b.addedAt);
+        if (waiting.length === 0) return;
+        // A few images at once; PUTs share the max_in_flight() slots.
+        await Promise.all(waiting.slice(0, 2).map((e) => this.upload(api, e)));
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  async upload(api, entry) {
+    try {
+      if (!entry.upload || expired(entry.upload)) {
+        if (entry.upload) entry.stored = {}; // abandoned: never completed, so never recorded
+        const planned = await api.withRetry(() => api.json('POST', '/v1/uploads', {
+          project: entry.project, files: [entry.manifest],
+        }));
+        entry.upload = planned;
+        entry.state = 'uploading';
+        await this.put(entry);
+      }
+      const bodyOf = (kind) => (kind === 'original'
+        ? entry.original
+        : entry.bodies[entry.manifest.objects.findIndex((o) => o.kind === kind) - 1]);
+      const pending = entry.upload.objects.filter((t) => !entry.stored[t.key]);
+      const sent = new Map();
+      await Promise.all(pending.map((target) => api.withSlot(() => api.withRetry(() => api.put(
+        target, bodyOf(target.kind), (loaded) => {
+          sent.set(target.key, loaded);
+          this.progress.set(entry.key, sentBytes(entry) + [...sent.values()].reduce((a, b) => a + b, 0));
+          this.dispatchEvent(new CustomEvent('progress', { detail: entry }));
+        },
+      ))).then(async () => {
+        entry.stored[target.key] = true;
+        await this.put(entry);
+      })));
+      const completed = await api.withRetry(() => api.json(
+        'POST', `/v1/uploads/${encodeURIComponent(entry.upload.upload_id)}/complete`, null,
+      ));
+      entry.state = 'done';
+      entry.result = completed;
+      entry.original = null; // the original is in storage now; keep only the small derivatives
+      await this.put(entry);
+    } catch (e) {
+      if (!navigator.onLine || e.status === 0) return; // still waiting for the network
+      entry.state = 'failed';
+      entry.error = e.message;
+      await this.put(entry);
+    }
+  }
+}
+
+function expired(upload) {
+  const soonest = Math.min(...upload.objects.map((t) => t.expires_at));
+  return Date.now() / 1000 > soonest - 30;
+}
+
+function sentBytes(entry) {
+  const size = (kind) => entry.manifest.objects.find((o) => o.kind === kind).size_bytes;
+  return entry.upload.objects
+    .filter((t) => entry.stored[t.key])
+    .reduce((sum, t) => sum + size(t.kind), 0);
+}
+
+/** The edge API and storage, with retries and at most max_in_flight() PUTs at once. */
+export class Api {
+  constructor({ api_base, api_key }) {
+    this.base = api_base;
+    this.key = api_key;
+    this.slots = max_in_flight();
+    this.waiters = [];
+  }
+
+  async withSlot(fn) {
+    while (this.slots === 0) await new Promise((resolve) => this.waiters.push(resolve));
+    this.slots -= 1;
+    try {
+      return await fn();
+    } finally {
+      this.slots += 1;
+      this.waiters.shift()?.();
+    }
+  }
+
+  /** Retries transient failures (the core's policy: full-jitter backoff), waiting out offline spells. */
+  async withRetry(fn) {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof HttpError) || !retryable_status(e.status)) throw e;
+        if (!navigator.onLine) throw e; // the queue resumes on 'online'
+        const delay = retry_delay_ms(attempt, Math.random(), e.retryAfter);
+        if (delay === undefined) throw e;
+        await sleep(delay);
+      }
+    }
+  }
+
+  async json(method, path, body) {
+    let response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers: { authorization: `Bearer ${this.key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (e) {
+      throw new HttpError(0, 'network', `no answer from the API: ${e.message}`);
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const retryAfter = Number(response.headers.get('retry-after')) || undefined;
+      throw new HttpError(response.status, answer.code ?? 'http', answer.message ?? `HTTP ${response.status}`, retryAfter);
+    }
+    return answer;
+  }
+
+  /** PUTs one object to its presigned URL with exactly the signed headers, reporting progress. */
+  put(target, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', target.url);
+      for (const [name, value] of target.headers) {
+        if (name !== 'content-length') xhr.setRequestHeader(name, value);
+      }
+      xhr.upload.onprogress = (e) => onProgress(e.loaded);
+      xhr.onload = () => (xhr.status < 300
+        ? resolve()
+        : reject(new HttpError(xhr.status, 'storage', `storage refused ${target.kind}: HTTP ${xhr.status}`)));
+      xhr.onerror = () => reject(new HttpError(0, 'network', `no answer from storage for ${target.kind}`));
+      xhr.send(body);
+    });
+  }
+}
