@@ -128,7 +128,9 @@ impl JobStore {
     }
 
     fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The job API over `http` types: `POST /v1/jobs` (201 with the [`JobStatus`]) and
@@ -143,7 +145,11 @@ impl JobStore {
             == Some(token);
         let path = request.uri().path();
         let (status, body) = if !authorized {
-            error(StatusCode::UNAUTHORIZED, "unauthorized", "a service token is required")
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a service token is required",
+            )
         } else if request.method() == Method::POST && path == "/v1/jobs" {
             match serde_json::from_slice::<JobRequest>(request.body()) {
                 Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),

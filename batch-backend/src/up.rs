@@ -108,7 +108,8 @@ impl Outbound for LocalOutbound {
 
 type LocalEdge = Edge<SqliteStore, LocalOutbound>;
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-type StorageService = tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
+type StorageService =
+    tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
 
 /// Runs the stack until `shutdown` resolves. Call inside a `tokio::task::LocalSet` on a
 /// current-thread runtime. `ready` is called with the page's URL once both ports listen.
@@ -128,7 +129,12 @@ pub async fn run(
         "{} has no index.html; pass --web with the page's folder",
         options.web.display()
     );
-    if !options.web.join("pkg").join("tessera_wasm_bg.wasm").is_file() {
+    if !options
+        .web
+        .join("pkg")
+        .join("tessera_wasm_bg.wasm")
+        .is_file()
+    {
         eprintln!(
             "warning: {} is missing; run `bash scripts/build-web.sh`",
             options.web.join("pkg/tessera_wasm_bg.wasm").display()
@@ -255,9 +261,11 @@ async fn page_or_api(
 ) -> Response<Body> {
     let path = request.uri().path();
     if path == "/health" || path.starts_with("/v1/") {
-        return answer(edge, request)
-            .await
-            .map(|body| Full::new(body).map_err(|never| match never {}).boxed_unsync());
+        return answer(edge, request).await.map(|body| {
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        });
     }
     let mut response = if path == "/config.json" {
         let mut response = Response::new(
@@ -366,7 +374,11 @@ mod tests {
         ] {
             assert!(has_dot_segment(path), "{path}");
         }
-        for path in ["/tessera/original-uploads/local/2024/a..b.jpg", "/tessera/a/.../b", "/"] {
+        for path in [
+            "/tessera/original-uploads/local/2024/a..b.jpg",
+            "/tessera/a/.../b",
+            "/",
+        ] {
             assert!(!has_dot_segment(path), "{path}");
         }
     }

@@ -242,12 +242,20 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), Pr
                 .ok_or_else(|| corrupt("no frame header (SOF) before the first scan".into()))?;
             Ok((u32::from(info.width), u32::from(info.height)))
         }
-        ImageFormat::Png | ImageFormat::Tiff => {
-            let image_format = match format {
-                ImageFormat::Png => image::ImageFormat::Png,
-                _ => image::ImageFormat::Tiff,
-            };
-            let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format);
+        // PNG (ISO/IEC 15948 §5.2–5.3, §11.2.2): the signature, then IHDR first: length,
+        // "IHDR", width and height as big-endian u32. Read directly: the `png` crate sizes
+        // buffers in `usize` while reading the header and refuses huge claims on wasm32 as
+        // "memory limit exceeded", which would hide the bomb behind `Corrupt`.
+        ImageFormat::Png => match bytes.get(12..24) {
+            Some(chunk) if &chunk[..4] == b"IHDR" => Ok((
+                u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
+                u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
+            )),
+            _ => Err(corrupt("the first chunk is not IHDR".into())),
+        },
+        ImageFormat::Tiff => {
+            let mut reader =
+                image::ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Tiff);
             reader.no_limits();
             reader.into_dimensions().map_err(|e| corrupt(e.to_string()))
         }

@@ -88,3 +88,147 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     await stack.stop();
   }
 });
+
+/** A real PNG whose IHDR (CRC fixed up) claims width × height: a decompression bomb. */
+function pngBomb(width, height) {
+  const png = Buffer.from(readFileSync(fixture('scikit-image-0.26.0/chelsea.png')));
+  png.writeUInt32BE(width, 16);
+  png.writeUInt32BE(height, 20);
+  let crc = ~0;
+  for (const byte of png.subarray(12, 29)) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k += 1) crc = (crc >>> 1) ^ (0xEDB88320 & -(crc & 1));
+  }
+  png.writeUInt32BE(~crc >>> 0, 29);
+  return png;
+}
+
+/** A real progressive JPEG whose SOF2 claims width × height. */
+function jpegBomb(width, height) {
+  const jpeg = Buffer.from(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'rocket-progressive.jpg')));
+  const sof = jpeg.indexOf(Buffer.from([0xFF, 0xC2]));
+  jpeg.writeUInt16BE(height, sof + 5);
+  jpeg.writeUInt16BE(width, sof + 7);
+  return jpeg;
+}
+
+test('a non-image, a file over 10 MiB and decompression bombs get plain messages; nothing is uploaded', async () => {
+  const stack = await startUp();
+  try {
+    const { context, page } = await openPage(stack);
+    const bad = [
+      { name: 'survey.jpg', bytes: Buffer.from('plot,lat,lon\nA1,45.03,-94.34\n'), code: 'unsupported_type', words: /^Not an image: only JPEG, PNG and TIFF/ },
+      { name: 'crop2.png', bytes: readFileSync(fixture('deepforest-2.1.0/2019_YELL_2_528000_4978000_image_crop2.png')), code: 'too_large', words: /^Too large: file is 14\.6 MiB .* the limit is 10\.0 MiB/ },
+      { name: 'bomb.png', bytes: pngBomb(100_000, 100_000), code: 'side_too_long', words: /^Too many pixels: image is 100000×100000 px; the limit is 12000 px a side/ },
+      { name: 'bomb.jpg', bytes: jpegBomb(11_000, 11_000), code: 'too_many_pixels', words: /^Too many pixels: image is 11000×11000 px \(121\.0 megapixels\); the limit is 100 megapixels/ },
+      { name: 'cut.jpg', bytes: readFileSync(fixture('exif-parser-0.1.12/starfish.jpg')).subarray(0, 100_000), code: 'corrupt', words: /^Damaged file: damaged JPEG file/ },
+    ];
+    await dropFiles(page, bad);
+    await waitFor(page, 'checked', bad.length);
+    for (const { name, code, words } of bad) {
+      const card = page.locator('#results .card', { has: page.locator('.name', { hasText: name }) });
+      assert.equal(await card.getAttribute('data-code'), code, name);
+      assert.match(await card.locator('.status').innerText(), words, name);
+    }
+    assert.equal(await page.locator('#queue li').count(), 0);
+    await page.screenshot({ path: join(ARTIFACTS, 'refused.png'), fullPage: true });
+    await context.close();
+    assert.equal(storedObjects(stack.bucket).size, 0);
+    assert.equal((await stack.api('/v1/images?project=local')).images.length, 0);
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('offline: files are checked, kept across a reload, and uploaded exactly once when back online', async () => {
+  const stack = await startUp();
+  try {
+    const { context, page } = await openPage(stack);
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    await context.setOffline(true);
+    const photos = PHOTOS.slice(2, 5);
+    await dropFiles(page, photos.map((path) => ({ name: basename(path), bytes: readFileSync(path) })));
+    await waitFor(page, 'checked', photos.length);
+    await waitFor(page, 'waiting', photos.length);
+    // The same file again is not queued twice.
+    await dropFiles(page, [{ name: 'again.jpg', bytes: readFileSync(photos[0]) }]);
+    await page.locator('#results .card[data-state="duplicate"]').waitFor();
+
+    // Reload while offline: the service worker serves the page, IndexedDB kept the queue.
+    await page.reload();
+    await waitFor(page, 'ready', 'true', 30_000);
+    assert.equal(await page.evaluate(() => navigator.onLine), false);
+    await waitFor(page, 'waiting', photos.length);
+    assert.equal(await page.locator('#queue li').count(), photos.length);
+    assert.equal(await page.locator('#results .card img').count(), photos.length * 4);
+    await page.screenshot({ path: join(ARTIFACTS, 'offline-queue.png'), fullPage: true });
+    assert.equal(storedObjects(stack.bucket).size, 0);
+
+    await context.setOffline(false);
+    await waitFor(page, 'uploaded', photos.length);
+    await waitFor(page, 'waiting', 0);
+    // A second reload online must not upload anything again.
+    await page.reload();
+    await waitFor(page, 'ready', 'true', 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const records = (await stack.api('/v1/images?project=local')).images;
+    assert.equal(records.length, photos.length);
+    assert.deepEqual(new Set(records.map((r) => r.objects[0].sha256.hex)),
+      new Set(photos.map((p) => sha256(readFileSync(p)))));
+    assert.equal(storedObjects(stack.bucket).size, photos.length * 7);
+    await context.close();
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('the page answers input within 100 ms while 200 files are processed', async () => {
+  const stack = await startUp();
+  try {
+    // 200 distinct files: real photos with a different comment after the image data.
+    const sources = ['exif-parser-0.1.12/starfish.jpg', 'scikit-image-0.26.0/retina.jpg', 'scikit-image-0.26.0/hubble_deep_field.jpg',
+      'scikit-image-0.26.0/coffee.png', 'scikit-image-0.26.0/astronaut.png', 'scikit-image-0.26.0/chelsea.png',
+      'exif-0.6.0/test1.jpg', 'deepforest-2.1.0/SOAP_061.png', 'deepforest-2.1.0/OSBS_029.tif',
+      'deepforest-2.1.0/AWPE Pigeon Lake 2020 DJI_0005.JPG'].map((rel) => readFileSync(fixture(rel)));
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-200-'));
+    const paths = Array.from({ length: 200 }, (_, i) => {
+      const source = sources[i % sources.length];
+      const path = join(dir, `file-${String(i).padStart(3, '0')}.${source[0] === 0xFF ? 'jpg' : source[0] === 0x89 ? 'png' : 'tif'}`);
+      writeFileSync(path, Buffer.concat([source, Buffer.from(`tessera copy ${i}`)]));
+      return path;
+    });
+    const { context, page } = await openPage(stack);
+    await page.evaluate(() => {
+      window.inputDelays = [];
+      const field = document.querySelector('input[name=west]');
+      field.addEventListener('keydown', (e) => {
+        // From the key press to its handler, then to the next frame that shows it.
+        const handled = performance.now();
+        requestAnimationFrame(() => window.inputDelays.push([handled - e.timeStamp, performance.now() - e.timeStamp]));
+      });
+    });
+    await page.setInputFiles('#files', paths);
+    await page.focus('input[name=west]');
+    let typed = 0;
+    while (await page.evaluate(() => Number(document.body.dataset.checked ?? 0)) < 200) {
+      await page.keyboard.type('1');
+      await page.keyboard.press('Backspace');
+      typed += 2;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const delays = await page.evaluate(() => window.inputDelays);
+    assert.ok(typed >= 20, `typed ${typed} keys while processing`);
+    assert.equal(delays.length, typed);
+    const worst = Math.max(...delays.map(([, painted]) => painted));
+    writeFileSync(join(ARTIFACTS, 'input-delays.json'), JSON.stringify({ typed, worst_ms: worst, delays }, null, 1));
+    assert.ok(worst < 100, `worst key press to paint: ${worst.toFixed(1)} ms`);
+    await page.screenshot({ path: join(ARTIFACTS, 'two-hundred.png') });
+    assert.equal(await page.locator('#results .card.error').count(), 0);
+    await waitFor(page, 'uploaded', 200, 300_000);
+    assert.equal((await stack.api('/v1/images?project=local&limit=200')).images.length, 200);
+    await context.close();
+  } finally {
+    await stack.stop();
+  }
+});

@@ -23,6 +23,21 @@ const NATIVE_SHA256: [&str; 5] = [
     "a739062054c0a6edde2fe0e2b30f411b70fdabd6cfb88739b2f91fa01e23b790",
 ];
 
+/// A small PNG made by `tests/fixtures/make.py`.
+const UPRIGHT_PNG: &[u8] = include_bytes!("../../tests/fixtures/right.jpg.upright.png");
+
+/// CRC-32 as PNG chunks use it (ISO 3309, reflected 0xEDB88320).
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
 fn options(file_name: &str, date: &str) -> JsValue {
     let options = js_sys::Object::new();
     for (key, value) in [
@@ -93,6 +108,16 @@ fn refusals_carry_a_stable_code_and_plain_words() {
     let bomb = failure(preprocess(&bomb, options("bomb.jpg", "2026-01-02")));
     assert_eq!(bomb.code, "side_too_long", "{}", bomb.message);
     assert!(bomb.message.contains("65535×65535"), "{}", bomb.message);
+
+    // A real PNG whose IHDR (CRC fixed up) claims 100,000 × 100,000 pixels. On wasm32 the
+    // `png` crate cannot even size such a header; the core reads IHDR itself.
+    let mut bomb = UPRIGHT_PNG.to_vec();
+    bomb[16..24].copy_from_slice(&[0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0]);
+    let crc = png_crc(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let bomb = failure(preprocess(&bomb, options("bomb.png", "2026-01-02")));
+    assert_eq!(bomb.code, "side_too_long", "{}", bomb.message);
+    assert!(bomb.message.contains("100000×100000"), "{}", bomb.message);
 
     let truncated = failure(preprocess(
         &ROCKET[..ROCKET.len() / 2],
