@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, from a fresh machine of this kind or a warm one. `.ci/run` calls
 # this; so can you. Installs what it needs (idempotently), fetches the real test data, then
-# checks formatting, lints, the wasm32 build of tessera-core, and runs all test suites.
+# checks formatting, lints, the wasm32 builds, and runs all test suites: cargo's, the wasm
+# bindings in headless Chromium, and the page against `tessera up` with Playwright.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -12,11 +13,16 @@ step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 
-step "tools for the Workers host: worker-build, wasm-bindgen, wrangler (cached by version)"
-installed() { cargo install --list | grep -q "^$1 v$2:"; }
-installed worker-build 0.8.7 || cargo install worker-build --version 0.8.7 --locked
-installed wasm-bindgen-cli 0.2.130 || cargo install wasm-bindgen-cli --version 0.2.130
-npm ci --no-audit --no-fund --loglevel=error
+step "Chromium and chromedriver (Debian)"
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+  as_root=(); [ "$(id -u)" = 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+step "tools: worker-build, wasm-bindgen, npm packages (cached by version)"
+cargo install --list | grep -q "^worker-build v0.8.7:" || cargo install worker-build --version 0.8.7 --locked
+ensure_wasm_tools
 export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen" WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt" \
   ESBUILD_BIN="$PWD/node_modules/.bin/esbuild" TESSERA_TEST_WORKERD="$PWD/node_modules/.bin/wrangler"
 export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
@@ -30,6 +36,9 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy for wasm32 (tessera-wasm and its browser tests)"
+cargo clippy -p tessera-wasm --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 
 step "tessera-core and the edge router build for wasm32-unknown-unknown"
 cargo build -p tessera-core -p tessera-edge --target wasm32-unknown-unknown --locked
@@ -46,3 +55,11 @@ step "the Workers module builds (worker-build); wrangler dev in the tests reuses
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "tessera-wasm's bindings in headless Chromium (wasm-bindgen-test)"
+CHROMEDRIVER=/usr/bin/chromedriver cargo test -p tessera-wasm --target wasm32-unknown-unknown --locked
+
+step "the page against tessera up in headless Chromium (Playwright); screenshots in out/browser/"
+bash scripts/build-web.sh
+cargo build --release --locked -p tessera-batch
+node --test --test-concurrency=1 tests/browser/

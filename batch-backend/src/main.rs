@@ -126,12 +126,31 @@ fn edge(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {}", args.listen))?;
         eprintln!("tessera edge: http://{}", listener.local_addr()?);
         let edge = tessera_edge::Edge::new(config, store, ReqwestOutbound::default());
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = interrupted()?;
         serve(listener, std::rc::Rc::new(edge), shutdown).await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Resolves on SIGINT (Ctrl-C). The handler is installed before this returns, so a signal
+/// that arrives once the server has said it is ready is never lost (`tokio::signal::ctrl_c`
+/// installs its handler only when first polled).
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            sigint.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -145,18 +164,15 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     tokio::task::LocalSet::new().block_on(&runtime, async {
-        let ready = |url: &str| {
+        let ready = |url: &str, storage: std::net::SocketAddr| {
             println!("Tessera is up: open {url}");
             eprintln!(
-                "storage: http://{} (bucket {}), data in {}; Ctrl-C stops",
-                options.s3_listen,
+                "storage: http://{storage} (bucket {}), data in {}; Ctrl-C stops",
                 tessera_batch::up::BUCKET,
                 options.data.display()
             );
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let shutdown = interrupted()?;
         tessera_batch::up::run(&options, ready, shutdown).await?;
         eprintln!("tessera up: stopped");
         anyhow::Ok(ExitCode::SUCCESS)

@@ -112,13 +112,14 @@ type StorageService =
     tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
 
 /// Runs the stack until `shutdown` resolves. Call inside a `tokio::task::LocalSet` on a
-/// current-thread runtime. `ready` is called with the page's URL once both ports listen.
+/// current-thread runtime. `ready` is called with the page's URL and the storage endpoint's
+/// address once both ports listen.
 ///
 /// # Errors
 /// When a port cannot be bound or the data folder cannot be prepared.
 pub async fn run(
     options: &UpOptions,
-    ready: impl FnOnce(&str),
+    ready: impl FnOnce(&str, SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let bucket_dir = options.data.join("s3").join(BUCKET);
@@ -192,7 +193,7 @@ pub async fn run(
     }))?);
     let web = tower_http::services::ServeDir::new(&options.web);
 
-    ready(&origins[0]);
+    ready(&origins[0], s3_addr);
     let page = accept_loop(page_listener, move |request: Request<Incoming>| {
         let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
         async move { Ok::<_, Infallible>(page_or_api(&edge, web, &page_config, request).await) }
@@ -244,10 +245,10 @@ where
                     hyper::service::service_fn(service),
                 )
                 .await;
-            if let Err(e) = served {
-                if !e.is_incomplete_message() {
-                    eprintln!("tessera up: connection: {e}");
-                }
+            if let Err(e) = served
+                && !e.is_incomplete_message()
+            {
+                eprintln!("tessera up: connection: {e}");
             }
         });
     }
@@ -280,7 +281,7 @@ async fn page_or_api(
         response
     } else {
         match web.try_call(request).await {
-            Ok(response) => response.map(|body| body.boxed_unsync()),
+            Ok(response) => response.map(http_body_util::BodyExt::boxed_unsync),
             Err(e) => {
                 eprintln!("tessera up: static file: {e}");
                 let mut response = Response::new(
