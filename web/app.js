@@ -68,15 +68,16 @@ function setStatus(card, text, kind) {
 
 const ROTATION_LABELS = [['processed', 'Letterbox'], ['augmented-90', '90°'], ['augmented-180', '180°'], ['augmented-270', '270°']];
 
-function showDerivatives(card, entry) {
+async function showDerivatives(card, entry) {
   if (card.dataset.shown) return;
   card.dataset.shown = '1';
+  const { bodies } = await queue.files(entry.key);
   const thumbs = card.querySelector('.thumbs');
   for (const [kind, label] of ROTATION_LABELS) {
     const index = entry.manifest.objects.findIndex((o) => o.kind === kind) - 1;
     const figure = document.createElement('figure');
     const img = document.createElement('img');
-    img.src = URL.createObjectURL(entry.bodies[index]);
+    img.src = URL.createObjectURL(bodies[index]);
     img.alt = `${entry.fileName}, ${label}`;
     img.width = 64;
     img.height = 64;

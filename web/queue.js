@@ -1,5 +1,7 @@
-// The upload queue: entries persisted in IndexedDB (original, derivatives, manifest, upload
-// state), uploaded with presigned PUTs when the browser is online, resumed after a reload.
+// The upload queue, persisted in IndexedDB and uploaded with presigned PUTs when the browser is
+// online, resumed after a reload. Two object stores: `entries` (manifest and upload state,
+// small, rewritten as objects land) and `files` (the original and the five derivative JPEGs as
+// Blobs, written once, the original dropped after upload).
 //
 // Entry state: 'queued' → 'uploading' (upload planned: upload_id and presigned targets saved,
 // each stored object recorded as it lands) → 'done' (completed: job_id) or 'failed'.
@@ -10,6 +12,7 @@ import init, { retry_delay_ms, retryable_status, max_in_flight } from './pkg/tes
 
 const DB = 'tessera-uploads';
 const STORE = 'entries';
+const FILES = 'files';
 
 function request(r) {
   return new Promise((resolve, reject) => {
@@ -22,7 +25,10 @@ function request(r) {
 export async function openQueue() {
   await init();
   const open = indexedDB.open(DB, 1);
-  open.onupgradeneeded = () => open.result.createObjectStore(STORE, { keyPath: 'key' });
+  open.onupgradeneeded = () => {
+    open.result.createObjectStore(STORE, { keyPath: 'key' });
+    open.result.createObjectStore(FILES);
+  };
   return new Queue(await request(open));
 }
 
@@ -45,9 +51,9 @@ export class Queue extends EventTarget {
     this.progress = new Map(); // entry key → bytes sent so far
   }
 
-  async tx(mode, fn) {
-    const tx = this.db.transaction(STORE, mode);
-    const result = await fn(tx.objectStore(STORE));
+  async tx(mode, fn, stores = [STORE]) {
+    const tx = this.db.transaction(stores, mode);
+    const result = await fn(...stores.map((name) => tx.objectStore(name)));
     await new Promise((resolve, reject) => {
       tx.oncomplete = resolve;
       tx.onerror = () => reject(tx.error);
@@ -57,30 +63,32 @@ export class Queue extends EventTarget {
   }
 
   all() { return this.tx('readonly', (s) => request(s.getAll())); }
+  /** An entry's Blobs: `{ original, bodies: [processed, 90, 180, 270, 360] }`. */
+  files(key) { return this.tx('readonly', (f) => request(f.get(key)), [FILES]); }
   get(key) { return this.tx('readonly', (s) => request(s.get(key))); }
   async put(entry) {
     await this.tx('readwrite', (s) => request(s.put(entry)));
     this.dispatchEvent(new CustomEvent('change', { detail: entry }));
   }
 
-  /** Adds a preprocessed file; false when the same original is already queued or done. */
+  /** Adds a preprocessed file; null when the same original is already queued or done. */
   async add({ project, file, manifest, bodies }) {
     const key = `${project}/${manifest.objects[0].sha256.hex}`;
     const entry = {
-      key, project, fileName: file.name, original: file, manifest,
-      bodies: bodies.map((b) => new Blob([b], { type: 'image/jpeg' })),
+      key, project, fileName: file.name, manifest,
       state: 'queued', upload: null, stored: {}, result: null, error: null, addedAt: Date.now(),
     };
-    const added = await this.tx('readwrite', async (s) => {
+    const files = { original: file, bodies: bodies.map((b) => new Blob([b], { type: 'image/jpeg' })) };
+    const added = await this.tx('readwrite', async (s, f) => {
       if (await request(s.getKey(key)) !== undefined) return false;
-      await request(s.add(entry));
+      await Promise.all([request(s.add(entry)), request(f.put(files, key))]);
       return true;
-    });
+    }, [STORE, FILES]);
     if (added) this.dispatchEvent(new CustomEvent('change', { detail: entry }));
     return added ? entry : null;
   }
 
-  /** Uploads every waiting entry while online; safe to call any number of times. */
+  /** Uploads every waiting entry while online, three at a time; safe to call any number of times. */
   async pump(api) {
     if (this.pumping) return;
     this.pumping = true;
@@ -91,8 +99,12 @@ export class Queue extends EventTarget {
           .filter((e) => e.state === 'queued' || e.state === 'uploading')
           .sort((a, b) => a.addedAt - b.addedAt);
         if (waiting.length === 0) return;
-        // A few images at once; PUTs share the max_in_flight() slots.
-        await Promise.all(waiting.slice(0, 2).map((e) => this.upload(api, e)));
+        // Lanes share the max_in_flight() PUT slots; entries added meanwhile are picked up by
+        // the next pass.
+        let next = 0;
+        await Promise.all([0, 1, 2].map(async () => {
+          while (next < waiting.length && navigator.onLine) await this.upload(api, waiting[next++]);
+        }));
       }
     } finally {
       this.pumping = false;
@@ -110,9 +122,10 @@ export class Queue extends EventTarget {
         entry.state = 'uploading';
         await this.put(entry);
       }
+      const files = await this.files(entry.key);
       const bodyOf = (kind) => (kind === 'original'
-        ? entry.original
-        : entry.bodies[entry.manifest.objects.findIndex((o) => o.kind === kind) - 1]);
+        ? files.original
+        : files.bodies[entry.manifest.objects.findIndex((o) => o.kind === kind) - 1]);
       const pending = entry.upload.objects.filter((t) => !entry.stored[t.key]);
       const sent = new Map();
       await Promise.all(pending.map((target) => api.withSlot(() => api.withRetry(() => api.put(
@@ -130,8 +143,11 @@ export class Queue extends EventTarget {
       ));
       entry.state = 'done';
       entry.result = completed;
-      entry.original = null; // the original is in storage now; keep only the small derivatives
-      await this.put(entry);
+      // The original is in storage now; keep only the small derivatives for the results view.
+      await this.tx('readwrite', (s, f) => Promise.all([
+        request(s.put(entry)), request(f.put({ original: null, bodies: files.bodies }, entry.key)),
+      ]), [STORE, FILES]);
+      this.dispatchEvent(new CustomEvent('change', { detail: entry }));
     } catch (e) {
       if (!navigator.onLine || e.status === 0) return; // still waiting for the network
       entry.state = 'failed';
@@ -183,6 +199,7 @@ export class Api {
         if (!navigator.onLine) throw e; // the queue resumes on 'online'
         const delay = retry_delay_ms(attempt, Math.random(), e.retryAfter);
         if (delay === undefined) throw e;
+        console.info(`retrying in ${Math.round(delay)} ms after: ${e.message}`);
         await sleep(delay);
       }
     }

@@ -23,6 +23,7 @@ async function openPage(stack) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
+  page.on('console', (m) => { if (m.type() !== 'debug') console.error(`page ${m.type()}: ${m.text()}`); });
   await page.goto(stack.url);
   await waitFor(page, 'ready', 'true', 30_000);
   return { context, page };
@@ -61,6 +62,10 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     // The results grid: every file uploaded, its four 256×256 images decoded, its job reported.
     const cards = page.locator('#results .card[data-state="done"]');
     assert.equal(await cards.count(), PHOTOS.length);
+    await page.waitForFunction((n) => {
+      const imgs = [...document.querySelectorAll('#results .card img')];
+      return imgs.length === n && imgs.every((i) => i.complete);
+    }, PHOTOS.length * 4);
     const sizes = await page.$$eval('#results .card img', (imgs) => imgs.map((i) => [i.naturalWidth, i.naturalHeight]));
     assert.equal(sizes.length, PHOTOS.length * 4);
     assert.ok(sizes.every(([w, h]) => w === 256 && h === 256), JSON.stringify(sizes));
@@ -123,7 +128,11 @@ test('a non-image, a file over 10 MiB and decompression bombs get plain messages
       { name: 'bomb.jpg', bytes: jpegBomb(11_000, 11_000), code: 'too_many_pixels', words: /^Too many pixels: image is 11000×11000 px \(121\.0 megapixels\); the limit is 100 megapixels/ },
       { name: 'cut.jpg', bytes: readFileSync(fixture('exif-parser-0.1.12/starfish.jpg')).subarray(0, 100_000), code: 'corrupt', words: /^Damaged file: damaged JPEG file/ },
     ];
-    await dropFiles(page, bad);
+    // Keyboard only: Tab to the drop zone, Enter opens the file picker.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'drop');
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+    await chooser.setFiles(bad.map(({ name, bytes }) => ({ name, mimeType: 'application/octet-stream', buffer: bytes })));
     await waitFor(page, 'checked', bad.length);
     for (const { name, code, words } of bad) {
       const card = page.locator('#results .card', { has: page.locator('.name', { hasText: name }) });
@@ -161,7 +170,7 @@ test('offline: files are checked, kept across a reload, and uploaded exactly onc
     assert.equal(await page.evaluate(() => navigator.onLine), false);
     await waitFor(page, 'waiting', photos.length);
     assert.equal(await page.locator('#queue li').count(), photos.length);
-    assert.equal(await page.locator('#results .card img').count(), photos.length * 4);
+    await page.waitForFunction((n) => document.querySelectorAll('#results .card img').length === n, photos.length * 4);
     await page.screenshot({ path: join(ARTIFACTS, 'offline-queue.png'), fullPage: true });
     assert.equal(storedObjects(stack.bucket).size, 0);
 
@@ -227,6 +236,56 @@ test('the page answers input within 100 ms while 200 files are processed', async
     assert.equal(await page.locator('#results .card.error').count(), 0);
     await waitFor(page, 'uploaded', 200, 300_000);
     assert.equal((await stack.api('/v1/images?project=local&limit=200')).images.length, 200);
+    await context.close();
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('storage failures: transient ones are retried with backoff, refusals are not, at most 4 PUTs at once', async () => {
+  const stack = await startUp();
+  try {
+    // Routes see the page's own requests only without a service worker in between.
+    const context = await browser.newContext({ serviceWorkers: 'block' });
+    const page = await context.newPage();
+    const attempts = new Map(); // kind of object and file → PUTs seen
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const storage = (url) => url.pathname.startsWith('/tessera/');
+    await page.route(storage, async (route) => {
+      const request = route.request();
+      if (request.method() !== 'PUT') return route.continue();
+      const key = decodeURIComponent(new URL(request.url()).pathname);
+      const what = `${key.includes('starfish') ? 'starfish' : 'drone'} ${key.split('/')[2]}`;
+      const seen = (attempts.get(what) ?? 0) + 1;
+      attempts.set(what, seen);
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      inFlight -= 1;
+      if (what === 'drone processed' && seen <= 2) return route.fulfill({ status: 503, body: 'SlowDown' });
+      if (what === 'starfish original-uploads') return route.fulfill({ status: 403, body: 'AccessDenied' });
+      return route.continue();
+    });
+    await page.goto(stack.url);
+    await waitFor(page, 'ready', 'true', 30_000);
+    await dropFiles(page, ['deepforest-2.1.0/AWPE Pigeon Lake 2020 DJI_0005.JPG', 'exif-parser-0.1.12/starfish.jpg']
+      .map((rel) => ({ name: basename(rel), bytes: readFileSync(fixture(rel)) })));
+    await waitFor(page, 'uploaded', 1);
+    const starfish = page.locator('#results .card', { has: page.locator('.name', { hasText: 'starfish.jpg' }) });
+    await starfish.locator('.retry').waitFor();
+    assert.match(await starfish.locator('.status').innerText(), /Upload failed: storage refused original: HTTP 403/);
+    assert.equal(attempts.get('drone processed'), 3, 'two 503s, then success');
+    assert.equal(attempts.get('starfish original-uploads'), 1, 'a 403 is not retried');
+    assert.ok(maxInFlight <= 4 && maxInFlight >= 2, `at most 4 PUTs at once (saw ${maxInFlight})`);
+    const records = (await stack.api('/v1/images?project=local')).images;
+    assert.deepEqual(records.map((r) => r.file_name), ['AWPE Pigeon Lake 2020 DJI_0005.JPG']);
+
+    // Once storage accepts it, "Retry upload" finishes the refused file.
+    await page.unrouteAll({ behavior: 'wait' });
+    await starfish.locator('.retry').click();
+    await waitFor(page, 'uploaded', 2);
+    assert.equal((await stack.api('/v1/images?project=local')).images.length, 2);
     await context.close();
   } finally {
     await stack.stop();
