@@ -75,13 +75,17 @@ pub struct Stack {
     pub store_path: PathBuf,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
-    /// `wrangler dev`, when the edge runs under workerd; killed on drop.
+    /// `wrangler dev`, when the edge runs under workerd; its process group is killed on drop.
     pub workerd: Option<std::process::Child>,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(child) = &mut self.workerd {
+            // wrangler runs node, which runs workerd: stop the whole process group.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -294,6 +298,8 @@ impl Stack {
         for (name, value) in vars {
             command.args(["--var", &format!("{name}:{value}")]);
         }
+        // Its own process group, so that drop stops wrangler's node and workerd children too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("start wrangler dev");
         let stack = Self {
             edge: format!("http://{addr}"),
