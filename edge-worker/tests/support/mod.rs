@@ -82,9 +82,9 @@ pub struct Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(child) = &mut self.workerd {
-            // wrangler runs node, which runs workerd: stop the whole process group.
+            // wrangler runs node, which runs workerd (which ignores SIGTERM): kill the group.
             let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.kill();
             let _ = child.wait();

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Trains the crown detector from the package registries on this machine's CPU (about 40 minutes
+# on 2 cores), exports model/tessera-crowns.onnx, evaluates it on the held-out sets and rewrites
+# MODEL.md's metrics and model/osbs_029_detections.png. Arguments go to model/train.py.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+venv="$HOME/.cache/tessera/venv-train-$(cat model/requirements.txt model/requirements-train.txt | sha256sum | cut -c1-12)"
+[ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q -r model/requirements-train.txt; }
+bash tests/fetch-fixtures.sh >/dev/null
+"$venv/bin/python" model/train.py "$@"
+"$venv/bin/python" model/evaluate.py --write
