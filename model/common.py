@@ -1,0 +1,83 @@
+"""What training and evaluation share: the data, the window size, normalisation, decoding, NMS.
+
+Data (see MODEL.md for licences):
+- real tree crowns from the deepforest==2.1.0 wheel (NEON imagery, 0.1 m GSD), fetched by
+  `tests/fetch-fixtures.sh` into $TESSERA_FIXTURES/deepforest-2.1.0/: the two YELL crops
+  (training; their bottom quarter is the validation split) and OSBS_029, SOAP_061 (held out);
+- synthetic palm scenes from `synth.py`; held-out synthetic seeds never overlap training seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+WINDOW = 400  # the model's input: 1×3×400×400
+STRIDE = 4  # output grid: 100×100 candidates
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # ImageNet statistics
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+FIXTURES = Path(os.environ.get("TESSERA_FIXTURES", Path.home() / ".cache/tessera/fixtures"))
+DEEPFOREST = FIXTURES / "deepforest-2.1.0"
+TRAIN_REAL = [
+    "2019_YELL_2_528000_4978000_image_crop2",
+    "2019_YELL_2_541000_4977000_image_crop",
+]
+HELD_OUT_REAL = ["OSBS_029", "SOAP_061"]
+VAL_FRACTION = 0.25  # bottom quarter of each training crop
+SYNTH_TRAIN_SEED0 = 0  # training scenes use seeds 0, 1, 2, …
+SYNTH_HELD_OUT_SEED0 = 1_000_000_000  # 100 held-out scenes: seeds 1e9 … 1e9+99
+SYNTH_HELD_OUT_COUNT = 100
+
+
+def voc_boxes(name: str) -> np.ndarray:
+    """Boxes (N, 4) x1 y1 x2 y2 in pixels from `{name}.xml` (Pascal VOC), every label one class."""
+    root = ET.parse(DEEPFOREST / f"{name}.xml").getroot()
+    boxes = [
+        [float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+        for o in root.iter("object")
+    ]
+    return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def real_image(name: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3)."""
+    return np.asarray(Image.open(DEEPFOREST / f"{name}.png").convert("RGB"))
+
+
+def normalise(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) → float32 (3, H, W): x / 255, minus MEAN, over STD per channel."""
+    return ((rgb.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression: indices kept, best score first. Boxes x1 y1 x2 y2."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.array(keep, np.int64)
+
+
+def decode(output: np.ndarray, min_score: float = 0.01, iou: float = 0.5, max_detections: int = 300):
+    """The model's output (1, 5, N): cx, cy, w, h (input pixels), score → (boxes x1y1x2y2, scores)."""
+    cx, cy, w, h, score = output[0]
+    keep = score >= min_score
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)[keep]
+    scores = score[keep]
+    kept = nms(boxes, scores, iou)[:max_detections]
+    boxes = np.clip(boxes[kept], 0, WINDOW)
+    return boxes, scores[kept]

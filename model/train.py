@@ -1,0 +1,305 @@
+"""Trains Tessera's palm and tree-crown detector and exports it to ONNX.
+
+    python3 model/train.py [--steps 2400] [--out model/tessera-crowns.onnx]
+
+The model is a CenterNet-style detector (Zhou, Wang and Krähenbühl, "Objects as Points",
+arXiv:1904.07850): a small residual CNN with a feature pyramid to stride 4, predicting a centre
+heatmap, box sizes and centre offsets; trained from scratch (no pretrained weights: none can be
+downloaded here, and none are needed at this size) on real NEON tree crowns and synthetic palm
+scenes. Fixed seeds; CPU by default (CUDA when available).
+
+ONNX layout (YOLOv8-style, NMS outside the model): input `images` float32 (1, 3, 400, 400), RGB,
+x / 255 normalised with ImageNet mean and std (common.normalise); output `detections` float32
+(1, 5, 10000): rows cx, cy, w, h in input pixels and the crown score in [0, 1], one column per
+4×4-pixel cell. Scores of cells that are not a 3×3 local maximum of the heatmap are zeroed
+(CenterNet's peak extraction), so greedy NMS at IoU 0.5 afterwards only merges neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import common
+import synth
+
+SEED = 20261121
+CROP = 256  # training windows; the network is fully convolutional
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+def down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+def conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CrownNet(nn.Module):
+    """Stride-4 CenterNet on a residual backbone (strides 2, 4, 8, 16, 32) with FPN merges."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(down(3, 24), conv(24, 24))  # /2
+        self.s4 = nn.Sequential(down(24, 40), Residual(40))  # /4
+        self.s8 = nn.Sequential(down(40, 64), Residual(64), Residual(64))  # /8
+        self.s16 = nn.Sequential(down(64, 96), Residual(96), Residual(96))  # /16
+        self.s32 = nn.Sequential(down(96, 128), Residual(128))  # /32: context for large crowns
+        self.lat16 = nn.Conv2d(96, 128, 1)
+        self.lat8 = nn.Conv2d(64, 128, 1)
+        self.lat4 = nn.Conv2d(40, 128, 1)
+        self.merge16 = conv(128, 128)
+        self.merge8 = conv(128, 96)
+        self.reduce8 = nn.Conv2d(96, 128, 1)
+        self.merge4 = conv(128, 64)
+        self.heatmap = nn.Sequential(conv(64, 64), nn.Conv2d(64, 1, 1))
+        self.size = nn.Sequential(conv(64, 64), nn.Conv2d(64, 2, 1))
+        self.offset = nn.Sequential(conv(64, 64), nn.Conv2d(64, 2, 1))
+        nn.init.constant_(self.heatmap[-1].bias, -2.19)  # prior 0.1, as CenterNet
+
+    def forward(self, x):
+        c4 = self.s4(self.stem(x))
+        c8 = self.s8(c4)
+        c16 = self.s16(c8)
+        c32 = self.s32(c16)
+        p16 = self.merge16(self.lat16(c16) + F.interpolate(c32, size=c16.shape[-2:], mode="nearest"))
+        p8 = self.merge8(self.lat8(c8) + F.interpolate(p16, size=c8.shape[-2:], mode="nearest"))
+        p4 = self.merge4(self.lat4(c4) + F.interpolate(self.reduce8(p8), size=c4.shape[-2:], mode="nearest"))
+        return self.heatmap(p4), self.size(p4), self.offset(p4)
+
+
+class Exported(nn.Module):
+    """The ONNX graph: CrownNet plus decoding to (1, 5, N) cx, cy, w, h, score."""
+
+    def __init__(self, net: CrownNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        heatmap, size, offset = self.net(images)
+        score = torch.sigmoid(heatmap)
+        peak = F.max_pool2d(score, 3, stride=1, padding=1)
+        score = score * (peak == score).to(score.dtype)
+        n, _, h, w = score.shape
+        ys = torch.arange(h, dtype=score.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.arange(w, dtype=score.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
+        cx = (xs + offset[:, 0:1]) * common.STRIDE
+        cy = (ys + offset[:, 1:2]) * common.STRIDE
+        wh = torch.exp(size) * common.STRIDE
+        out = torch.cat([cx, cy, wh, score], 1)
+        return out.view(n, 5, h * w)
+
+
+# ---- targets and loss (CenterNet) ----------------------------------------------------------
+
+
+def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
+    """CenterNet's radius: the largest centre shift keeping IoU ≥ min_overlap (CornerNet, eq. in code)."""
+    a1, b1 = 1, h + w
+    c1 = w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
+    a2, b2 = 4, 2 * (h + w)
+    c2 = (1 - min_overlap) * w * h
+    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
+    a3, b3 = 4 * min_overlap, -2 * min_overlap * (h + w)
+    c3 = (min_overlap - 1) * w * h
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return min(r1, r2, r3)
+
+
+def targets(boxes: np.ndarray, size: int):
+    """Heatmap (1, S, S), size (2, S, S) log w/h in cells, offset (2, S, S), mask (S, S)."""
+    s = size // common.STRIDE
+    heat = np.zeros((1, s, s), np.float32)
+    wh = np.zeros((2, s, s), np.float32)
+    off = np.zeros((2, s, s), np.float32)
+    mask = np.zeros((s, s), np.float32)
+    ys, xs = np.mgrid[0:s, 0:s]
+    for x1, y1, x2, y2 in boxes / common.STRIDE:
+        w, h = x2 - x1, y2 - y1
+        if w < 0.5 or h < 0.5:
+            continue
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        ix, iy = min(int(cx), s - 1), min(int(cy), s - 1)
+        radius = max(0.0, gaussian_radius(h, w))
+        sigma = (2 * int(radius) + 1) / 6
+        g = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
+        heat[0] = np.maximum(heat[0], g)
+        wh[:, iy, ix] = (math.log(w), math.log(h))
+        off[:, iy, ix] = (cx - ix, cy - iy)
+        mask[iy, ix] = 1
+    return heat, wh, off, mask
+
+
+def focal_loss(logits, target):
+    """CenterNet's penalty-reduced focal loss (α = 2, β = 4), per object."""
+    pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    neg = 1 - pos
+    pos_loss = torch.log(pred) * (1 - pred) ** 2 * pos
+    neg_loss = torch.log(1 - pred) * pred**2 * (1 - target) ** 4 * neg
+    n = pos.sum().clamp(min=1)
+    return -(pos_loss.sum() + neg_loss.sum()) / n
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+
+def clip_boxes(boxes: np.ndarray, x0: float, y0: float, w: int, h: int, min_visible: float = 0.5):
+    """Boxes moved into a window at (x0, y0) of w × h, kept when at least `min_visible` shows."""
+    b = boxes - np.array([x0, y0, x0, y0], np.float32)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    c = np.stack([b[:, 0].clip(0, w), b[:, 1].clip(0, h), b[:, 2].clip(0, w), b[:, 3].clip(0, h)], 1)
+    visible = (c[:, 2] - c[:, 0]).clip(0) * (c[:, 3] - c[:, 1]).clip(0)
+    return c[visible >= min_visible * np.maximum(area, 1e-6)]
+
+
+def augment(rng: random.Random, rgb: np.ndarray, boxes: np.ndarray):
+    """Flips, quarter turns and colour jitter; boxes follow."""
+    size = rgb.shape[0]
+    if rng.random() < 0.5:
+        rgb = rgb[:, ::-1]
+        boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], 1)
+    for _ in range(rng.randrange(4)):  # 90° counter-clockwise: (x, y) → (y, size − x)
+        rgb = np.rot90(rgb)
+        boxes = np.stack([boxes[:, 1], size - boxes[:, 2], boxes[:, 3], size - boxes[:, 0]], 1)
+    rgb = rgb.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
+    rgb *= np.array([rng.uniform(0.9, 1.1) for _ in range(3)], np.float32)
+    return np.clip(rgb, 0, 255).astype(np.uint8), boxes.reshape(-1, 4).astype(np.float32)
+
+
+class Crowns(torch.utils.data.IterableDataset):
+    """Endless training windows: half real crops (top 75% of the YELL crops, scale 0.6–1.6),
+    half synthetic palm scenes (new seeds, 0.05–0.5 m)."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+        self.real = []
+        for name in common.TRAIN_REAL:
+            rgb = common.real_image(name)
+            limit = int(rgb.shape[0] * (1 - common.VAL_FRACTION))
+            boxes = common.voc_boxes(name)
+            self.real.append((rgb[:limit], clip_boxes(boxes, 0, 0, rgb.shape[1], limit, 0.5)))
+
+    def real_crop(self, rng: random.Random):
+        from PIL import Image
+
+        rgb, boxes = self.real[rng.randrange(len(self.real))]
+        scale = math.exp(rng.uniform(math.log(0.6), math.log(1.6)))
+        side = min(int(CROP / scale), rgb.shape[0], rgb.shape[1])
+        x0 = rng.randrange(rgb.shape[1] - side + 1)
+        y0 = rng.randrange(rgb.shape[0] - side + 1)
+        window = Image.fromarray(rgb[y0 : y0 + side, x0 : x0 + side]).resize((CROP, CROP), Image.BILINEAR)
+        b = clip_boxes(boxes, x0, y0, side, side) * (CROP / side)
+        return np.asarray(window), b
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else 0
+        rng = random.Random(self.seed * 1000 + worker)
+        synth_seed = common.SYNTH_TRAIN_SEED0 + worker * 10_000_000
+        while True:
+            if rng.random() < 0.5:
+                rgb, boxes = self.real_crop(rng)
+            else:
+                rgb, boxes, _ = synth.scene(synth_seed, (CROP, CROP))
+                synth_seed += 1
+            rgb, boxes = augment(rng, rgb, boxes)
+            heat, wh, off, mask = targets(boxes, CROP)
+            yield common.normalise(rgb), heat, wh, off, mask
+
+
+def train(steps: int, batch: int, out: Path, device: str, workers: int):
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)
+    net = CrownNet().to(device)
+    params = sum(p.numel() for p in net.parameters())
+    print(f"CrownNet: {params:,} parameters, training {steps} steps of {batch} on {device}", flush=True)
+    loader = torch.utils.data.DataLoader(
+        Crowns(SEED), batch_size=batch, num_workers=workers, persistent_workers=workers > 0
+    )
+    optimiser = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    start = time.time()
+    net.train()
+    for step, (images, heat, wh, off, mask) in enumerate(loader):
+        if step >= steps:
+            break
+        images, heat, wh, off, mask = (t.to(device) for t in (images, heat, wh, off, mask))
+        p_heat, p_wh, p_off = net(images)
+        m = mask.unsqueeze(1)
+        n = mask.sum().clamp(min=1)
+        loss_heat = focal_loss(p_heat, heat)
+        loss_wh = (F.l1_loss(p_wh, wh, reduction="none") * m).sum() / n
+        loss_off = (F.l1_loss(p_off, off, reduction="none") * m).sum() / n
+        loss = loss_heat + loss_wh + loss_off
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        optimiser.step()
+        schedule.step()
+        if step % 50 == 0 or step == steps - 1:
+            print(
+                f"step {step:5d}  loss {loss.item():.3f} (heatmap {loss_heat.item():.3f}, size {loss_wh.item():.3f}, "
+                f"offset {loss_off.item():.3f})  {time.time() - start:.0f} s",
+                flush=True,
+            )
+    net.eval().cpu()
+    export(net, out)
+    print(f"trained in {time.time() - start:.0f} s; wrote {out}", flush=True)
+
+
+def export(net: CrownNet, out: Path):
+    model = Exported(net).eval()
+    example = torch.zeros(1, 3, common.WINDOW, common.WINDOW)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(out),
+        input_names=["images"],
+        output_names=["detections"],
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "tessera-crowns.onnx")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    train(args.steps, args.batch, args.out, args.device, args.workers)
+
+
+if __name__ == "__main__":
+    main()
