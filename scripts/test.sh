@@ -31,6 +31,11 @@ export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
 step "fixtures"
 bash tests/fetch-fixtures.sh >/dev/null
 
+step "the committed crown detector: held-out evaluation with ONNX Runtime, against MODEL.md"
+eval_venv="$HOME/.cache/tessera/venv-eval-$(sha256sum < model/requirements.txt | cut -c1-12)"
+[ -x "$eval_venv/bin/python" ] || { python3 -m venv "$eval_venv" && "$eval_venv/bin/pip" install -q -r model/requirements.txt; }
+"$eval_venv/bin/python" model/evaluate.py --check
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
