@@ -37,17 +37,6 @@ DEFAULT_THRESHOLD = 0.3
 TOLERANCE = 0.01
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 def evaluate(session: ort.InferenceSession, windows: list[tuple[np.ndarray, np.ndarray]], threshold: float):
     """COCO AP and thresholded precision/recall over `windows` [(rgb 400×400, boxes)]."""
     images, annotations, results = [], [], []
@@ -69,7 +58,7 @@ def evaluate(session: ort.InferenceSession, windows: list[tuple[np.ndarray, np.n
         positives += len(truth)
         matched = np.zeros(len(truth), bool)
         if len(kept) and len(truth):
-            overlaps = iou_matrix(kept, truth)
+            overlaps = common.iou_matrix(kept, truth)
             for row in overlaps:  # kept is in descending score order
                 candidates = np.where((row >= 0.5) & ~matched)[0]
                 if len(candidates):
