@@ -49,6 +49,31 @@ def real_image(name: str) -> np.ndarray:
     return np.asarray(Image.open(DEEPFOREST / f"{name}.png").convert("RGB"))
 
 
+def clip_boxes(boxes: np.ndarray, x0: float, y0: float, w: int, h: int, min_visible: float = 0.5):
+    """Boxes moved into a window at (x0, y0) of w × h, kept when at least `min_visible` shows."""
+    b = boxes - np.array([x0, y0, x0, y0], np.float32)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    c = np.stack([b[:, 0].clip(0, w), b[:, 1].clip(0, h), b[:, 2].clip(0, w), b[:, 3].clip(0, h)], 1)
+    visible = (c[:, 2] - c[:, 0]).clip(0) * (c[:, 3] - c[:, 1]).clip(0)
+    return c[visible >= min_visible * np.maximum(area, 1e-6)]
+
+
+def validation_windows() -> list[tuple[np.ndarray, np.ndarray]]:
+    """The YELL validation split as model windows [(rgb 400×400, boxes)]: non-overlapping windows
+    along the bottom 400 rows of each training crop whose bottom quarter (VAL_FRACTION) is at
+    least 400 rows high (only crop2: 618 rows), boxes kept when half shows. Same site as the
+    training crops, so an in-domain reference beside the held-out sites; never trained on."""
+    windows = []
+    for name in TRAIN_REAL:
+        rgb, boxes = real_image(name), voc_boxes(name)
+        if rgb.shape[0] * VAL_FRACTION < WINDOW:
+            continue
+        y0 = rgb.shape[0] - WINDOW
+        for x0 in range(0, rgb.shape[1] - WINDOW + 1, WINDOW):
+            windows.append((rgb[y0 : y0 + WINDOW, x0 : x0 + WINDOW], clip_boxes(boxes, x0, y0, WINDOW, WINDOW)))
+    return windows
+
+
 def normalise(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) → float32 (3, H, W): x / 255, minus MEAN, over STD per channel."""
     return ((rgb.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)

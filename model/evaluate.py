@@ -4,7 +4,8 @@
 
 Held out, never trained or tuned on: the real NEON tiles OSBS_029 (61 boxes) and SOAP_061 (37)
 from the deepforest==2.1.0 wheel, and 100 synthetic palm scenes (seeds 1e9 … 1e9+99, 400×400,
-0.05–0.5 m). Metrics come from pycocotools' COCOeval (bbox): AP@0.5 and AP@[.5:.95], with
+0.05–0.5 m). Beside them, as an in-domain reference, the YELL validation split (the training
+site's crop2, bottom rows; common.validation_windows). Metrics come from pycocotools' COCOeval (bbox): AP@0.5 and AP@[.5:.95], with
 detections decoded as the backend will (common.decode: score ≥ 0.01, greedy NMS at IoU 0.5, at
 most 300 per window); precision and recall at the default score threshold, matching each
 detection greedily (best score first) to an unmatched annotation with IoU ≥ 0.5.
@@ -89,7 +90,8 @@ def evaluate(session: ort.InferenceSession, windows: list[tuple[np.ndarray, np.n
     }, detections
 
 
-def held_out():
+def evaluation_sets():
+    """The held-out sets, then the YELL validation split (same site as training, not held out)."""
     real = {name: [(common.real_image(name), common.voc_boxes(name))] for name in common.HELD_OUT_REAL}
     scenes = []
     for i in range(common.SYNTH_HELD_OUT_COUNT):
@@ -100,12 +102,13 @@ def held_out():
         "SOAP_061 (real)": real["SOAP_061"],
         "real held-out tiles": real["OSBS_029"] + real["SOAP_061"],
         "synthetic held-out palms": scenes,
+        "YELL validation (training site)": common.validation_windows(),
     }
 
 
 def table(metrics: dict) -> str:
     lines = [
-        "| held-out set | annotations | AP@0.5 | AP@[.5:.95] | precision @ 0.3 | recall @ 0.3 |",
+        "| set | annotations | AP@0.5 | AP@[.5:.95] | precision @ 0.3 | recall @ 0.3 |",
         "|---|---|---|---|---|---|",
     ]
     for name, m in metrics.items():
@@ -149,7 +152,7 @@ def main():
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
     metrics = {}
-    for name, windows in held_out().items():
+    for name, windows in evaluation_sets().items():
         metrics[name], detections = evaluate(session, windows, DEFAULT_THRESHOLD)
         if name == "OSBS_029 (real)" and args.write:
             (rgb, truth), (boxes, scores) = windows[0], detections[0]
