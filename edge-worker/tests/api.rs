@@ -96,23 +96,7 @@ fn upload_put_complete_search_and_download() {
         assert_eq!(found["images"][0]["image_id"], image_id);
 
         // One record with download URLs that work.
-        let r = stack
-            .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
-            .send()
-            .await
-            .unwrap();
-        let record: Value = r.json().await.unwrap();
-        let key = record["image"]["objects"][1]["key"].as_str().unwrap();
-        let url = record["downloads"][key]["url"].as_str().unwrap();
-        let downloaded = stack
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let downloaded = stack.download(&image_id, 1).await;
         assert_eq!(&downloaded[..], &real.derived.bodies[0][..]);
 
         // The job's status passes through from the backend.

@@ -42,22 +42,7 @@ fn upload_complete_and_search_under_workerd() {
         assert_eq!(found["images"][0]["image_id"], json!(image_id));
         let (_, none) = stack.search("bbox=10,10,11,11").await;
         assert_eq!(none["images"], json!([]));
-        let r = stack
-            .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
-            .send()
-            .await
-            .unwrap();
-        let record: serde_json::Value = r.json().await.unwrap();
-        let key = record["image"]["objects"][2]["key"].as_str().unwrap();
-        let bytes = stack
-            .client
-            .get(record["downloads"][key]["url"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let bytes = stack.download(&image_id, 2).await;
         assert_eq!(&bytes[..], &photo.body("augmented-90")[..]);
     });
 }

@@ -357,6 +357,23 @@ impl Stack {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// `GET /v1/images/{image_id}`, then the bytes of its object number `object` (in the
+    /// record's `objects` order) through the presigned download URL the record carries.
+    pub async fn download(&self, image_id: &str, object: usize) -> Vec<u8> {
+        let r = self
+            .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let record: Value = r.json().await.unwrap();
+        let key = record["image"]["objects"][object]["key"].as_str().unwrap();
+        let url = record["downloads"][key]["url"].as_str().unwrap();
+        let r = self.client.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "download of {key}");
+        r.bytes().await.unwrap().to_vec()
+    }
+
     /// PUTs each object of an upload answer with its presigned URL and headers.
     pub async fn put_all(&self, answer: &Value, bodies: &dyn Fn(&str, &str) -> Vec<u8>) {
         for object in answer["objects"].as_array().unwrap() {
