@@ -3,10 +3,13 @@
     python3 model/train.py [--steps 6000] [--out model/tessera-crowns.onnx]
 
 The model is a CenterNet-style detector (Zhou, Wang and Krähenbühl, "Objects as Points",
-arXiv:1904.07850): a small residual CNN with a feature pyramid to stride 4, predicting a centre
-heatmap, box sizes and centre offsets; trained from scratch (no pretrained weights: none can be
-downloaded here, and none are needed at this size) on real NEON tree crowns and synthetic palm
-scenes. Fixed seeds; CPU by default (CUDA when available).
+arXiv:1904.07850) with TTFNet's box regression (Liu et al., "Training-Time-Friendly Network for
+Real-Time Object Detection", arXiv:1909.00700): a small residual CNN with a feature pyramid to
+stride 4 predicts a centre heatmap and, at every cell, the distances from the cell's centre to
+the four sides of its crown's box, trained with GIoU loss on every cell near a crown's centre
+rather than on the one centre cell. Trained from scratch (no pretrained weights can be
+downloaded here) on real NEON tree crowns and synthetic palm scenes. Fixed seeds; CPU by
+default (CUDA when available).
 
 ONNX layout (YOLOv8-style, NMS outside the model): input `images` float32 (1, 3, 400, 400), RGB,
 x / 255 normalised with ImageNet mean and std (common.normalise); output `detections` float32
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 import common
@@ -36,6 +40,7 @@ import synth
 SEED = 20261121
 CROP = 256  # training windows; the network is fully convolutional
 REAL_SHARE = 0.6  # of training windows that are real crops; the rest are synthetic scenes
+BOX_LOSS_WEIGHT = 5.0  # TTFNet's weight of the GIoU loss against the heatmap's focal loss
 
 
 class Residual(nn.Module):
@@ -81,8 +86,7 @@ class CrownNet(nn.Module):
         self.reduce8 = nn.Conv2d(96, 128, 1)
         self.merge4 = conv(128, 64)
         self.heatmap = nn.Sequential(conv(64, 64), nn.Conv2d(64, 1, 1))
-        self.size = nn.Sequential(conv(64, 64), nn.Conv2d(64, 2, 1))
-        self.offset = nn.Sequential(conv(64, 64), nn.Conv2d(64, 2, 1))
+        self.sides = nn.Sequential(conv(64, 64), nn.Conv2d(64, 4, 1))
         nn.init.constant_(self.heatmap[-1].bias, -2.19)  # prior 0.1, as CenterNet
 
     def forward(self, x):
@@ -93,7 +97,21 @@ class CrownNet(nn.Module):
         p16 = self.merge16(self.lat16(c16) + F.interpolate(c32, size=c16.shape[-2:], mode="nearest"))
         p8 = self.merge8(self.lat8(c8) + F.interpolate(p16, size=c8.shape[-2:], mode="nearest"))
         p4 = self.merge4(self.lat4(c4) + F.interpolate(self.reduce8(p8), size=c4.shape[-2:], mode="nearest"))
-        return self.heatmap(p4), self.size(p4), self.offset(p4)
+        return self.heatmap(p4), self.sides(p4)
+
+
+def cell_boxes(sides: torch.Tensor) -> torch.Tensor:
+    """Raw side outputs (N, 4, H, W) → boxes (N, 4, H, W) x1 y1 x2 y2 in input pixels.
+
+    Cell (row, col) has its centre at ((col + 0.5) · STRIDE, (row + 0.5) · STRIDE); the four
+    outputs are log distances, in units of STRIDE, to the box's left, top, right and bottom."""
+    n, _, h, w = sides.shape
+    distance = torch.exp(sides.clamp(max=6.0)) * common.STRIDE
+    ys = (torch.arange(h, dtype=sides.dtype, device=sides.device).view(1, 1, h, 1) + 0.5) * common.STRIDE
+    xs = (torch.arange(w, dtype=sides.dtype, device=sides.device).view(1, 1, 1, w) + 0.5) * common.STRIDE
+    return torch.cat(
+        [xs - distance[:, 0:1], ys - distance[:, 1:2], xs + distance[:, 2:3], ys + distance[:, 3:4]], 1
+    )
 
 
 class Exported(nn.Module):
@@ -104,59 +122,52 @@ class Exported(nn.Module):
         self.net = net
 
     def forward(self, images):
-        heatmap, size, offset = self.net(images)
+        heatmap, sides = self.net(images)
         score = torch.sigmoid(heatmap)
         peak = F.max_pool2d(score, 3, stride=1, padding=1)
         score = score * (peak == score).to(score.dtype)
+        box = cell_boxes(sides)
+        centre = (box[:, 0:2] + box[:, 2:4]) / 2
+        out = torch.cat([centre, box[:, 2:4] - box[:, 0:2], score], 1)
         n, _, h, w = score.shape
-        ys = torch.arange(h, dtype=score.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
-        xs = torch.arange(w, dtype=score.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
-        cx = (xs + offset[:, 0:1]) * common.STRIDE
-        cy = (ys + offset[:, 1:2]) * common.STRIDE
-        wh = torch.exp(size) * common.STRIDE
-        out = torch.cat([cx, cy, wh, score], 1)
         return out.view(n, 5, h * w)
 
 
 # ---- targets and loss (CenterNet) ----------------------------------------------------------
 
 
-def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
-    """CenterNet's radius: the largest centre shift keeping IoU ≥ min_overlap (CornerNet, eq. in code)."""
-    a1, b1 = 1, h + w
-    c1 = w * h * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
-    a2, b2 = 4, 2 * (h + w)
-    c2 = (1 - min_overlap) * w * h
-    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
-    a3, b3 = 4 * min_overlap, -2 * min_overlap * (h + w)
-    c3 = (min_overlap - 1) * w * h
-    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
-    return min(r1, r2, r3)
+GAUSSIAN_ALPHA = 0.54  # TTFNet's α = β: Gaussian σ = α · side / 6, regression area the same
 
 
 def targets(boxes: np.ndarray, size: int):
-    """Heatmap (1, S, S), size (2, S, S) log w/h in cells, offset (2, S, S), mask (S, S)."""
+    """TTFNet targets for a size × size window with boxes (N, 4) x1 y1 x2 y2 in pixels.
+
+    Returns heatmap (1, S, S) with S = size / STRIDE: an elliptical Gaussian per crown peaking at
+    1 in its centre cell, σ = α · (box side in cells) / 6; box (4, S, S): the x1 y1 x2 y2 that
+    each cell regresses; weight (S, S): each crown's Gaussian over the cells inside its
+    α-scaled box, normalised to sum to log(box area in pixels), so large crowns count more but
+    not in proportion to their area. Smaller crowns are drawn last and own shared cells."""
     s = size // common.STRIDE
     heat = np.zeros((1, s, s), np.float32)
-    wh = np.zeros((2, s, s), np.float32)
-    off = np.zeros((2, s, s), np.float32)
-    mask = np.zeros((s, s), np.float32)
-    ys, xs = np.mgrid[0:s, 0:s]
-    for x1, y1, x2, y2 in boxes / common.STRIDE:
-        w, h = x2 - x1, y2 - y1
+    box = np.zeros((4, s, s), np.float32)
+    weight = np.zeros((s, s), np.float32)
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in np.argsort(-area, kind="stable"):
+        x1, y1, x2, y2 = boxes[i]
+        w, h = (x2 - x1) / common.STRIDE, (y2 - y1) / common.STRIDE
         if w < 0.5 or h < 0.5:
             continue
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        ix, iy = min(int(cx), s - 1), min(int(cy), s - 1)
-        radius = max(0.0, gaussian_radius(h, w))
-        sigma = (2 * int(radius) + 1) / 6
-        g = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
+        ix = min(int((x1 + x2) / 2 / common.STRIDE), s - 1)
+        iy = min(int((y1 + y2) / 2 / common.STRIDE), s - 1)
+        sx, sy = max(GAUSSIAN_ALPHA * w / 6, 0.3), max(GAUSSIAN_ALPHA * h / 6, 0.3)
+        g = np.exp(-((xs - ix) ** 2) / (2 * sx**2) - (ys - iy) ** 2 / (2 * sy**2))
         heat[0] = np.maximum(heat[0], g)
-        wh[:, iy, ix] = (math.log(w), math.log(h))
-        off[:, iy, ix] = (cx - ix, cy - iy)
-        mask[iy, ix] = 1
-    return heat, wh, off, mask
+        inside = (np.abs(xs - ix) <= max(GAUSSIAN_ALPHA * w / 2, 0.5)) & (np.abs(ys - iy) <= max(GAUSSIAN_ALPHA * h / 2, 0.5))
+        g = g * inside
+        box[:, inside] = np.array([x1, y1, x2, y2], np.float32)[:, None]
+        weight[inside] = g[inside] / g.sum() * math.log(max(area[i], 2.0))
+    return heat, box, weight
 
 
 def focal_loss(logits, target):
@@ -261,8 +272,8 @@ class Crowns(torch.utils.data.IterableDataset):
             else:
                 rgb, boxes = self.synthetic[rng.randrange(len(self.synthetic))]
             rgb, boxes = augment(rng, rgb, boxes)
-            heat, wh, off, mask = targets(boxes, CROP)
-            yield common.normalise(rgb), heat, wh, off, mask
+            heat, box, weight = targets(boxes, CROP)
+            yield common.normalise(rgb), heat, box, weight
 
 
 def bf16_supported(device: str) -> bool:
@@ -290,20 +301,20 @@ def train(steps: int, batch: int, scenes: int, out: Path, device: str, workers: 
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     start = time.time()
     net.train()
-    for step, (images, heat, wh, off, mask) in enumerate(loader):
+    for step, (images, heat, box, weight) in enumerate(loader):
         if step >= steps:
             break
         images = images.to(device, memory_format=torch.channels_last)
-        heat, wh, off, mask = (t.to(device) for t in (heat, wh, off, mask))
+        heat, box, weight = (t.to(device) for t in (heat, box, weight))
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            p_heat, p_wh, p_off = net(images)
-        p_heat, p_wh, p_off = p_heat.float(), p_wh.float(), p_off.float()
-        m = mask.unsqueeze(1)
-        n = mask.sum().clamp(min=1)
-        loss_heat = focal_loss(p_heat, heat)
-        loss_wh = (F.l1_loss(p_wh, wh, reduction="none") * m).sum() / n
-        loss_off = (F.l1_loss(p_off, off, reduction="none") * m).sum() / n
-        loss = loss_heat + loss_wh + loss_off
+            p_heat, p_sides = net(images)
+        loss_heat = focal_loss(p_heat.float(), heat)
+        cells = weight > 0
+        predicted = cell_boxes(p_sides.float()).permute(0, 2, 3, 1)[cells]
+        wanted = box.permute(0, 2, 3, 1)[cells]
+        giou = torchvision.ops.generalized_box_iou_loss(predicted, wanted, reduction="none")
+        loss_box = (giou * weight[cells]).sum() / weight.sum().clamp(min=1e-4)
+        loss = loss_heat + BOX_LOSS_WEIGHT * loss_box
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -311,8 +322,8 @@ def train(steps: int, batch: int, scenes: int, out: Path, device: str, workers: 
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
             print(
-                f"step {step:5d}  loss {loss.item():.3f} (heatmap {loss_heat.item():.3f}, size {loss_wh.item():.3f}, "
-                f"offset {loss_off.item():.3f})  {time.time() - start:.0f} s",
+                f"step {step:5d}  loss {loss.item():.3f} (heatmap {loss_heat.item():.3f}, "
+                f"GIoU {loss_box.item():.3f})  {time.time() - start:.0f} s",
                 flush=True,
             )
     net.eval().cpu().to(memory_format=torch.contiguous_format)
