@@ -5,10 +5,11 @@
 Held out, never trained or tuned on: the real NEON tiles OSBS_029 (61 boxes) and SOAP_061 (37)
 from the deepforest==2.1.0 wheel, and 100 synthetic palm scenes (seeds 1e9 … 1e9+99, 400×400,
 0.05–0.5 m). Beside them, as an in-domain reference, the YELL validation split (the training
-site's crop2, bottom rows; common.validation_windows). Metrics come from pycocotools' COCOeval (bbox): AP@0.5 and AP@[.5:.95], with
-detections decoded as the backend will (common.decode: score ≥ 0.01, greedy NMS at IoU 0.5, at
-most 300 per window); precision and recall at the default score threshold, matching each
-detection greedily (best score first) to an unmatched annotation with IoU ≥ 0.5.
+site's crop2, bottom rows; common.validation_windows). Metrics come from pycocotools' COCOeval
+(bbox): AP@0.5 and AP@[.5:.95], with detections decoded as the backend will (common.decode:
+score ≥ 0.01, greedy NMS at IoU 0.5, at most 300 per window); precision and recall at the
+default score threshold, matching each detection greedily (best score first) to an unmatched
+annotation with IoU ≥ 0.5.
 
 --write rewrites the metrics table in MODEL.md and draws model/osbs_029_detections.png;
 --check fails (exit 1) when any metric differs from MODEL.md's by more than 0.01.

@@ -133,7 +133,7 @@ class Exported(nn.Module):
         return out.view(n, 5, h * w)
 
 
-# ---- targets and loss (CenterNet) ----------------------------------------------------------
+# ---- targets and loss (CenterNet's heatmap, TTFNet's boxes) ----------------------------------
 
 
 GAUSSIAN_ALPHA = 0.54  # TTFNet's α = β: Gaussian σ = α · side / 6, regression area the same
@@ -163,7 +163,8 @@ def targets(boxes: np.ndarray, size: int):
         sx, sy = max(GAUSSIAN_ALPHA * w / 6, 0.3), max(GAUSSIAN_ALPHA * h / 6, 0.3)
         g = np.exp(-((xs - ix) ** 2) / (2 * sx**2) - (ys - iy) ** 2 / (2 * sy**2))
         heat[0] = np.maximum(heat[0], g)
-        inside = (np.abs(xs - ix) <= max(GAUSSIAN_ALPHA * w / 2, 0.5)) & (np.abs(ys - iy) <= max(GAUSSIAN_ALPHA * h / 2, 0.5))
+        half_w, half_h = max(GAUSSIAN_ALPHA * w / 2, 0.5), max(GAUSSIAN_ALPHA * h / 2, 0.5)
+        inside = (np.abs(xs - ix) <= half_w) & (np.abs(ys - iy) <= half_h)
         g = g * inside
         box[:, inside] = np.array([x1, y1, x2, y2], np.float32)[:, None]
         weight[inside] = g[inside] / g.sum() * math.log(max(area[i], 2.0))
