@@ -3,7 +3,8 @@
 Data (see MODEL.md for licences):
 - real tree crowns from the deepforest==2.1.0 wheel (NEON imagery, 0.1 m GSD), fetched by
   `tests/fetch-fixtures.sh` into $TESSERA_FIXTURES/deepforest-2.1.0/: the two YELL crops
-  (training; their bottom quarter is the validation split) and OSBS_029, SOAP_061 (held out);
+  (training, except crop2's bottom 400 rows, the validation split) and OSBS_029, SOAP_061
+  (held out);
 - synthetic palm scenes from `synth.py`; held-out synthetic seeds never overlap training seeds.
 """
 
@@ -28,7 +29,7 @@ TRAIN_REAL = [
     "2019_YELL_2_541000_4977000_image_crop",
 ]
 HELD_OUT_REAL = ["OSBS_029", "SOAP_061"]
-VAL_FRACTION = 0.25  # bottom quarter of each training crop
+VALIDATION_CROP = TRAIN_REAL[0]  # its bottom WINDOW rows are the validation split, never trained on
 SYNTH_TRAIN_SEED0 = 0  # training scenes use seeds 0, 1, 2, …
 SYNTH_HELD_OUT_SEED0 = 1_000_000_000  # 100 held-out scenes: seeds 1e9 … 1e9+99
 SYNTH_HELD_OUT_COUNT = 100
@@ -59,19 +60,25 @@ def clip_boxes(boxes: np.ndarray, x0: float, y0: float, w: int, h: int, min_visi
 
 
 def validation_windows() -> list[tuple[np.ndarray, np.ndarray]]:
-    """The YELL validation split as model windows [(rgb 400×400, boxes)]: non-overlapping windows
-    along the bottom 400 rows of each training crop whose bottom quarter (VAL_FRACTION) is at
-    least 400 rows high (only crop2: 618 rows), boxes kept when half shows. Same site as the
-    training crops, so an in-domain reference beside the held-out sites; never trained on."""
-    windows = []
-    for name in TRAIN_REAL:
-        rgb, boxes = real_image(name), voc_boxes(name)
-        if rgb.shape[0] * VAL_FRACTION < WINDOW:
-            continue
-        y0 = rgb.shape[0] - WINDOW
-        for x0 in range(0, rgb.shape[1] - WINDOW + 1, WINDOW):
-            windows.append((rgb[y0 : y0 + WINDOW, x0 : x0 + WINDOW], clip_boxes(boxes, x0, y0, WINDOW, WINDOW)))
-    return windows
+    """The YELL validation split as model windows [(rgb 400×400, boxes)]: the five non-overlapping
+    windows along the bottom 400 rows of VALIDATION_CROP (88 crowns), boxes kept when half
+    shows. Same site as the training crops, so an in-domain reference beside the held-out sites;
+    never trained on (`training_crop`)."""
+    rgb, boxes = real_image(VALIDATION_CROP), voc_boxes(VALIDATION_CROP)
+    y0 = rgb.shape[0] - WINDOW
+    return [
+        (rgb[y0 : y0 + WINDOW, x0 : x0 + WINDOW], clip_boxes(boxes, x0, y0, WINDOW, WINDOW))
+        for x0 in range(0, rgb.shape[1] - WINDOW + 1, WINDOW)
+    ]
+
+
+def training_crop(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A YELL crop as trained on: (rgb uint8 (H, W, 3), boxes (N, 4) kept when half shows).
+    VALIDATION_CROP loses its bottom WINDOW rows (the validation split, whole width); the other
+    crop is used whole."""
+    rgb, boxes = real_image(name), voc_boxes(name)
+    rows = rgb.shape[0] - WINDOW if name == VALIDATION_CROP else rgb.shape[0]
+    return rgb[:rows], clip_boxes(boxes, 0, 0, rgb.shape[1], rows, 0.5)
 
 
 def normalise(rgb: np.ndarray) -> np.ndarray:

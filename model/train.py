@@ -233,10 +233,11 @@ def draw_scene(seed: int):
 
 
 class Crowns(torch.utils.data.IterableDataset):
-    """Endless training windows: a share `REAL_SHARE` of real crops (top 75% of the YELL crops,
-    scale 0.6–1.6), the rest drawn from a pool of `scenes` synthetic palm scenes (training
-    seeds 0 … scenes − 1, 0.05–0.5 m), drawn once up front on every core: a scene takes
-    about 50 ms to draw, as long as a training step's share of the CPU."""
+    """Endless training windows: a share `REAL_SHARE` of real crops (the YELL crops less the
+    validation rows, `common.training_crop`; scale 0.6–1.6), the rest drawn from a pool of
+    `scenes` synthetic palm scenes (training seeds 0 … scenes − 1, 0.05–0.5 m), drawn once up
+    front on every core: a scene takes about 50 ms to draw, as long as a training step's share
+    of the CPU."""
 
     def __init__(self, seed: int, scenes: int):
         super().__init__()
@@ -244,12 +245,7 @@ class Crowns(torch.utils.data.IterableDataset):
         seeds = range(common.SYNTH_TRAIN_SEED0, common.SYNTH_TRAIN_SEED0 + scenes)
         with multiprocessing.Pool(os.cpu_count()) as pool:
             self.synthetic = pool.map(draw_scene, seeds, chunksize=64)
-        self.real = []
-        for name in common.TRAIN_REAL:
-            rgb = common.real_image(name)
-            limit = int(rgb.shape[0] * (1 - common.VAL_FRACTION))
-            boxes = common.voc_boxes(name)
-            self.real.append((rgb[:limit], common.clip_boxes(boxes, 0, 0, rgb.shape[1], limit, 0.5)))
+        self.real = [common.training_crop(name) for name in common.TRAIN_REAL]
 
     def real_crop(self, rng: random.Random):
         from PIL import Image
