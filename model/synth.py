@@ -147,6 +147,18 @@ def _palm(rng, draw, mask, shadow, cx, cy, r, sun):
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def ground(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Synthetic ground without palms, RGB uint8 (h, w, 3): the scenes' noise palettes, 0–2
+    tracks and 0–14 round bushes 3–15 px across, drawn at 1× (the ground for copy-paste)."""
+    gsd = math.exp(rng.uniform(math.log(0.05), math.log(0.5)))
+    image = _background(rng, h, w)
+    draw = ImageDraw.Draw(image)
+    _tracks(rng, draw, w, h, gsd * SS)  # track widths assume supersampling; this is drawn at 1×
+    for _ in range(int(rng.integers(0, 15))):
+        _bush(rng, draw, rng.uniform(0, w), rng.uniform(0, h), rng.uniform(1.5, 7.5))
+    return np.asarray(image)
+
+
 def scene(seed: int, size: tuple[int, int] = (400, 400), gsd: float | None = None):
     """One synthetic scene: (rgb uint8 (H, W, 3), boxes float32 (N, 4) x1 y1 x2 y2, gsd)."""
     rng = np.random.default_rng(seed)

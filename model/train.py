@@ -39,7 +39,8 @@ import synth
 
 SEED = 20261121
 CROP = 256  # training windows; the network is fully convolutional
-REAL_SHARE = 0.6  # of training windows that are real crops; the rest are synthetic scenes
+REAL_SHARE = 0.45  # of training windows that are real crops
+PASTE_SHARE = 0.2  # real crowns pasted onto synthetic ground (copy-paste); the rest are synthetic scenes
 BOX_LOSS_WEIGHT = 5.0  # TTFNet's weight of the GIoU loss against the heatmap's focal loss
 
 
@@ -232,9 +233,83 @@ def draw_scene(seed: int):
     return rgb, boxes
 
 
+def crown_cutouts(crops: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every annotated crown wholly inside its crop, as (rgb uint8 (h, w, 3), alpha float32 (h, w)):
+    the box's pixels and an ellipse inscribed in the box, opaque to 80% of its radius and fading
+    to 0 at the box's edge, so a pasted crown carries little of its own ground."""
+    cutouts = []
+    for rgb, boxes in crops:
+        height, width = rgb.shape[:2]
+        for x1, y1, x2, y2 in np.round(boxes).astype(int):
+            if x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height or x2 - x1 < 4 or y2 - y1 < 4:
+                continue
+            h, w = y2 - y1, x2 - x1
+            ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+            radius = np.sqrt(((xs - w / 2) / (w / 2)) ** 2 + ((ys - h / 2) / (h / 2)) ** 2)
+            cutouts.append((rgb[y1:y2, x1:x2].copy(), np.clip((1 - radius) / 0.2, 0, 1)))
+    return cutouts
+
+
+def paste_crowns(rng: random.Random, cutouts: list[tuple[np.ndarray, np.ndarray]], size: int = CROP):
+    """Copy-paste (Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
+    Instance Segmentation", arXiv:2012.07177): 3–30 real crowns, each flipped, turned, scaled
+    (0.6–1.6× per window, ×0.85–1.15 per crown), with a soft drop shadow away from one sun
+    azimuth, pasted onto synthetic ground (`synth.ground`: four palettes, tracks, bushes) at
+    places overlapping earlier crowns by IoU ≤ 0.25. Shows the real crowns the two YELL crops
+    have on ground those crops do not have. Returns (rgb uint8 (size, size, 3), boxes (N, 4)
+    x1 y1 x2 y2, kept when half shows)."""
+    from PIL import Image
+
+    ground = synth.ground(np.random.default_rng(rng.getrandbits(64)), size, size).astype(np.float32)
+    scale = math.exp(rng.uniform(math.log(0.6), math.log(1.6)))
+    sun = rng.uniform(0, 2 * math.pi)
+    placed = []  # (x0, y0, rgb, alpha)
+    boxes = np.zeros((0, 4), np.float32)
+    for _ in range(rng.randint(3, 30)):
+        rgb, alpha = cutouts[rng.randrange(len(cutouts))]
+        s = scale * rng.uniform(0.85, 1.15)
+        w, h = max(2, round(rgb.shape[1] * s)), max(2, round(rgb.shape[0] * s))
+        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+        alpha = np.asarray(Image.fromarray(alpha).resize((w, h), Image.BILINEAR))
+        if rng.random() < 0.5:
+            rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
+        turns = rng.randrange(4)
+        rgb, alpha = np.rot90(rgb, turns), np.rot90(alpha, turns)
+        h, w = alpha.shape
+        for _ in range(5):
+            x0, y0 = rng.randrange(-w // 2, size - w // 2), rng.randrange(-h // 2, size - h // 2)
+            box = np.array([[x0, y0, x0 + w, y0 + h]], np.float32)
+            if not len(boxes) or common.iou_matrix(box, boxes).max() <= 0.25:
+                placed.append((x0, y0, rgb, alpha))
+                boxes = np.concatenate([boxes, box])
+                break
+    canvas = np.zeros((size, size), np.float32)
+
+    def blend(layer: np.ndarray, x0: int, y0: int, patch: np.ndarray, weight: np.ndarray):
+        """layer[window] ← layer · (1 − weight) + patch · weight, clipped to the canvas."""
+        h, w = weight.shape
+        ax, ay, bx, by = max(x0, 0), max(y0, 0), min(x0 + w, size), min(y0 + h, size)
+        if ax >= bx or ay >= by:
+            return
+        wgt = weight[ay - y0 : by - y0, ax - x0 : bx - x0]
+        if layer.ndim == 3:
+            wgt = wgt[..., None]
+        part = patch[ay - y0 : by - y0, ax - x0 : bx - x0]
+        layer[ay:by, ax:bx] = layer[ay:by, ax:bx] * (1 - wgt) + part * wgt
+
+    for x0, y0, _, alpha in placed:  # shadows first: the ground darkens, crowns go on top
+        dx, dy = round(0.3 * alpha.shape[1] * math.cos(sun)), round(0.3 * alpha.shape[0] * math.sin(sun))
+        blend(canvas, x0 + dx, y0 + dy, np.ones_like(alpha), alpha)
+    ground *= 1 - rng.uniform(0.2, 0.5) * canvas[..., None]
+    for x0, y0, rgb, alpha in placed:
+        blend(ground, x0, y0, rgb.astype(np.float32), alpha)
+    return np.clip(ground + 0.5, 0, 255).astype(np.uint8), common.clip_boxes(boxes, 0, 0, size, size)
+
+
 class Crowns(torch.utils.data.IterableDataset):
     """Endless training windows: a share `REAL_SHARE` of real crops (the YELL crops less the
-    validation rows, `common.training_crop`; scale 0.6–1.6), the rest drawn from a pool of
+    validation rows, `common.training_crop`; scale 0.6–1.6), `PASTE_SHARE` of those crops'
+    crowns pasted onto synthetic ground (`paste_crowns`), the rest drawn from a pool of
     `scenes` synthetic palm scenes (training seeds 0 … scenes − 1, 0.05–0.5 m), drawn once up
     front on every core: a scene takes about 50 ms to draw, as long as a training step's share
     of the CPU."""
@@ -246,6 +321,7 @@ class Crowns(torch.utils.data.IterableDataset):
         with multiprocessing.Pool(os.cpu_count()) as pool:
             self.synthetic = pool.map(draw_scene, seeds, chunksize=64)
         self.real = [common.training_crop(name) for name in common.TRAIN_REAL]
+        self.cutouts = crown_cutouts(self.real)
 
     def real_crop(self, rng: random.Random):
         from PIL import Image
@@ -264,8 +340,11 @@ class Crowns(torch.utils.data.IterableDataset):
         worker = info.id if info else 0
         rng = random.Random(self.seed * 1000 + worker)
         while True:
-            if rng.random() < REAL_SHARE:
+            draw = rng.random()
+            if draw < REAL_SHARE:
                 rgb, boxes = self.real_crop(rng)
+            elif draw < REAL_SHARE + PASTE_SHARE:
+                rgb, boxes = paste_crowns(rng, self.cutouts)
             else:
                 rgb, boxes = self.synthetic[rng.randrange(len(self.synthetic))]
             rgb, boxes = augment(rng, rgb, boxes)
