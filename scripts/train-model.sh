@@ -2,7 +2,7 @@
 # Trains the crown detector from the package registries on this machine's CPU (about 50 minutes
 # on 2 cores), exports model/tessera-crowns.onnx, evaluates it on the held-out sets and rewrites
 # MODEL.md's metrics and model/osbs_029_detections.png. Arguments go to model/train.py; the shipped
-# model came from `--steps 12000` (about 100 minutes).
+# model came from `--steps 12000` (about 112 minutes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
