@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains the crown detector from the package registries on this machine's CPU (about 50 minutes
+# Trains the crown detector from the package registries on this machine's CPU (43 minutes
 # on 2 cores), exports model/tessera-crowns.onnx, evaluates it on the held-out sets and rewrites
 # MODEL.md's metrics and model/osbs_029_detections.png. Arguments go to model/train.py; the shipped
 # model came from `--steps 12000` (about 112 minutes).
