@@ -36,6 +36,9 @@ eval_venv="$HOME/.cache/tessera/venv-eval-$(sha256sum < model/requirements.txt |
 [ -x "$eval_venv/bin/python" ] || { python3 -m venv "$eval_venv" && "$eval_venv/bin/pip" install -q -r model/requirements.txt; }
 "$eval_venv/bin/python" model/evaluate.py --check
 
+step "the detector's training data path and weights fetch (unittest, without torch)"
+"$eval_venv/bin/python" -m unittest discover -s model -p 'test_*.py'
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
