@@ -1,15 +1,15 @@
 """Trains Tessera's palm and tree-crown detector and exports it to ONNX.
 
-    python3 model/train.py [--steps 5000] [--out model/tessera-crowns.onnx]
+    python3 model/train.py [--steps 2400] [--out model/tessera-crowns.onnx]
 
 The model is a CenterNet-style detector (Zhou, Wang and Krähenbühl, "Objects as Points",
 arXiv:1904.07850) with TTFNet's box regression (Liu et al., "Training-Time-Friendly Network for
-Real-Time Object Detection", arXiv:1909.00700): a small residual CNN with a feature pyramid to
-stride 4 predicts a centre heatmap and, at every cell, the distances from the cell's centre to
-the four sides of its crown's box, trained with GIoU loss on every cell near a crown's centre
-rather than on the one centre cell. Trained from scratch (no pretrained weights can be
-downloaded here) on real NEON tree crowns and synthetic palm scenes (`data.py`). Fixed seeds; CPU by
-default (CUDA when available).
+Real-Time Object Detection", arXiv:1909.00700): ImageNet-pretrained MobileNetV2 (torchvision's
+weights, fetched and checked by `weights.py`) with a feature pyramid to stride 4 predicts a
+centre heatmap and, at every cell, the distances from the cell's centre to the four sides of its
+crown's box, trained with GIoU loss on every cell near a crown's centre rather than on the one
+centre cell. Fine-tuned end to end (but for the stride-2 and stride-4 layers) on real NEON tree
+crowns and synthetic palm scenes (`data.py`). Fixed seeds; CPU by default (CUDA when available).
 
 ONNX layout (YOLOv8-style, NMS outside the model): input `images` float32 (1, 3, 400, 400), RGB,
 x / 255 normalised with ImageNet mean and std (common.normalise); output `detections` float32
@@ -33,30 +33,12 @@ from torch import nn
 
 import common
 import data
+import weights
 
 SEED = 20261121
+LEARNING_RATE = 2e-3  # one-cycle peak for the new layers (neck and heads)
+BACKBONE_LR_SCALE = 0.1  # the pretrained trunk learns at a tenth of the new layers' rate
 BOX_LOSS_WEIGHT = 5.0  # TTFNet's weight of the GIoU loss against the heatmap's focal loss
-
-
-class Residual(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-
-    def forward(self, x):
-        return F.relu(x + self.body(x))
-
-
-def down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
 
 
 def conv(cin: int, cout: int) -> nn.Sequential:
@@ -64,18 +46,29 @@ def conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class CrownNet(nn.Module):
-    """Stride-4 CenterNet on a residual backbone (strides 2, 4, 8, 16, 32) with FPN merges."""
+    """Stride-4 CenterNet on ImageNet MobileNetV2's trunk with FPN merges to stride 4.
 
-    def __init__(self):
+    The trunk is torchvision's `mobilenet_v2().features[:18]` (Sandler et al., arXiv:1801.04381;
+    the 1280-channel last layer and the classifier are dropped), tapped after `features[3]`
+    (24 channels, stride 4), `[6]` (32, stride 8), `[13]` (96, stride 16) and `[17]` (320,
+    stride 32); 1×1 laterals bring each to 128 channels and 3×3 merges add them top-down, as
+    the FPN does (Lin et al., arXiv:1612.03144), down to one stride-4 map with 64 channels for
+    the heads. The layers at strides 2 and 4 (`features[:FROZEN]`) stay frozen with their batch
+    statistics, as Detectron2 freezes a ResNet's stem and first stage (FREEZE_AT = 2): generic
+    edges and colours, and on 2 CPU cores their backward pass was 25% of a step (1.5 s → 1.15
+    s). Everything after them is fine-tuned. Input (N, 3, H, W) normalised as `common.normalise`, H and W multiples of 32;
+    output heatmap logits (N, 1, H/4, W/4) and side distances (N, 4, H/4, W/4) (`cell_boxes`)."""
+
+    TAPS = (3, 6, 13, 17)  # features[i] whose outputs feed the pyramid: strides 4, 8, 16, 32
+    FROZEN = 4  # features[:4] (strides 2 and 4) keep their ImageNet weights and statistics
+
+    def __init__(self, trunk: nn.Sequential | None = None):
         super().__init__()
-        self.stem = nn.Sequential(down(3, 24), conv(24, 24))  # /2
-        self.s4 = nn.Sequential(down(24, 40), Residual(40))  # /4
-        self.s8 = nn.Sequential(down(40, 64), Residual(64), Residual(64))  # /8
-        self.s16 = nn.Sequential(down(64, 96), Residual(96), Residual(96))  # /16
-        self.s32 = nn.Sequential(down(96, 128), Residual(128))  # /32: context for large crowns
+        self.trunk = trunk if trunk is not None else torchvision.models.mobilenet_v2().features[:18]
+        self.lat32 = nn.Conv2d(320, 128, 1)
         self.lat16 = nn.Conv2d(96, 128, 1)
-        self.lat8 = nn.Conv2d(64, 128, 1)
-        self.lat4 = nn.Conv2d(40, 128, 1)
+        self.lat8 = nn.Conv2d(32, 128, 1)
+        self.lat4 = nn.Conv2d(24, 128, 1)
         self.merge16 = conv(128, 128)
         self.merge8 = conv(128, 96)
         self.reduce8 = nn.Conv2d(96, 128, 1)
@@ -83,16 +76,32 @@ class CrownNet(nn.Module):
         self.heatmap = nn.Sequential(conv(64, 64), nn.Conv2d(64, 1, 1))
         self.sides = nn.Sequential(conv(64, 64), nn.Conv2d(64, 4, 1))
         nn.init.constant_(self.heatmap[-1].bias, -2.19)  # prior 0.1, as CenterNet
+        self.trunk[: self.FROZEN].requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk[: self.FROZEN].eval()  # frozen layers keep ImageNet's batch statistics
+        return self
 
     def forward(self, x):
-        c4 = self.s4(self.stem(x))
-        c8 = self.s8(c4)
-        c16 = self.s16(c8)
-        c32 = self.s32(c16)
-        p16 = self.merge16(self.lat16(c16) + F.interpolate(c32, size=c16.shape[-2:], mode="nearest"))
+        taps = []
+        for i, layer in enumerate(self.trunk):
+            x = layer(x)
+            if i in self.TAPS:
+                taps.append(x)
+        c4, c8, c16, c32 = taps
+        p16 = self.merge16(self.lat16(c16) + F.interpolate(self.lat32(c32), size=c16.shape[-2:], mode="nearest"))
         p8 = self.merge8(self.lat8(c8) + F.interpolate(p16, size=c8.shape[-2:], mode="nearest"))
         p4 = self.merge4(self.lat4(c4) + F.interpolate(self.reduce8(p8), size=c4.shape[-2:], mode="nearest"))
         return self.heatmap(p4), self.sides(p4)
+
+
+def pretrained_trunk() -> nn.Sequential:
+    """MobileNetV2's `features[:18]` with torchvision's ImageNet-1k weights (IMAGENET1K_V1,
+    BSD-3-Clause), loaded strictly from the file `weights.fetch` checks and caches."""
+    mobilenet = torchvision.models.mobilenet_v2()
+    mobilenet.load_state_dict(torch.load(weights.fetch(), map_location="cpu", weights_only=True), strict=True)
+    return mobilenet.features[:18]
 
 
 def cell_boxes(sides: torch.Tensor) -> torch.Tensor:
@@ -168,7 +177,7 @@ def train(steps: int, batch: int, scenes: int, out: Path, device: str, workers: 
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
-    net = CrownNet().to(device, memory_format=torch.channels_last)
+    net = CrownNet(pretrained_trunk()).to(device, memory_format=torch.channels_last)
     params = sum(p.numel() for p in net.parameters())
     precision = "bfloat16 autocast" if bf16 else "float32"
     start = time.time()
@@ -178,8 +187,13 @@ def train(steps: int, batch: int, scenes: int, out: Path, device: str, workers: 
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, num_workers=workers, persistent_workers=workers > 0
     )
-    optimiser = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    trunk = [p for p in net.trunk.parameters() if p.requires_grad]
+    trunk_ids = {id(p) for p in net.trunk.parameters()}
+    new_layers = [p for p in net.parameters() if id(p) not in trunk_ids]
+    optimiser = torch.optim.AdamW([{"params": trunk}, {"params": new_layers}], lr=LEARNING_RATE, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=[LEARNING_RATE * BACKBONE_LR_SCALE, LEARNING_RATE], total_steps=steps, pct_start=0.1
+    )
     start = time.time()
     net.train()
     for step, (images, heat, box, weight) in enumerate(loader):
@@ -228,7 +242,7 @@ def export(net: CrownNet, out: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--scenes", type=int, default=5000, help="synthetic training scenes drawn up front")
     parser.add_argument("--workers", type=int, default=1)
