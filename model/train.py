@@ -1,6 +1,6 @@
 """Trains Tessera's palm and tree-crown detector and exports it to ONNX.
 
-    python3 model/train.py [--steps 2400] [--out model/tessera-crowns.onnx]
+    python3 model/train.py [--steps 2000] [--out model/tessera-crowns.onnx]
 
 The model is a CenterNet-style detector (Zhou, Wang and Krähenbühl, "Objects as Points",
 arXiv:1904.07850) with TTFNet's box regression (Liu et al., "Training-Time-Friendly Network for
@@ -242,7 +242,7 @@ def export(net: CrownNet, out: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--scenes", type=int, default=5000, help="synthetic training scenes drawn up front")
     parser.add_argument("--workers", type=int, default=1)
