@@ -1,5 +1,5 @@
 // The upload page: files → Web Workers (tessera-wasm) → IndexedDB queue → presigned PUTs.
-import { openQueue, Api } from './queue.js';
+import { openQueue, Api, original } from './queue.js';
 
 const $ = (selector) => document.querySelector(selector);
 const config = await fetch('config.json').then((r) => r.json());
@@ -74,10 +74,9 @@ async function showDerivatives(card, entry) {
   const { bodies } = await queue.files(entry.key);
   const thumbs = card.querySelector('.thumbs');
   for (const [kind, label] of ROTATION_LABELS) {
-    const index = entry.manifest.objects.findIndex((o) => o.kind === kind) - 1;
     const figure = document.createElement('figure');
     const img = document.createElement('img');
-    img.src = URL.createObjectURL(bodies[index]);
+    img.src = URL.createObjectURL(bodies[kind]);
     img.alt = `${entry.fileName}, ${label}`;
     img.width = 64;
     img.height = 64;
@@ -102,8 +101,8 @@ function showFacts(card, manifest) {
   const exif = manifest.exif ?? {};
   add('Date', manifest.date_source === 'exif' ? `${exif.taken_at?.replace('T', ' ') ?? manifest.date} (EXIF)` : `${manifest.date} (no EXIF date)`);
   add('GPS', exif.gps ? `${exif.gps.latitude.toFixed(6)}, ${exif.gps.longitude.toFixed(6)}${exif.gps.altitude_m != null ? `, ${exif.gps.altitude_m.toFixed(1)} m` : ''}` : 'none');
-  const original = manifest.objects[0];
-  add('Size', `${original.width}×${original.height} px, ${(original.size_bytes / 1048576).toFixed(2)} MB`);
+  const { width, height, size_bytes: size } = original(manifest);
+  add('Size', `${width}×${height} px, ${(size / 1048576).toFixed(2)} MB`);
   return add;
 }
 
@@ -149,9 +148,10 @@ async function watchJob(card, jobId) {
   for (let i = 0; i < 20 && navigator.onLine; i += 1) {
     try {
       const job = await api.json('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
-      setStatus(card, `Uploaded. Job ${job.job_id}: ${job.status} (${job.images_done ?? 0} of ${job.images ?? '?'} images done).`, 'done');
-      card.dataset.job = job.status;
-      if (job.status === 'succeeded' || job.status === 'failed') return;
+      const stage = job.stage ? `, ${job.stage}` : '';
+      setStatus(card, `Uploaded. Job ${job.job_id}: ${job.state}${stage} (${job.progress.done} of ${job.progress.total} images done).`, 'done');
+      card.dataset.job = job.state;
+      if (['succeeded', 'failed', 'cancelled'].includes(job.state)) return;
     } catch (e) {
       setStatus(card, `Uploaded. Job ${jobId}: status unavailable (${e.message}).`, 'done');
     }
@@ -250,7 +250,6 @@ addEventListener('online', networkChanged);
 addEventListener('offline', networkChanged);
 
 // ---- Search --------------------------------------------------------------------------------
-let searchQuery = null;
 async function search(cursor) {
   const form = new FormData($('#search'));
   const params = new URLSearchParams({ project: config.project, limit: '24' });
@@ -266,7 +265,6 @@ async function search(cursor) {
   }
   if (cursor) params.set('cursor', cursor);
   else $('#search-results').replaceChildren();
-  searchQuery = params;
   $('#search-status').textContent = 'Searching…';
   try {
     const page = await api.json('GET', `/v1/images?${params}`);

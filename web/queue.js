@@ -63,7 +63,7 @@ export class Queue extends EventTarget {
   }
 
   all() { return this.tx('readonly', (s) => request(s.getAll())); }
-  /** An entry's Blobs: `{ original, bodies: [processed, 90, 180, 270, 360] }`. */
+  /** An entry's Blobs: `{ original, bodies: { processed, 'augmented-90', … } }`, bodies keyed by object kind. */
   files(key) { return this.tx('readonly', (f) => request(f.get(key)), [FILES]); }
   get(key) { return this.tx('readonly', (s) => request(s.get(key))); }
   async put(entry) {
@@ -73,12 +73,15 @@ export class Queue extends EventTarget {
 
   /** Adds a preprocessed file; null when the same original is already queued or done. */
   async add({ project, file, manifest, bodies }) {
-    const key = `${project}/${manifest.objects[0].sha256.hex}`;
+    const key = `${project}/${original(manifest).sha256.hex}`;
     const entry = {
       key, project, fileName: file.name, manifest,
       state: 'queued', upload: null, stored: {}, result: null, error: null, addedAt: Date.now(),
     };
-    const files = { original: file, bodies: bodies.map((b) => new Blob([b], { type: 'image/jpeg' })) };
+    const files = {
+      original: file,
+      bodies: Object.fromEntries(Object.entries(bodies).map(([kind, b]) => [kind, new Blob([b], { type: 'image/jpeg' })])),
+    };
     const added = await this.tx('readwrite', async (s, f) => {
       if (await request(s.getKey(key)) !== undefined) return false;
       await Promise.all([request(s.add(entry)), request(f.put(files, key))]);
@@ -123,9 +126,7 @@ export class Queue extends EventTarget {
         await this.put(entry);
       }
       const files = await this.files(entry.key);
-      const bodyOf = (kind) => (kind === 'original'
-        ? files.original
-        : files.bodies[entry.manifest.objects.findIndex((o) => o.kind === kind) - 1]);
+      const bodyOf = (kind) => (kind === 'original' ? files.original : files.bodies[kind]);
       const pending = entry.upload.objects.filter((t) => !entry.stored[t.key]);
       const sent = new Map();
       await Promise.all(pending.map((target) => api.withSlot(() => api.withRetry(() => api.put(
@@ -155,6 +156,11 @@ export class Queue extends EventTarget {
       await this.put(entry);
     }
   }
+}
+
+/** The manifest's original: the file as uploaded. */
+export function original(manifest) {
+  return manifest.objects.find((o) => o.kind === 'original');
 }
 
 function expired(upload) {

@@ -1,48 +1,22 @@
 //! The batch backend's job API and store: `POST /v1/jobs` records a job, `GET /v1/jobs/{id}`
-//! reports it. The edge triggers jobs through it, in-process in the local stack
-//! ([`crate::up`]), over HTTP with a service token when deployed.
+//! reports it, in the contract of [`tessera_core::job`]. The edge reaches it through its
+//! [`Jobs`] trait: in-process in the local stack ([`LocalJobs`], used by [`crate::up`]), over
+//! HTTP with a service token when deployed ([`JobStore::answer`] is that API over `http`
+//! types).
 //!
-//! A job's status is one of `queued`, `running`, `succeeded`, `failed`. The local stack
-//! records and reports jobs; no worker picks them up yet, so they stay `queued`.
+//! The local stack records and reports jobs; no worker picks them up yet, so they stay
+//! `queued`.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Method, Request, Response, StatusCode};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-/// The body of `POST /v1/jobs`, as the edge sends it when an upload completes.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct JobRequest {
-    /// The completed upload.
-    pub upload_id: String,
-    /// Its project.
-    pub project: String,
-    /// One entry per image: `{image_id, metadata_key, original_key}`.
-    pub images: Vec<Value>,
-}
-
-/// A job as `GET /v1/jobs/{id}` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct JobStatus {
-    /// The job's id.
-    pub job_id: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
-    pub status: String,
-    /// The upload that triggered it.
-    pub upload_id: String,
-    /// Its project.
-    pub project: String,
-    /// Images in the job.
-    pub images: i64,
-    /// Images finished.
-    pub images_done: i64,
-    /// Unix seconds when it was recorded.
-    pub created_at: i64,
-}
+use tessera_core::job::{JobRequest, JobState, JobStatus, Progress};
+use tessera_core::keys::{JobId, Project};
+use tessera_edge::{Jobs, JobsError};
 
 /// Jobs in SQLite (one table, created if missing).
 #[derive(Debug)]
@@ -76,26 +50,30 @@ impl JobStore {
     /// SQLite's.
     pub fn create(&self, request: &JobRequest) -> rusqlite::Result<JobStatus> {
         let job = JobStatus {
-            job_id: uuid::Uuid::new_v4().to_string(),
-            status: "queued".into(),
+            job_id: JobId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a job id"),
+            state: JobState::Queued,
+            stage: None,
+            progress: Progress {
+                done: 0,
+                total: request.inputs.len() as u64,
+            },
             upload_id: request.upload_id.clone(),
             project: request.project.clone(),
-            images: i64::try_from(request.images.len()).unwrap_or(i64::MAX),
-            images_done: 0,
             created_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                .map_or(0, |d| d.as_secs()),
         };
         let body = serde_json::to_string(request).expect("a job request serialises");
         self.connection().execute(
-            "INSERT INTO jobs (job_id, upload_id, project, images, created_at, request)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO jobs (job_id, status, upload_id, project, images, created_at, request)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                job.job_id,
+                job.job_id.as_str(),
+                job.state.as_str(),
                 job.upload_id,
-                job.project,
-                job.images,
-                job.created_at,
+                job.project.as_str(),
+                i64::try_from(job.progress.total).unwrap_or(i64::MAX),
+                i64::try_from(job.created_at).unwrap_or(i64::MAX),
                 body
             ],
         )?;
@@ -105,22 +83,37 @@ impl JobStore {
     /// One job, if it exists.
     ///
     /// # Errors
-    /// SQLite's.
-    pub fn get(&self, job_id: &str) -> rusqlite::Result<Option<JobStatus>> {
+    /// SQLite's, or a conversion error for a row this store did not write.
+    pub fn get(&self, job_id: &JobId) -> rusqlite::Result<Option<JobStatus>> {
         self.connection()
             .query_row(
-                "SELECT job_id, status, upload_id, project, images, images_done, created_at
+                "SELECT status, upload_id, project, images, images_done, created_at
                  FROM jobs WHERE job_id = ?1",
-                [job_id],
+                [job_id.as_str()],
                 |row| {
+                    let text = |i: usize, value: String| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            format!("{value:?} in jobs").into(),
+                        )
+                    };
+                    let state: String = row.get(0)?;
+                    let project: String = row.get(2)?;
+                    // Counts and times are written from u64s; SQLite stores them as i64.
+                    let unsigned =
+                        |i: usize| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
                     Ok(JobStatus {
-                        job_id: row.get(0)?,
-                        status: row.get(1)?,
-                        upload_id: row.get(2)?,
-                        project: row.get(3)?,
-                        images: row.get(4)?,
-                        images_done: row.get(5)?,
-                        created_at: row.get(6)?,
+                        job_id: job_id.clone(),
+                        state: JobState::parse(&state).ok_or_else(|| text(0, state))?,
+                        stage: None,
+                        progress: Progress {
+                            done: unsigned(4)?,
+                            total: unsigned(3)?,
+                        },
+                        upload_id: row.get(1)?,
+                        project: Project::new(project.as_str()).map_err(|_| text(2, project))?,
+                        created_at: unsigned(5)?,
                     })
                 },
             )
@@ -160,10 +153,12 @@ impl JobStore {
             }
         } else if let (&Method::GET, Some(id)) = (request.method(), path.strip_prefix("/v1/jobs/"))
         {
-            match self.get(id) {
-                Ok(Some(job)) => (StatusCode::OK, json!(job)),
-                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such job"),
-                Err(e) => internal(&e),
+            match JobId::new(id).map(|id| self.get(&id)) {
+                Ok(Ok(Some(job))) => (StatusCode::OK, json!(job)),
+                Ok(Ok(None)) | Err(_) => {
+                    error(StatusCode::NOT_FOUND, "job_not_found", "no such job")
+                }
+                Ok(Err(e)) => internal(&e),
             }
         } else {
             error(StatusCode::NOT_FOUND, "not_found", "no such route")
@@ -173,6 +168,24 @@ impl JobStore {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string().into_bytes())
             .expect("valid response")
+    }
+}
+
+/// The edge's [`Jobs`] answered in-process by a [`JobStore`] (the local stack).
+#[derive(Debug, Clone)]
+pub struct LocalJobs(pub Arc<JobStore>);
+
+impl Jobs for LocalJobs {
+    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
+        self.0
+            .create(request)
+            .map_err(|e| JobsError::Backend(e.to_string()))
+    }
+
+    async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
+        self.0
+            .get(job_id)
+            .map_err(|e| JobsError::Backend(e.to_string()))
     }
 }
 
@@ -187,4 +200,80 @@ fn internal(e: &rusqlite::Error) -> (StatusCode, Value) {
         "internal",
         "internal error; it has been logged",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::Sha256Digest;
+    use tessera_core::job::JobInput;
+    use tessera_core::keys::ImageId;
+    use tessera_edge::{HostError, HttpJobs, Outbound};
+
+    /// Outbound HTTP answered by a job store's API in-process, so that the edge's HTTP client
+    /// and the backend's job API are checked against each other.
+    struct Loopback(Arc<JobStore>);
+
+    impl Outbound for Loopback {
+        async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HostError> {
+            Ok(self.0.answer("service-token", &request))
+        }
+    }
+
+    fn request() -> JobRequest {
+        JobRequest {
+            upload_id: "upload-1".into(),
+            project: Project::new("palms").unwrap(),
+            inputs: vec![JobInput {
+                image_id: ImageId::new("img-1").unwrap(),
+                original_key: "original-uploads/palms/img-1/palms_a_20240309.jpg".into(),
+                metadata_key: "metadata/palms/img-1.json".into(),
+                media_type: "image/jpeg".into(),
+                sha256: Sha256Digest::of(b"a"),
+            }],
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_edge_http_client_and_the_job_api_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(JobStore::open(&dir.path().join("jobs.sqlite")).unwrap());
+        let http = HttpJobs::new(
+            "http://jobs.internal/",
+            "service-token",
+            Loopback(Arc::clone(&store)),
+        );
+        block_on(async {
+            let created = http.create(&request()).await.unwrap();
+            assert_eq!(created.state, JobState::Queued);
+            assert_eq!(created.progress, Progress { done: 0, total: 1 });
+            assert_eq!(
+                http.status(&created.job_id).await.unwrap(),
+                Some(created.clone())
+            );
+            let local = LocalJobs(Arc::clone(&store));
+            assert_eq!(local.status(&created.job_id).await.unwrap(), Some(created));
+            let missing = JobId::new("no-such-job").unwrap();
+            assert_eq!(http.status(&missing).await.unwrap(), None);
+
+            let wrong_token = HttpJobs::new(
+                "http://jobs.internal",
+                "guess",
+                Loopback(Arc::clone(&store)),
+            );
+            match wrong_token.create(&request()).await {
+                Err(JobsError::Refused { status, .. }) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED);
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+    }
 }

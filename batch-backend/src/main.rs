@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 
 fn edge(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
     use tessera_edge::native::{ReqwestOutbound, config_from_env, serve};
-    let config = config_from_env().map_err(anyhow::Error::msg)?;
+    let (config, backend) = config_from_env().map_err(anyhow::Error::msg)?;
     let store = tessera_edge::sqlite::SqliteStore::open(&args.database)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.database.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +125,9 @@ fn edge(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         eprintln!("tessera edge: http://{}", listener.local_addr()?);
-        let edge = tessera_edge::Edge::new(config, store, ReqwestOutbound::default());
+        let outbound = ReqwestOutbound::default();
+        let jobs = tessera_edge::HttpJobs::new(&backend.url, &backend.token, outbound.clone());
+        let edge = tessera_edge::Edge::new(config, store, outbound, jobs);
         let shutdown = interrupted()?;
         serve(listener, std::rc::Rc::new(edge), shutdown).await;
         anyhow::Ok(ExitCode::SUCCESS)

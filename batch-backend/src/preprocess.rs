@@ -87,7 +87,7 @@ pub fn process_file(path: &Path, out: &Path, options: &Options) -> Result<Deriva
 /// Any I/O error, with the path.
 pub fn write_objects(out: &Path, original: &[u8], derived: &Derivatives) -> anyhow::Result<()> {
     let manifest = &derived.manifest;
-    let objects = std::iter::once((&manifest.objects[0], original)).chain(derived.derivatives());
+    let objects = std::iter::once((manifest.original(), original)).chain(derived.derivatives());
     for (object, body) in objects {
         write(&out.join(&object.key), body)?;
     }

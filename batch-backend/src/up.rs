@@ -7,8 +7,8 @@
 //! - The page and the edge API on `listen`: `/health` and `/v1/…` go to the edge router on its
 //!   native host with SQLite (`{data}/metadata.sqlite`); `/config.json` tells the page its API
 //!   key and project; everything else is the static page from `web`.
-//! - Jobs: the edge triggers them in-process through the batch backend's job API
-//!   ([`crate::jobs`], `{data}/jobs.sqlite`).
+//! - Jobs: the edge triggers and reads them in-process ([`LocalJobs`] over the job store,
+//!   `{data}/jobs.sqlite`).
 //!
 //! Everything runs on one current-thread tokio runtime (the edge router is `!Send`, as in an
 //! isolate). Data and the generated credentials (`{data}/local.json`) survive restarts.
@@ -28,21 +28,20 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use tessera_core::api::{UploadPolicy, api_key_hash};
+use tessera_core::access::api_key_hash;
 use tessera_core::presign::{Addressing, StorageTarget};
+use tessera_core::upload::UploadPolicy;
 use tessera_edge::native::{ReqwestOutbound, answer};
 use tessera_edge::sqlite::SqliteStore;
-use tessera_edge::{Config, Edge, HostError, Outbound};
+use tessera_edge::{Config, Edge};
 use tower::{Service as _, ServiceExt as _};
 
-use crate::jobs::JobStore;
+use crate::jobs::{JobStore, LocalJobs};
 
 /// The bucket of the local stack.
 pub const BUCKET: &str = "tessera";
 /// The project the page uploads into unless told otherwise.
 pub const DEFAULT_PROJECT: &str = "local";
-/// The in-process batch backend's base URL: the edge's job calls to it never leave the process.
-const JOBS_URL: &str = "http://jobs.tessera.internal";
 
 /// Where `tessera up` listens and keeps its data.
 #[derive(Debug, Clone)]
@@ -66,8 +65,6 @@ pub struct LocalCredentials {
     pub secret_access_key: String,
     /// The edge API key the page uses.
     pub api_key: String,
-    /// The service token between the edge and the job API.
-    pub service_token: String,
 }
 
 impl LocalCredentials {
@@ -80,7 +77,6 @@ impl LocalCredentials {
             access_key_id: format!("TESSERA{}", &random()[..13].to_uppercase()),
             secret_access_key: random() + &random(),
             api_key: random(),
-            service_token: random(),
         };
         std::fs::write(path, serde_json::to_vec_pretty(&credentials)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -88,25 +84,7 @@ impl LocalCredentials {
     }
 }
 
-/// Outbound HTTP for the local edge: calls to the job API are answered in-process, the rest
-/// (HEAD-verifying objects, writing sidecars) go over the network with reqwest.
-struct LocalOutbound {
-    http: ReqwestOutbound,
-    jobs: Arc<JobStore>,
-    service_token: String,
-}
-
-impl Outbound for LocalOutbound {
-    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HostError> {
-        if request.uri().to_string().starts_with(JOBS_URL) {
-            Ok(self.jobs.answer(&self.service_token, &request))
-        } else {
-            self.http.send(request).await
-        }
-    }
-}
-
-type LocalEdge = Edge<SqliteStore, LocalOutbound>;
+type LocalEdge = Edge<SqliteStore, ReqwestOutbound, LocalJobs>;
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 type StorageService =
     tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
@@ -177,15 +155,13 @@ pub async fn run(
         // One person's browser: generous, but still limited.
         rate_burst: 1000.0,
         rate_per_second: 200.0,
-        backend_url: JOBS_URL.into(),
-        backend_token: credentials.service_token.clone(),
     };
-    let outbound = LocalOutbound {
-        http: ReqwestOutbound::default(),
-        jobs,
-        service_token: credentials.service_token.clone(),
-    };
-    let edge = Rc::new(Edge::new(config, store, outbound));
+    let edge = Rc::new(Edge::new(
+        config,
+        store,
+        ReqwestOutbound::default(),
+        LocalJobs(jobs),
+    ));
     let page_config = Bytes::from(serde_json::to_vec(&serde_json::json!({
         "api_base": "",
         "api_key": credentials.api_key,

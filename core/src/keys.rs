@@ -5,6 +5,7 @@
 //! processed/{project}/{image_id}/{project}_{slug}_{YYYYMMDD}_256x256.jpg
 //! augmented-images/{angle}-degree/{project}/{image_id}/{project}_{slug}_{YYYYMMDD}_{angle}.jpg
 //! metadata/{project}/{image_id}.json
+//! results/{job_id}/…
 //! ```
 //!
 //! Every component is validated or derived here, so a key can never contain `..`, a leading
@@ -17,6 +18,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::ImageFormat;
+use crate::manifest::ObjectKind;
 use crate::pixels::{LETTERBOX_SIZE, Rotation};
 
 /// A rejected key component.
@@ -36,6 +38,14 @@ pub enum KeyError {
     /// An image id outside `[a-z0-9-]`, `1..=64` characters.
     #[error("image id {value:?} is invalid: use 1 to {max_len} characters a-z, 0-9 and '-'")]
     InvalidImageId {
+        /// The rejected value.
+        value: String,
+        /// The longest accepted id.
+        max_len: usize,
+    },
+    /// A job id outside `[a-z0-9-]`, `1..=64` characters.
+    #[error("job id {value:?} is invalid: use 1 to {max_len} characters a-z, 0-9 and '-'")]
+    InvalidJobId {
         /// The rejected value.
         value: String,
         /// The longest accepted id.
@@ -129,6 +139,39 @@ impl ImageId {
     }
 }
 
+/// A batch job's id: `[a-z0-9][a-z0-9-]{0,63}`, a UUID in practice. Its results live under
+/// `results/{job_id}/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+impl JobId {
+    /// The longest accepted id, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates a job id.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidJobId`] naming the value and the rule.
+    pub fn new(value: impl Into<String>) -> Result<Self, KeyError> {
+        let value = value.into();
+        if is_key_safe(&value, Self::MAX_LEN) {
+            Ok(Self(value))
+        } else {
+            Err(KeyError::InvalidJobId {
+                value,
+                max_len: Self::MAX_LEN,
+            })
+        }
+    }
+
+    /// The id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The file-name part of a key, derived from the uploaded file's name: its stem lower-cased,
 /// every run of characters outside `[a-z0-9]` replaced by one `-`, trimmed of `-`, at most
 /// 48 bytes; `image` when nothing is left. `IMG 0042 (copy).JPG` → `img-0042-copy`.
@@ -204,6 +247,22 @@ impl fmt::Display for ImageId {
         f.write_str(&self.0)
     }
 }
+impl From<JobId> for String {
+    fn from(value: JobId) -> Self {
+        value.0
+    }
+}
+impl TryFrom<String> for JobId {
+    type Error = KeyError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Everything a key is built from: `{project}_{slug}_{YYYYMMDD}` under the image's folders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +285,17 @@ impl ObjectNaming {
             self.slug.as_str(),
             self.date.format("%Y%m%d")
         )
+    }
+
+    /// The key of an object of `kind`: the one place that maps kinds to the layout. `format`
+    /// is the original's sniffed type; only the original's extension depends on it.
+    #[must_use]
+    pub fn key(&self, kind: ObjectKind, format: ImageFormat) -> String {
+        match (kind, kind.rotation()) {
+            (ObjectKind::Original, _) => self.original_key(format),
+            (_, Some(rotation)) => self.augmented_key(rotation),
+            (_, None) => self.processed_key(),
+        }
     }
 
     /// `original-uploads/{project}/{image_id}/{base}.{ext}`, the extension from the sniffed type.
@@ -294,6 +364,8 @@ mod tests {
         assert!(Project::new("palm-survey-2026").is_ok());
         assert!(ImageId::new("0190b6c4-1a2b-7c3d-8e4f-001122334455").is_ok());
         assert!(ImageId::new("../x").is_err());
+        assert!(JobId::new("0190b6c4-1a2b-7c3d-8e4f-001122334455").is_ok());
+        assert!(JobId::new("../x").is_err() && JobId::new("").is_err());
         assert_eq!(
             ImageId::from_sha256_hex(&"AB".repeat(32)).as_str(),
             "abababababababababababababababab"
@@ -325,5 +397,15 @@ mod tests {
             "augmented-images/360-degree/palms/abc123/palms_dsc00042_20140418_360.jpg"
         );
         assert_eq!(naming.metadata_key(), "metadata/palms/abc123.json");
+        for kind in ObjectKind::ALL {
+            let key = naming.key(kind, ImageFormat::Png);
+            match kind.rotation() {
+                Some(rotation) => assert_eq!(key, naming.augmented_key(rotation)),
+                None if kind == ObjectKind::Original => {
+                    assert_eq!(key, naming.original_key(ImageFormat::Png));
+                }
+                None => assert_eq!(key, naming.processed_key()),
+            }
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! Tessera's public HTTP API, one router for two hosts: the Cloudflare Workers runtime and the
 //! native tokio host of the local stack ([`native`]). [`Edge::handle`] takes an
 //! `http::Request` and returns an `http::Response`; everything the router needs from its host
-//! (the metadata [`Store`], [`Outbound`] HTTP, the clock and ids) is passed in, and every rule
-//! comes from [`tessera_core::api`].
+//! (the metadata [`Store`], [`Outbound`] HTTP, the batch backend's [`Jobs`], the clock and ids)
+//! is passed in, and every rule comes from [`tessera_core`].
 //!
 //! | route | what |
 //! |---|---|
@@ -14,7 +14,7 @@
 //! | `POST /v1/uploads/{id}/complete` | HEAD-verify every object, write sidecars, record, trigger a job; idempotent |
 //! | `GET /v1/images?project=&from=&to=&bbox=&limit=&cursor=` | search by date and place, keyset-paginated |
 //! | `GET /v1/images/{id}` | one record with short-lived presigned GET URLs |
-//! | `GET /v1/jobs/{id}` | the batch backend's job status, passed through |
+//! | `GET /v1/jobs/{id}` | the batch job's status ([`tessera_core::job::JobStatus`]) |
 //!
 //! Errors are JSON `{code, message}`: 4xx with a stable `code` for the client's mistakes, 5xx
 //! logged with details and answered without them.
@@ -29,14 +29,17 @@ use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, Stat
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_core::Manifest;
-use tessera_core::api::{
-    ImageQuery, SearchCursor, TokenBucket, UploadPolicy, UploadRequest, api_key_hash,
-    parse_image_query, plan_upload,
-};
-use tessera_core::keys::ImageId;
+use tessera_core::access::{TokenBucket, api_key_hash};
+use tessera_core::job::JobRequest;
+use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Addressing, Method, PresignedRequest, StorageTarget};
+use tessera_core::search::{ImageQuery, SearchCursor, parse_image_query};
+use tessera_core::upload::{UploadPolicy, UploadRequest, plan_upload};
 use utoipa::ToSchema;
 
+pub use crate::jobs::{HttpJobs, Jobs, JobsError};
+
+pub mod jobs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod openapi;
@@ -99,11 +102,29 @@ pub struct Config {
     pub rate_burst: f64,
     /// Per-key sustained requests per second.
     pub rate_per_second: f64,
-    /// The batch backend: jobs are created with `POST {url}/v1/jobs` and read with
-    /// `GET {url}/v1/jobs/{id}`, both with `Authorization: Bearer {service_token}`.
-    pub backend_url: String,
-    /// The service token for the backend.
-    pub backend_token: String,
+}
+
+/// Where a deployed edge finds the batch backend's job API ([`HttpJobs`]).
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Jobs are created with `POST {url}/v1/jobs` and read with `GET {url}/v1/jobs/{id}`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer {token}`.
+    pub token: String,
+}
+
+impl BackendConfig {
+    /// Reads `TESSERA_BACKEND_URL` and `TESSERA_BACKEND_TOKEN` through `lookup`.
+    ///
+    /// # Errors
+    /// Names the missing variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
+        Ok(Self {
+            url: var("TESSERA_BACKEND_URL")?,
+            token: var("TESSERA_BACKEND_TOKEN")?,
+        })
+    }
 }
 
 impl Config {
@@ -112,7 +133,7 @@ impl Config {
     /// (default `us-east-1`), `TESSERA_S3_ADDRESSING` (`path` or `virtual-host`, default
     /// `path`), `TESSERA_S3_ACCESS_KEY_ID`, `TESSERA_S3_SECRET_ACCESS_KEY`,
     /// `TESSERA_API_KEY_HASHES` (comma-separated SHA-256 hex), `TESSERA_CORS_ORIGINS`
-    /// (comma-separated), `TESSERA_BACKEND_URL`, `TESSERA_BACKEND_TOKEN`, and optional
+    /// (comma-separated), and optional
     /// `TESSERA_MAX_BODY_BYTES` (default 1 MiB), `TESSERA_RATE_BURST` (60),
     /// `TESSERA_RATE_PER_SECOND` (10).
     ///
@@ -161,8 +182,6 @@ impl Config {
             max_body_bytes: max_body_bytes as usize,
             rate_burst: number("TESSERA_RATE_BURST", "60")?,
             rate_per_second: number("TESSERA_RATE_PER_SECOND", "10")?,
-            backend_url: var("TESSERA_BACKEND_URL")?,
-            backend_token: var("TESSERA_BACKEND_TOKEN")?,
         })
     }
 }
@@ -228,10 +247,11 @@ pub trait Outbound {
 
 /// The router with its host's parts. One per process (natively) or isolate (Workers); the rate
 /// limiter's buckets live here, so on Workers the limit is per isolate.
-pub struct Edge<S, O> {
+pub struct Edge<S, O, J> {
     config: Config,
     store: S,
     outbound: O,
+    jobs: J,
     buckets: RefCell<HashMap<String, TokenBucket>>,
 }
 
@@ -280,7 +300,7 @@ impl ApiError {
     }
 
     fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
-        eprintln!("tessera-edge: {context}: {error}");
+        log_error(context, error);
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -296,6 +316,11 @@ impl From<HostError> for ApiError {
 }
 
 type ApiResult = Result<Response<Bytes>, ApiError>;
+
+/// Logs a failure whose details never reach the client.
+fn log_error(context: &str, error: &dyn std::fmt::Display) {
+    eprintln!("tessera-edge: {context}: {error}");
+}
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     let body = serde_json::to_vec(body).expect("API bodies serialise");
@@ -395,13 +420,21 @@ pub struct ErrorBody {
     pub objects: Option<Vec<ObjectProblem>>,
 }
 
-impl<S: Store, O: Outbound> Edge<S, O> {
-    /// The router over its store and outbound HTTP.
-    pub fn new(config: Config, store: S, outbound: O) -> Self {
+impl<S, O, J> std::fmt::Debug for Edge<S, O, J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the storage secret: never printed.
+        f.debug_struct("Edge").finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
+    /// The router over its store, outbound HTTP and the batch backend.
+    pub fn new(config: Config, store: S, outbound: O, jobs: J) -> Self {
         Self {
             config,
             store,
             outbound,
+            jobs,
             buckets: RefCell::new(HashMap::new()),
         }
     }
@@ -411,11 +444,6 @@ impl<S: Store, O: Outbound> Edge<S, O> {
     #[must_use]
     pub fn body_too_large(&self) -> Response<Bytes> {
         ApiError::body_too_large(self.config.max_body_bytes).into_response()
-    }
-
-    /// The store.
-    pub fn store(&self) -> &S {
-        &self.store
     }
 
     /// Answers one request at `now`; `new_id` makes upload and image ids (a UUID, natively).
@@ -746,35 +774,19 @@ impl<S: Store, O: Outbound> Edge<S, O> {
     }
 
     async fn trigger_job(&self, upload_id: &str, upload: &UploadRow) -> Result<String, ApiError> {
-        let body = json!({
-            "upload_id": upload_id,
-            "project": upload.project,
-            "images": upload.manifests.iter().map(|m| json!({
-                "image_id": m.image_id, "metadata_key": m.metadata_key, "original_key": m.objects[0].key,
-            })).collect::<Vec<_>>(),
-        });
-        let request = Request::builder()
-            .method(HttpMethod::POST)
-            .uri(format!(
-                "{}/v1/jobs",
-                self.config.backend_url.trim_end_matches('/')
-            ))
-            .header("content-type", "application/json")
-            .header(
-                "authorization",
-                format!("Bearer {}", self.config.backend_token),
-            )
-            .body(serde_json::to_vec(&body).expect("serialises"))
-            .expect("valid request");
-        let response = self.outbound.send(request).await?;
-        let job: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
-        match (response.status().is_success(), job["job_id"].as_str()) {
-            (true, Some(id)) => Ok(id.to_owned()),
-            _ => Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "job_trigger_failed",
-                "the batch backend did not accept the job; complete again to retry",
-            )),
+        let project = Project::new(upload.project.as_str())
+            .map_err(|e| ApiError::internal("stored upload", &e))?;
+        let request = JobRequest::for_upload(upload_id, &project, &upload.manifests);
+        match self.jobs.create(&request).await {
+            Ok(job) => Ok(job.job_id.to_string()),
+            Err(e) => {
+                log_error("job trigger", &e);
+                Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "job_trigger_failed",
+                    "the batch backend did not accept the job; complete again to retry",
+                ))
+            }
         }
     }
 
@@ -838,28 +850,25 @@ impl<S: Store, O: Outbound> Edge<S, O> {
     }
 
     async fn job(&self, job_id: &str) -> ApiResult {
-        let request = Request::builder()
-            .method(HttpMethod::GET)
-            .uri(format!(
-                "{}/v1/jobs/{}",
-                self.config.backend_url.trim_end_matches('/'),
-                form_urlencoded::byte_serialize(job_id.as_bytes()).collect::<String>()
-            ))
-            .header(
-                "authorization",
-                format!("Bearer {}", self.config.backend_token),
+        let not_found = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "job_not_found",
+                format!("no job {job_id}"),
             )
-            .body(Vec::new())
-            .expect("valid request");
-        let response = self.outbound.send(request).await?;
-        let (parts, body) = response.into_parts();
-        let mut answer = Response::new(Bytes::from(body));
-        *answer.status_mut() = parts.status;
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            answer
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, ct.clone());
+        };
+        let job_id = JobId::new(job_id).map_err(|_| not_found())?;
+        match self.jobs.status(&job_id).await {
+            Ok(Some(job)) => Ok(json_response(StatusCode::OK, &job)),
+            Ok(None) => Err(not_found()),
+            Err(e) => {
+                log_error("job status", &e);
+                Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "job_status_unavailable",
+                    "the batch backend did not report the job; try again",
+                ))
+            }
         }
-        Ok(answer)
     }
 }

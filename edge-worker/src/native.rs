@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::{Config, Edge, HostError, Outbound, Store};
+use crate::{BackendConfig, Config, Edge, HostError, Jobs, Outbound, Store};
 
 /// Outbound HTTP with reqwest.
 #[derive(Debug, Clone, Default)]
@@ -47,24 +47,30 @@ impl Outbound for ReqwestOutbound {
     }
 }
 
-/// Reads the configuration from the process environment ([`Config::from_lookup`]).
+/// Reads the configuration from the process environment ([`Config::from_lookup`],
+/// [`BackendConfig::from_lookup`]).
 ///
 /// # Errors
 /// Names the missing or malformed variable.
-pub fn config_from_env() -> Result<Config, String> {
-    Config::from_lookup(|name| std::env::var(name).ok())
+pub fn config_from_env() -> Result<(Config, BackendConfig), String> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    Ok((
+        Config::from_lookup(lookup)?,
+        BackendConfig::from_lookup(lookup)?,
+    ))
 }
 
 /// Serves `edge` on `listener` until `shutdown` resolves. Must run inside a
 /// `tokio::task::LocalSet` on a current-thread runtime. Request bodies over the configured
 /// limit are refused with 413 before they are read whole.
-pub async fn serve<S, O>(
+pub async fn serve<S, O, J>(
     listener: tokio::net::TcpListener,
-    edge: Rc<Edge<S, O>>,
+    edge: Rc<Edge<S, O, J>>,
     shutdown: impl Future<Output = ()>,
 ) where
     S: Store + 'static,
     O: Outbound + 'static,
+    J: Jobs + 'static,
 {
     tokio::pin!(shutdown);
     loop {
@@ -97,8 +103,8 @@ pub async fn serve<S, O>(
 /// Answers one hyper request with `edge`: the body is read up to the configured limit (413
 /// beyond it), then routed by [`Edge::handle`] with the system clock and random v4 ids. For
 /// hosts that serve more than the edge on one port; [`serve`] uses it for every request.
-pub async fn answer<S: Store, O: Outbound>(
-    edge: &Edge<S, O>,
+pub async fn answer<S: Store, O: Outbound, J: Jobs>(
+    edge: &Edge<S, O, J>,
     request: Request<Incoming>,
 ) -> Response<Bytes> {
     let (parts, body) = request.into_parts();

@@ -16,9 +16,10 @@ use crate::{
     Download, ErrorBody, ImageAnswer, ObjectProblem, SearchPage, UploadCompleted, UploadCreated,
     UploadTarget,
 };
-use tessera_core::api::{DeclaredImage, DeclaredObject, UploadRequest};
 use tessera_core::exif::{ExifMetadata, GpsPosition};
+use tessera_core::job::{JobStage, JobState, JobStatus, Progress};
 use tessera_core::presign::{Method, PresignedRequest};
+use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadRequest};
 use tessera_core::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 
 fn json(schema: &str) -> Content {
@@ -129,8 +130,10 @@ pub fn document() -> OpenApi {
             "/v1/jobs/{id}",
             PathItem::new(
                 HttpMethod::Get,
-                operation("The batch job's status, as the backend reports it", ("200", "the backend's answer, passed through", None))
-                    .parameter(id("the job_id from complete")),
+                operation("The batch job's status", ("200", "its state, stage and progress", Some("JobStatus")))
+                    .parameter(id("the job_id from complete"))
+                    .response("404", ResponseBuilder::new().description("no such job").content("application/json", json("ErrorBody")))
+                    .response("502", ResponseBuilder::new().description("the batch backend did not answer; try again").content("application/json", json("ErrorBody"))),
             ),
         )
         .path(
@@ -165,6 +168,10 @@ pub fn document() -> OpenApi {
         .schema_from::<Download>()
         .schema_from::<ErrorBody>()
         .schema_from::<ObjectProblem>()
+        .schema_from::<JobStatus>()
+        .schema_from::<JobState>()
+        .schema_from::<JobStage>()
+        .schema_from::<Progress>()
         .security_scheme(
             "api_key",
             SecurityScheme::Http(

@@ -6,12 +6,13 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::Manifest;
-use tessera_core::api::ImageQuery;
+use tessera_core::search::ImageQuery;
 
 use crate::{HostError, MIGRATIONS, Store, UploadRow, sql};
 
 /// SQLite metadata store. Calls run on the caller's thread (they take microseconds to a few
 /// milliseconds); the native host is single-threaded per process, like a Workers isolate.
+#[derive(Debug)]
 pub struct SqliteStore {
     connection: Mutex<Connection>,
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tessera_core::Manifest;
-use tessera_core::api::ImageQuery;
+use tessera_core::search::ImageQuery;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::d1::D1Database;
 use worker::{Context, Env, HttpRequest, event};
 
-use crate::{Config, Edge, HostError, Outbound, Store, UploadRow, sql};
+use crate::{BackendConfig, Config, Edge, HostError, HttpJobs, Outbound, Store, UploadRow, sql};
 
 fn host(e: impl std::fmt::Display) -> HostError {
     HostError(format!("workers: {e}"))
@@ -202,11 +202,13 @@ impl Outbound for FetchOutbound {
     }
 }
 
+type WorkersEdge = Edge<D1Store, FetchOutbound, HttpJobs<FetchOutbound>>;
+
 thread_local! {
-    static EDGE: RefCell<Option<Rc<Edge<D1Store, FetchOutbound>>>> = const { RefCell::new(None) };
+    static EDGE: RefCell<Option<Rc<WorkersEdge>>> = const { RefCell::new(None) };
 }
 
-fn edge(env: &Env) -> worker::Result<Rc<Edge<D1Store, FetchOutbound>>> {
+fn edge(env: &Env) -> worker::Result<Rc<WorkersEdge>> {
     if let Some(edge) = EDGE.with(|e| e.borrow().clone()) {
         return Ok(edge);
     }
@@ -217,7 +219,14 @@ fn edge(env: &Env) -> worker::Result<Rc<Edge<D1Store, FetchOutbound>>> {
             .ok()
     };
     let config = Config::from_lookup(lookup).map_err(worker::Error::RustError)?;
-    let edge = Rc::new(Edge::new(config, D1Store(env.d1("DB")?), FetchOutbound));
+    let backend = BackendConfig::from_lookup(lookup).map_err(worker::Error::RustError)?;
+    let jobs = HttpJobs::new(&backend.url, &backend.token, FetchOutbound);
+    let edge = Rc::new(Edge::new(
+        config,
+        D1Store(env.d1("DB")?),
+        FetchOutbound,
+        jobs,
+    ));
     EDGE.with(|e| *e.borrow_mut() = Some(Rc::clone(&edge)));
     Ok(edge)
 }

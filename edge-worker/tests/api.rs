@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 use support::*;
+use tessera_core::ObjectKind;
 use tessera_core::keys::Project;
 use tessera_core::presign::Method;
 use tessera_core::{Options, preprocess};
@@ -68,7 +69,8 @@ fn upload_put_complete_search_and_download() {
             1
         );
         let job = stack.jobs.lock().unwrap()[0].clone();
-        assert_eq!(job["images"][0]["image_id"], image_id);
+        assert_eq!(job["inputs"][0]["image_id"], image_id);
+        assert_eq!(job["inputs"][0]["original_key"], objects[0]["key"]);
 
         // The sidecar is in storage, and the record is searchable with its EXIF position.
         let sidecar = stack
@@ -96,17 +98,31 @@ fn upload_put_complete_search_and_download() {
         assert_eq!(found["images"][0]["image_id"], image_id);
 
         // One record with download URLs that work.
-        let downloaded = stack.download(&image_id, 1).await;
-        assert_eq!(&downloaded[..], &real.derived.bodies[0][..]);
+        let downloaded = stack.download(&image_id, ObjectKind::Processed).await;
+        assert_eq!(
+            Some(&downloaded[..]),
+            real.derived.body(ObjectKind::Processed)
+        );
 
-        // The job's status passes through from the backend.
+        // The job's status, as the backend reports it; an unknown job is a 404.
         let r = stack
             .api(reqwest::Method::GET, "/v1/jobs/job-1")
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(r.json::<Value>().await.unwrap()["status"], "queued");
+        let job = r.json::<Value>().await.unwrap();
+        assert_eq!(
+            (&job["state"], &job["progress"]),
+            (&json!("queued"), &json!({"done": 0, "total": 1}))
+        );
+        let r = stack
+            .api(reqwest::Method::GET, "/v1/jobs/job-9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "job_not_found");
     });
 }
 

@@ -9,6 +9,7 @@ mod support;
 
 use serde_json::json;
 use support::*;
+use tessera_core::ObjectKind;
 
 #[test]
 fn upload_complete_and_search_under_workerd() {
@@ -42,7 +43,7 @@ fn upload_complete_and_search_under_workerd() {
         assert_eq!(found["images"][0]["image_id"], json!(image_id));
         let (_, none) = stack.search("bbox=10,10,11,11").await;
         assert_eq!(none["images"], json!([]));
-        let bytes = stack.download(&image_id, 2).await;
+        let bytes = stack.download(&image_id, ObjectKind::Augmented90).await;
         assert_eq!(&bytes[..], &photo.body("augmented-90")[..]);
     });
 }

@@ -99,7 +99,7 @@ export function cliManifests(paths) {
   const dir = join(out, 'metadata', 'local');
   for (const name of readdirSync(dir)) {
     const manifest = JSON.parse(readFileSync(join(dir, name), 'utf8'));
-    manifests.set(manifest.objects[0].sha256.hex, manifest);
+    manifests.set(manifest.objects.find((o) => o.kind === 'original').sha256.hex, manifest);
   }
   return manifests;
 }

@@ -49,14 +49,14 @@ test('dropped photos are stored under their keys with their checksums, searchabl
         assert.equal(stored.get(object.key), object.sha256.hex, object.key);
       }
       // Byte-identical to `tessera preprocess` on the same file (ids and keys are the server's).
-      const native = cli.get(image.objects[0].sha256.hex);
+      const native = cli.get(image.objects.find((o) => o.kind === 'original').sha256.hex);
       assert.ok(native, `the CLI processed ${image.file_name}`);
       assert.deepEqual(image.objects.map((o) => [o.kind, o.sha256.hex, o.size_bytes]),
         native.objects.map((o) => [o.kind, o.sha256.hex, o.size_bytes]), image.file_name);
       assert.deepEqual(image.exif, native.exif, image.file_name);
     }
     for (const path of PHOTOS) {
-      assert.ok(page1.images.some((i) => i.objects[0].sha256.hex === sha256(readFileSync(path))), path);
+      assert.ok(page1.images.some((i) => i.objects.find((o) => o.kind === 'original').sha256.hex === sha256(readFileSync(path))), path);
     }
 
     // The results grid: every file uploaded, its four 256×256 images decoded, its job reported.
@@ -188,7 +188,7 @@ test('offline: files are checked, kept across a reload, and uploaded exactly onc
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const records = (await stack.api('/v1/images?project=local')).images;
     assert.equal(records.length, photos.length);
-    assert.deepEqual(new Set(records.map((r) => r.objects[0].sha256.hex)),
+    assert.deepEqual(new Set(records.map((r) => r.objects.find((o) => o.kind === 'original').sha256.hex)),
       new Set(photos.map((p) => sha256(readFileSync(p)))));
     assert.equal(storedObjects(stack.bucket).size, photos.length * 7);
     await context.close();

@@ -6,19 +6,20 @@
 //! `tessera preprocess`.
 //!
 //! JavaScript sees:
-//! - [`preprocess`]`(bytes, options)` → `{ manifest, bodies }`, or throws a [`PreprocessFailure`]
+//! - [`preprocess`]`(bytes, options)` → `{ manifest, bodies: { processed, "augmented-90", … } }`,
+//!   or throws a [`PreprocessFailure`]
 //!   (`{ code, message }`, `code` from [`tessera_core::PreprocessError::code`]).
 //! - [`check_size`]`(bytes)`: the size limit, checked before a file is read.
 //! - [`retry_delay_ms`] and [`retryable_status`]: the uploader's backoff policy
-//!   ([`tessera_core::api::RetryPolicy`]); [`max_in_flight`].
+//!   ([`tessera_core::retry::RetryPolicy`]); [`max_in_flight`].
 //! - [`letterbox_rgba`]: the letterbox step alone, for the resize benchmark.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use tessera_core::api::RetryPolicy;
 use tessera_core::keys::Project;
 use tessera_core::limits::Limits;
 use tessera_core::pixels::{LETTERBOX_SIZE, letterbox};
+use tessera_core::retry::RetryPolicy;
 use tessera_core::{Options, PreprocessError};
 use wasm_bindgen::prelude::*;
 
@@ -70,13 +71,14 @@ struct JsDerivatives {
 }
 
 /// Checks, orients, letterboxes (256×256 on white), rotates (90°, 180°, 270°
-/// counter-clockwise), encodes and hashes one file: [`tessera_core::preprocess`].
+/// counter-clockwise), encodes and hashes one file: [`tessera_core::preprocess()`].
 ///
 /// `bytes` is the whole file; `options` is `{ project, fileName, fallbackDate, quality? }`.
 /// Returns `{ manifest, bodies }`: `manifest` is the core's `Manifest` as a plain object (keys,
-/// SHA-256s, sizes, EXIF date and GPS), and `bodies` an array of five `Uint8Array` JPEGs, one
-/// per `manifest.objects[1..]` (processed, augmented 90, 180, 270, 360), each on its own
-/// `ArrayBuffer` so it can be transferred with `postMessage` instead of copied.
+/// SHA-256s, sizes, EXIF date and GPS), and `bodies` an object of five `Uint8Array` JPEGs keyed
+/// by object kind as `manifest.objects[].kind` spells it (`processed`, `augmented-90`,
+/// `augmented-180`, `augmented-270`, `augmented-360`), each on its own `ArrayBuffer` so it can
+/// be transferred with `postMessage` instead of copied.
 ///
 /// # Errors
 /// A [`PreprocessFailure`] for a refused or damaged file, or `bad_options`.
@@ -95,11 +97,14 @@ pub fn preprocess(bytes: &[u8], options: JsValue) -> Result<JsValue, PreprocessF
     }
     .serialize(&serializer)
     .map_err(bad_options)?;
-    let bodies: js_sys::Array = derivatives
-        .bodies
-        .iter()
-        .map(|body| js_sys::Uint8Array::from(body.as_slice()))
-        .collect();
+    let bodies = js_sys::Object::new();
+    for (kind, body) in &derivatives.bodies {
+        let kind = kind
+            .serialize(&serializer)
+            .map_err(|_| bad_options("kind"))?;
+        let body = js_sys::Uint8Array::from(body.as_slice());
+        js_sys::Reflect::set(&bodies, &kind, &body).map_err(|_| bad_options("bodies"))?;
+    }
     js_sys::Reflect::set(&result, &"bodies".into(), &bodies).map_err(|_| bad_options("bodies"))?;
     Ok(result)
 }

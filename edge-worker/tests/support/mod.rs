@@ -1,6 +1,6 @@
 //! The test stack shared by `api.rs` (native host) and `workerd.rs` (wrangler dev): a real
-//! S3-compatible server (s3s + s3s-fs, SigV4 enforced), a small HTTP server recording the
-//! batch backend's job calls, and the edge itself.
+//! S3-compatible server (s3s + s3s-fs, SigV4 enforced), a small HTTP server standing in for the
+//! batch backend's job API (recording each job request), and the edge itself.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -13,14 +13,16 @@ use chrono::NaiveDate;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
-use tessera_core::api::{UploadPolicy, api_key_hash};
+use tessera_core::ObjectKind;
+use tessera_core::access::api_key_hash;
 use tessera_core::exif::GpsPosition;
 use tessera_core::keys::Project;
 use tessera_core::presign::{Addressing, StorageTarget};
+use tessera_core::upload::UploadPolicy;
 use tessera_core::{Derivatives, Options, preprocess};
 use tessera_edge::native::{ReqwestOutbound, serve};
 use tessera_edge::sqlite::SqliteStore;
-use tessera_edge::{Config, Edge};
+use tessera_edge::{BackendConfig, Config, Edge, HttpJobs};
 
 const API_KEY: &str = "test-key-0123456789";
 pub const BUCKET: &str = "tessera";
@@ -137,7 +139,8 @@ impl Stack {
             }
         });
 
-        // The batch backend's job endpoint: records POST /v1/jobs, answers GET /v1/jobs/{id}.
+        // The batch backend's job endpoint: records POST /v1/jobs (job-1, job-2, …) and answers
+        // GET /v1/jobs/{id} with a queued job, in tessera-core's JobStatus shape.
         let jobs = Arc::new(Mutex::new(Vec::new()));
         let (backend_listener, backend_addr) = listener();
         let recorded = Arc::clone(&jobs);
@@ -158,17 +161,21 @@ impl Stack {
                                     == Some("Bearer service-token");
                                 let path = request.uri().path().to_owned();
                                 let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let mut jobs = recorded.lock().unwrap();
                                 let (status, answer) = if !authorized {
                                     (401, json!({"code": "unauthorized"}))
                                 } else if path == "/v1/jobs" {
-                                    let mut jobs = recorded.lock().unwrap();
                                     jobs.push(serde_json::from_slice::<Value>(&body).unwrap());
-                                    (201, json!({"job_id": format!("job-{}", jobs.len())}))
+                                    (201, queued_job(jobs.len(), &jobs[jobs.len() - 1]))
                                 } else {
-                                    (
-                                        200,
-                                        json!({"job_id": path.trim_start_matches("/v1/jobs/"), "status": "queued"}),
-                                    )
+                                    let n = path
+                                        .strip_prefix("/v1/jobs/job-")
+                                        .and_then(|n| n.parse::<usize>().ok())
+                                        .filter(|n| (1..=jobs.len()).contains(n));
+                                    match n {
+                                        Some(n) => (200, queued_job(n, &jobs[n - 1])),
+                                        None => (404, json!({"code": "job_not_found"})),
+                                    }
                                 };
                                 Ok::<_, std::convert::Infallible>(
                                     hyper::Response::builder()
@@ -204,21 +211,25 @@ impl Stack {
             max_body_bytes: 1024 * 1024,
             rate_burst: 1000.0,
             rate_per_second: 1000.0,
-            backend_url: format!("http://{backend_addr}"),
-            backend_token: "service-token".into(),
         };
         configure(&mut config);
+        let backend = BackendConfig {
+            url: format!("http://{backend_addr}"),
+            token: "service-token".into(),
+        };
         if let Some(wrangler) = wrangler {
-            return Self::with_workerd(&wrangler, &config, dir, storage, jobs);
+            return Self::with_workerd(&wrangler, &config, &backend, dir, storage, jobs);
         }
         let store_path = dir.path().join("metadata.sqlite");
         let (edge_listener, edge_addr) = listener();
         let path = store_path.clone();
         spawn_server(move || async move {
+            let jobs = HttpJobs::new(&backend.url, &backend.token, ReqwestOutbound::default());
             let edge = Edge::new(
                 config,
                 SqliteStore::open(&path).unwrap(),
                 ReqwestOutbound::default(),
+                jobs,
             );
             let listener = tokio::net::TcpListener::from_std(edge_listener).unwrap();
             serve(listener, Rc::new(edge), std::future::pending()).await;
@@ -239,6 +250,7 @@ impl Stack {
     fn with_workerd(
         wrangler: &std::path::Path,
         config: &Config,
+        backend: &BackendConfig,
         dir: tempfile::TempDir,
         storage: StorageTarget,
         jobs: Arc<Mutex<Vec<Value>>>,
@@ -276,8 +288,8 @@ impl Stack {
                 "TESSERA_RATE_PER_SECOND",
                 config.rate_per_second.to_string(),
             ),
-            ("TESSERA_BACKEND_URL", config.backend_url.clone()),
-            ("TESSERA_BACKEND_TOKEN", config.backend_token.clone()),
+            ("TESSERA_BACKEND_URL", backend.url.clone()),
+            ("TESSERA_BACKEND_TOKEN", backend.token.clone()),
         ];
         let mut command = std::process::Command::new(wrangler);
         command
@@ -357,9 +369,9 @@ impl Stack {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    /// `GET /v1/images/{image_id}`, then the bytes of its object number `object` (in the
-    /// record's `objects` order) through the presigned download URL the record carries.
-    pub async fn download(&self, image_id: &str, object: usize) -> Vec<u8> {
+    /// `GET /v1/images/{image_id}`, then the bytes of its object of `kind` through the
+    /// presigned download URL the record carries.
+    pub async fn download(&self, image_id: &str, kind: ObjectKind) -> Vec<u8> {
         let r = self
             .api(reqwest::Method::GET, &format!("/v1/images/{image_id}"))
             .send()
@@ -367,7 +379,10 @@ impl Stack {
             .unwrap();
         assert_eq!(r.status(), 200);
         let record: Value = r.json().await.unwrap();
-        let key = record["image"]["objects"][object]["key"].as_str().unwrap();
+        let kind = serde_json::to_value(kind).unwrap();
+        let objects = record["image"]["objects"].as_array().unwrap();
+        let object = objects.iter().find(|o| o["kind"] == kind).unwrap();
+        let key = object["key"].as_str().unwrap();
         let url = record["downloads"][key]["url"].as_str().unwrap();
         let r = self.client.get(url).send().await.unwrap();
         assert_eq!(r.status(), 200, "download of {key}");
@@ -425,18 +440,26 @@ pub fn photo(rel: &str, date: Option<NaiveDate>, gps: Option<(f64, f64)>) -> Pho
 }
 
 impl Photo {
+    /// The body of the object of `kind`, spelled as on the wire (`original`, `augmented-90`).
     pub fn body(&self, kind: &str) -> Vec<u8> {
-        let objects = &self.derived.manifest.objects;
-        let i = objects
-            .iter()
-            .position(|o| serde_json::to_value(o.kind).unwrap() == kind)
-            .unwrap();
-        if i == 0 {
-            self.bytes.clone()
-        } else {
-            self.derived.bodies[i - 1].clone()
+        let kind: ObjectKind = serde_json::from_value(json!(kind)).unwrap();
+        match self.derived.body(kind) {
+            Some(body) => body.to_vec(),
+            None => self.bytes.clone(),
         }
     }
+}
+
+/// What the stand-in backend answers for job `n` created by `request`.
+fn queued_job(n: usize, request: &Value) -> Value {
+    json!({
+        "job_id": format!("job-{n}"),
+        "state": "queued",
+        "progress": {"done": 0, "total": request["inputs"].as_array().map_or(0, Vec::len)},
+        "upload_id": request["upload_id"],
+        "project": request["project"],
+        "created_at": 0,
+    })
 }
 
 pub fn upload_body(project: &str, photos: &[&Photo]) -> Value {

@@ -1,0 +1,294 @@
+//! Image search: the parameters of `GET /v1/images`, parsed into types, and the keyset cursor
+//! that continues a page.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{ImageId, Project};
+
+/// A WGS 84 longitude/latitude box, degrees, edges inclusive. `min_lon > max_lon` is a box
+/// that crosses the antimeridian (e.g. 170,−10,−170,10).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    /// West edge, −180 to 180.
+    pub min_lon: f64,
+    /// South edge, −90 to 90.
+    pub min_lat: f64,
+    /// East edge, −180 to 180.
+    pub max_lon: f64,
+    /// North edge, −90 to 90, at least `min_lat`.
+    pub max_lat: f64,
+}
+
+impl BoundingBox {
+    /// Whether the box holds the point.
+    #[must_use]
+    pub fn contains(&self, lon: f64, lat: f64) -> bool {
+        let in_lon = if self.min_lon <= self.max_lon {
+            (self.min_lon..=self.max_lon).contains(&lon)
+        } else {
+            lon >= self.min_lon || lon <= self.max_lon
+        };
+        in_lon && (self.min_lat..=self.max_lat).contains(&lat)
+    }
+}
+
+/// Where the previous page of a search ended: records sort by (date, image id), ascending.
+/// Sent to clients as opaque URL-safe base64 of `YYYY-MM-DD/{image_id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchCursor {
+    /// The last record's acquisition date.
+    pub date: NaiveDate,
+    /// The last record's id.
+    pub image_id: ImageId,
+}
+
+impl SearchCursor {
+    /// The opaque form.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}/{}", self.date, self.image_id))
+    }
+
+    /// Parses the opaque form; `None` for anything this function did not make.
+    #[must_use]
+    pub fn decode(text: &str) -> Option<Self> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let (date, id) = std::str::from_utf8(&raw).ok()?.split_once('/')?;
+        Some(Self {
+            date: date.parse().ok()?,
+            image_id: ImageId::new(id).ok()?,
+        })
+    }
+}
+
+/// `GET /v1/images` parameters, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageQuery {
+    /// Only this project's images.
+    pub project: Option<Project>,
+    /// Acquisition date on or after.
+    pub from: Option<NaiveDate>,
+    /// Acquisition date on or before.
+    pub to: Option<NaiveDate>,
+    /// Only images with GPS inside.
+    pub bbox: Option<BoundingBox>,
+    /// Page size, 1 to [`ImageQuery::MAX_LIMIT`]; default [`ImageQuery::DEFAULT_LIMIT`].
+    pub limit: u32,
+    /// Continue after this record.
+    pub cursor: Option<SearchCursor>,
+}
+
+impl ImageQuery {
+    /// Page size when none is given.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// Largest page.
+    pub const MAX_LIMIT: u32 = 200;
+}
+
+/// A refused search parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// A parameter this API does not have.
+    #[error("unknown parameter {0:?}; use project, from, to, bbox, limit, cursor")]
+    Unknown(String),
+    /// A parameter given twice.
+    #[error("parameter {0:?} given more than once")]
+    Repeated(String),
+    /// A value that does not parse or is out of range.
+    #[error("{parameter}={value:?} is invalid: expected {expected}")]
+    Invalid {
+        /// The parameter.
+        parameter: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+impl QueryError {
+    /// A stable machine-readable code.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Unknown(_) => "unknown_parameter",
+            Self::Repeated(_) => "repeated_parameter",
+            Self::Invalid { .. } => "invalid_parameter",
+        }
+    }
+}
+
+/// Parses decoded query pairs (e.g. from `form_urlencoded::parse`) into an [`ImageQuery`].
+///
+/// # Errors
+/// [`QueryError`] naming the parameter, the value and what is expected. Values are parsed
+/// into typed fields here, so nothing a client sends reaches SQL as text.
+pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<ImageQuery, QueryError> {
+    let mut query = ImageQuery {
+        project: None,
+        from: None,
+        to: None,
+        bbox: None,
+        limit: ImageQuery::DEFAULT_LIMIT,
+        cursor: None,
+    };
+    let mut seen = BTreeSet::new();
+    for (name, value) in pairs {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let invalid = |parameter, expected| QueryError::Invalid {
+            parameter,
+            value: value.to_owned(),
+            expected,
+        };
+        if !seen.insert(name.to_owned()) {
+            return Err(QueryError::Repeated(name.to_owned()));
+        }
+        let date = |p| {
+            NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map_err(|_| invalid(p, "a date YYYY-MM-DD"))
+        };
+        match name {
+            "project" => {
+                query.project =
+                    Some(Project::new(value).map_err(|_| invalid("project", "a project name"))?);
+            }
+            "from" => query.from = Some(date("from")?),
+            "to" => query.to = Some(date("to")?),
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=ImageQuery::MAX_LIMIT).contains(l))
+                    .ok_or_else(|| invalid("limit", "an integer 1 to 200"))?;
+            }
+            "cursor" => {
+                query.cursor = Some(
+                    SearchCursor::decode(value)
+                        .ok_or_else(|| invalid("cursor", "a cursor from a previous page"))?,
+                );
+            }
+            "bbox" => {
+                let expected = "minLon,minLat,maxLon,maxLat in degrees, longitudes −180 to 180, latitudes −90 to 90, minLat ≤ maxLat";
+                let v: Vec<f64> = value
+                    .split(',')
+                    .map(|p| p.trim().parse::<f64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| invalid("bbox", expected))?;
+                let [min_lon, min_lat, max_lon, max_lat] = v[..] else {
+                    return Err(invalid("bbox", expected));
+                };
+                let lon_ok = |x: f64| (-180.0..=180.0).contains(&x);
+                let lat_ok = |y: f64| (-90.0..=90.0).contains(&y);
+                if !(lon_ok(min_lon)
+                    && lon_ok(max_lon)
+                    && lat_ok(min_lat)
+                    && lat_ok(max_lat)
+                    && min_lat <= max_lat)
+                {
+                    return Err(invalid("bbox", expected));
+                }
+                query.bbox = Some(BoundingBox {
+                    min_lon,
+                    min_lat,
+                    max_lon,
+                    max_lat,
+                });
+            }
+            other => return Err(QueryError::Unknown(other.to_owned())),
+        }
+    }
+    if let (Some(from), Some(to)) = (query.from, query.to)
+        && from > to
+    {
+        return Err(QueryError::Invalid {
+            parameter: "from",
+            value: from.to_string(),
+            expected: "a date on or before `to`",
+        });
+    }
+    Ok(query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_parameters_parse_into_types() {
+        let q = parse_image_query([
+            ("project", "palms"),
+            ("from", "2024-01-01"),
+            ("to", "2024-12-31"),
+            ("bbox", "-1,5,0.5,6"),
+            ("limit", "10"),
+        ])
+        .unwrap();
+        assert_eq!(q.project.unwrap().as_str(), "palms");
+        assert_eq!(q.limit, 10);
+        assert!(q.bbox.unwrap().contains(-0.2, 5.5));
+        assert!(!q.bbox.unwrap().contains(1.0, 5.5));
+        let default = parse_image_query(std::iter::empty::<(&str, &str)>()).unwrap();
+        assert_eq!(default.limit, ImageQuery::DEFAULT_LIMIT);
+
+        let code =
+            |pairs: &[(&str, &str)]| parse_image_query(pairs.iter().copied()).unwrap_err().code();
+        assert_eq!(
+            code(&[("from", "2024-01-01' OR 1=1 --")]),
+            "invalid_parameter"
+        );
+        assert_eq!(
+            code(&[("project", "x'; DROP TABLE images; --")]),
+            "invalid_parameter"
+        );
+        assert_eq!(code(&[("bbox", "1,2,3")]), "invalid_parameter");
+        assert_eq!(code(&[("bbox", "0,10,1,5")]), "invalid_parameter");
+        assert_eq!(code(&[("bbox", "0,0,181,1")]), "invalid_parameter");
+        assert_eq!(code(&[("bbox", "NaN,0,1,1")]), "invalid_parameter");
+        assert_eq!(code(&[("limit", "0")]), "invalid_parameter");
+        assert_eq!(code(&[("limit", "201")]), "invalid_parameter");
+        assert_eq!(code(&[("cursor", "bm90LWEtY3Vyc29y")]), "invalid_parameter");
+        assert_eq!(
+            code(&[("from", "2024-02-01"), ("to", "2024-01-01")]),
+            "invalid_parameter"
+        );
+        assert_eq!(
+            code(&[("limit", "1"), ("limit", "2")]),
+            "repeated_parameter"
+        );
+        assert_eq!(code(&[("sort", "date")]), "unknown_parameter");
+    }
+
+    #[test]
+    fn antimeridian_boxes_wrap() {
+        let b = BoundingBox {
+            min_lon: 170.0,
+            min_lat: -10.0,
+            max_lon: -170.0,
+            max_lat: 10.0,
+        };
+        assert!(b.contains(175.0, 0.0) && b.contains(-175.0, 0.0));
+        assert!(!b.contains(0.0, 0.0));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let c = SearchCursor {
+            date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            image_id: ImageId::new("abc").unwrap(),
+        };
+        assert_eq!(SearchCursor::decode(&c.encode()), Some(c));
+        assert_eq!(SearchCursor::decode("!!"), None);
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2024-01-01/../x");
+        assert_eq!(SearchCursor::decode(&forged), None);
+    }
+}

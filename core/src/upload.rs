@@ -1,0 +1,464 @@
+//! Upload planning: what one `POST /v1/uploads` may declare and which keys it gets.
+//!
+//! A request carries, per file, the [`Manifest`] that [`crate::preprocess()`] made in the
+//! browser. The server trusts none of its names: [`plan_upload`] validates every declared
+//! object, assigns a fresh [`ImageId`], and derives every key from the layout in
+//! [`crate::keys`]. The result is again a `Manifest`, which becomes the metadata record and the
+//! sidecar.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::exif::ExifMetadata;
+use crate::keys::{ImageId, KeyError, ObjectNaming, Project, Slug};
+use crate::limits::{ImageFormat, Limits};
+use crate::manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
+
+/// Limits on one `POST /v1/uploads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadPolicy {
+    /// Files per request. Default 50.
+    pub max_files: usize,
+    /// Largest original, in bytes. Default 10 MiB, as [`Limits::DEFAULT`].
+    pub max_original_bytes: u64,
+    /// Largest derivative (a 256×256 JPEG), in bytes. Default 1 MiB.
+    pub max_derivative_bytes: u64,
+    /// Validity of each presigned URL. Default 15 minutes.
+    pub expires_in: Duration,
+}
+
+impl Default for UploadPolicy {
+    fn default() -> Self {
+        Self {
+            max_files: 50,
+            max_original_bytes: Limits::DEFAULT.max_bytes,
+            max_derivative_bytes: 1024 * 1024,
+            expires_in: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// `POST /v1/uploads` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct UploadRequest {
+    /// The project, see [`Project`].
+    pub project: String,
+    /// One entry per image: the manifest the client's `preprocess` produced. Its ids and keys
+    /// are ignored.
+    pub files: Vec<DeclaredImage>,
+}
+
+/// What a client declares about one image (the fields of its [`Manifest`] the server uses).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct DeclaredImage {
+    /// The file's name, for the slug.
+    pub file_name: String,
+    /// EXIF read in the browser.
+    #[serde(default)]
+    pub exif: ExifMetadata,
+    /// The six objects: original, processed, augmented 90/180/270/360.
+    pub objects: Vec<DeclaredObject>,
+}
+
+/// One declared object.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeclaredObject {
+    /// Which object.
+    pub kind: ObjectKind,
+    /// Its media type.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// A refused upload request. Every variant names the file (by position) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The project name is invalid.
+    #[error(transparent)]
+    Project(#[from] KeyError),
+    /// No files, or more than the policy allows.
+    #[error("{count} files in one request; send 1 to {max_files}")]
+    FileCount {
+        /// Files sent.
+        count: usize,
+        /// The limit.
+        max_files: usize,
+    },
+    /// A file's object list is not exactly one of each kind.
+    #[error(
+        "file {file}: objects must be original, processed, augmented-90, -180, -270 and -360, once each"
+    )]
+    ObjectSet {
+        /// Position of the file in the request.
+        file: usize,
+    },
+    /// The original is not image/jpeg, image/png or image/tiff, or a derivative not image/jpeg.
+    #[error("file {file}: {kind:?} has content type {content_type:?}; allowed: {allowed}")]
+    ContentType {
+        /// Position of the file.
+        file: usize,
+        /// The object.
+        kind: ObjectKind,
+        /// What was declared.
+        content_type: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// An object is empty or larger than the policy allows.
+    #[error("file {file}: {kind:?} is {size_bytes} bytes; allowed 1 to {max_bytes}")]
+    Size {
+        /// Position of the file.
+        file: usize,
+        /// The object.
+        kind: ObjectKind,
+        /// Declared size.
+        size_bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// A checksum is not 32 bytes, or its hex and base64 spellings disagree.
+    #[error(
+        "file {file}: {kind:?} has an invalid SHA-256 (64 hex digits and the same 32 bytes in base64 expected)"
+    )]
+    Checksum {
+        /// Position of the file.
+        file: usize,
+        /// The object.
+        kind: ObjectKind,
+    },
+    /// The file name is empty or longer than 255 bytes.
+    #[error("file {file}: the name must be 1 to 255 bytes")]
+    FileName {
+        /// Position of the file.
+        file: usize,
+    },
+}
+
+impl UploadError {
+    /// A stable machine-readable code.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Project(_) => "invalid_project",
+            Self::FileCount { .. } => "file_count",
+            Self::ObjectSet { .. } => "object_set",
+            Self::ContentType { .. } => "content_type",
+            Self::Size { .. } => "object_size",
+            Self::Checksum { .. } => "checksum",
+            Self::FileName { .. } => "file_name",
+        }
+    }
+}
+
+fn valid_digest(d: &Sha256Digest) -> bool {
+    let from_hex = hex::decode(&d.hex)
+        .ok()
+        .filter(|b| b.len() == 32 && d.hex.len() == 64);
+    let from_b64 = base64::engine::general_purpose::STANDARD
+        .decode(&d.base64)
+        .ok();
+    from_hex.is_some() && from_hex == from_b64 && d.hex.bytes().all(|b| !b.is_ascii_uppercase())
+}
+
+/// Validates an upload request and decides every key: one [`Manifest`] per file, with a new
+/// id from `new_id`, objects in [`Manifest::objects`] order, and the date from EXIF
+/// `DateTimeOriginal` else `upload_date`.
+///
+/// # Errors
+/// The first [`UploadError`] found; nothing is planned for a request with any error, so a
+/// client fixes the request and sends it again.
+pub fn plan_upload(
+    request: &UploadRequest,
+    policy: &UploadPolicy,
+    mut new_id: impl FnMut() -> ImageId,
+    upload_date: NaiveDate,
+) -> Result<Vec<Manifest>, UploadError> {
+    let project = Project::new(request.project.clone())?;
+    if request.files.is_empty() || request.files.len() > policy.max_files {
+        return Err(UploadError::FileCount {
+            count: request.files.len(),
+            max_files: policy.max_files,
+        });
+    }
+    request
+        .files
+        .iter()
+        .enumerate()
+        .map(|(file, declared)| plan_image(file, declared, &project, policy, new_id(), upload_date))
+        .collect()
+}
+
+fn plan_image(
+    file: usize,
+    declared: &DeclaredImage,
+    project: &Project,
+    policy: &UploadPolicy,
+    image_id: ImageId,
+    upload_date: NaiveDate,
+) -> Result<Manifest, UploadError> {
+    if declared.file_name.is_empty() || declared.file_name.len() > 255 {
+        return Err(UploadError::FileName { file });
+    }
+    let kinds: BTreeSet<_> = declared.objects.iter().map(|o| o.kind as u8).collect();
+    if declared.objects.len() != ObjectKind::ALL.len() || kinds.len() != ObjectKind::ALL.len() {
+        return Err(UploadError::ObjectSet { file });
+    }
+    let by_kind = |kind| {
+        declared
+            .objects
+            .iter()
+            .find(|o| o.kind == kind)
+            .expect("all six kinds")
+    };
+
+    let original = by_kind(ObjectKind::Original);
+    let format = match original.content_type.as_str() {
+        "image/jpeg" => ImageFormat::Jpeg,
+        "image/png" => ImageFormat::Png,
+        "image/tiff" => ImageFormat::Tiff,
+        other => {
+            return Err(UploadError::ContentType {
+                file,
+                kind: ObjectKind::Original,
+                content_type: other.to_owned(),
+                allowed: "image/jpeg, image/png, image/tiff",
+            });
+        }
+    };
+    let (date, date_source) = match declared.exif.acquisition_date() {
+        Some(date) => (date, DateSource::Exif),
+        None => (upload_date, DateSource::Upload),
+    };
+    let naming = ObjectNaming {
+        project: project.clone(),
+        image_id,
+        slug: Slug::from_file_name(&declared.file_name),
+        date,
+    };
+    let mut objects = Vec::with_capacity(ObjectKind::ALL.len());
+    for kind in ObjectKind::ALL {
+        let object = by_kind(kind);
+        let key = naming.key(kind, format);
+        let max_bytes = if kind == ObjectKind::Original {
+            policy.max_original_bytes
+        } else {
+            policy.max_derivative_bytes
+        };
+        if kind != ObjectKind::Original && object.content_type != "image/jpeg" {
+            return Err(UploadError::ContentType {
+                file,
+                kind,
+                content_type: object.content_type.clone(),
+                allowed: "image/jpeg",
+            });
+        }
+        if object.size_bytes == 0 || object.size_bytes > max_bytes {
+            return Err(UploadError::Size {
+                file,
+                kind,
+                size_bytes: object.size_bytes,
+                max_bytes,
+            });
+        }
+        if !valid_digest(&object.sha256) {
+            return Err(UploadError::Checksum { file, kind });
+        }
+        objects.push(ManifestObject {
+            kind,
+            key,
+            content_type: object.content_type.clone(),
+            size_bytes: object.size_bytes,
+            sha256: object.sha256.clone(),
+            width: object.width,
+            height: object.height,
+        });
+    }
+    Ok(Manifest {
+        metadata_key: naming.metadata_key(),
+        project: naming.project,
+        image_id: naming.image_id,
+        file_name: declared.file_name.clone(),
+        format,
+        date,
+        date_source,
+        exif: declared.exif.clone(),
+        objects,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exif::GpsPosition;
+
+    fn digest(seed: u8) -> Sha256Digest {
+        Sha256Digest::of(&[seed])
+    }
+
+    fn declared(name: &str) -> DeclaredImage {
+        DeclaredImage {
+            file_name: name.into(),
+            exif: ExifMetadata {
+                taken_at: NaiveDate::from_ymd_opt(2024, 3, 9)
+                    .unwrap()
+                    .and_hms_opt(10, 0, 0),
+                gps: Some(GpsPosition {
+                    latitude: 5.5,
+                    longitude: -0.2,
+                    altitude_m: None,
+                }),
+                ..ExifMetadata::default()
+            },
+            objects: ObjectKind::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, &kind)| DeclaredObject {
+                    kind,
+                    content_type: "image/jpeg".into(),
+                    size_bytes: 1000 + i as u64,
+                    sha256: digest(i as u8),
+                    width: 256,
+                    height: 256,
+                })
+                .collect(),
+        }
+    }
+
+    fn ids() -> impl FnMut() -> ImageId {
+        let mut n = 0;
+        move || {
+            n += 1;
+            ImageId::new(format!("id{n}")).unwrap()
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()
+    }
+
+    #[test]
+    fn keys_are_decided_by_the_server() {
+        let mut evil = declared("../../other-project/x.jpg");
+        evil.objects.reverse(); // order does not matter
+        let request = UploadRequest {
+            project: "palms".into(),
+            files: vec![declared("IMG_1.JPG"), evil],
+        };
+        let plan = plan_upload(&request, &UploadPolicy::default(), ids(), today()).unwrap();
+        assert_eq!(
+            plan[0].objects[0].key,
+            "original-uploads/palms/id1/palms_img-1_20240309.jpg"
+        );
+        assert_eq!(
+            plan[1].objects[0].key,
+            "original-uploads/palms/id2/palms_x_20240309.jpg"
+        );
+        assert_eq!(
+            plan[1].objects[2].key,
+            "augmented-images/90-degree/palms/id2/palms_x_20240309_90.jpg"
+        );
+        assert_eq!(plan[1].objects[2].sha256, digest(2));
+        assert_eq!(plan[0].metadata_key, "metadata/palms/id1.json");
+        assert!(
+            plan.iter()
+                .flat_map(|m| &m.objects)
+                .all(|o| !o.key.contains(".."))
+        );
+    }
+
+    #[test]
+    fn refuses_what_policy_forbids() {
+        let policy = UploadPolicy::default();
+        let plan = |request: &UploadRequest| plan_upload(request, &policy, ids(), today());
+        let mut request = UploadRequest {
+            project: "palms".into(),
+            files: vec![declared("a.jpg")],
+        };
+        assert!(plan(&request).is_ok());
+
+        let bad = |f: &dyn Fn(&mut UploadRequest)| {
+            let mut r = request.clone();
+            f(&mut r);
+            plan(&r).unwrap_err().code()
+        };
+        assert_eq!(bad(&|r| r.project = "Palms!".into()), "invalid_project");
+        assert_eq!(bad(&|r| r.files.clear()), "file_count");
+        assert_eq!(
+            bad(&|r| r.files = vec![declared("a.jpg"); 51]),
+            "file_count"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects.pop().map(drop).unwrap()),
+            "object_set"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[1].kind = ObjectKind::Original),
+            "object_set"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[0].content_type = "image/gif".into()),
+            "content_type"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[3].content_type = "image/png".into()),
+            "content_type"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[0].size_bytes = 10 * 1024 * 1024 + 1),
+            "object_size"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[2].size_bytes = 0),
+            "object_size"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[2].sha256.base64 = digest(9).base64),
+            "checksum"
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].objects[2].sha256.hex = "zz".into()),
+            "checksum"
+        );
+        assert_eq!(bad(&|r| r.files[0].file_name = String::new()), "file_name");
+
+        // The message names the file and the limit.
+        request.files[0].objects[0].size_bytes = 20_000_000;
+        assert_eq!(
+            plan(&request).unwrap_err().to_string(),
+            "file 0: Original is 20000000 bytes; allowed 1 to 10485760"
+        );
+    }
+
+    #[test]
+    fn put_headers_bind_type_length_and_checksum() {
+        let plan = plan_upload(
+            &UploadRequest {
+                project: "p".into(),
+                files: vec![declared("a.jpg")],
+            },
+            &UploadPolicy::default(),
+            ids(),
+            today(),
+        )
+        .unwrap();
+        let headers = plan[0].objects[1].put_headers();
+        assert_eq!(headers[0], ("content-type", "image/jpeg".to_owned()));
+        assert_eq!(headers[1], ("content-length", "1001".to_owned()));
+        assert_eq!(headers[2], ("x-amz-checksum-sha256", digest(1).base64));
+    }
+}

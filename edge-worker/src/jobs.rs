@@ -1,0 +1,112 @@
+//! How the edge reaches the batch backend: the [`Jobs`] trait, with [`HttpJobs`] calling the
+//! backend's job API with a service token (deployed: `TESSERA_BACKEND_URL`,
+//! `TESSERA_BACKEND_TOKEN`). The local stack (`tessera up`) implements it in-process over the
+//! job store, so its calls never leave the process.
+//!
+//! The contract (the request, the status, the states) is [`tessera_core::job`]'s.
+
+use std::future::Future;
+
+use http::{Method, Request, StatusCode};
+use tessera_core::job::{JobRequest, JobStatus};
+use tessera_core::keys::JobId;
+
+use crate::{HostError, Outbound};
+
+/// Why the batch backend could not create or report a job. Every variant is worth a retry
+/// later: the edge answers 502 and the client completes again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobsError {
+    /// No answer: the backend is down or unreachable.
+    #[error("the batch backend could not be reached: {0}")]
+    Unreachable(#[from] HostError),
+    /// An answer that is not a success.
+    #[error("the batch backend answered {status}: {body}")]
+    Refused {
+        /// Its HTTP status.
+        status: StatusCode,
+        /// The start of its body, for the log.
+        body: String,
+    },
+    /// A success whose body is not a [`JobStatus`].
+    #[error("the batch backend's answer is not a job status: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// The in-process backend's own failure (its store).
+    #[error("the batch backend failed: {0}")]
+    Backend(String),
+}
+
+/// The batch backend as the edge sees it.
+pub trait Jobs {
+    /// Records a queued job for a completed upload and returns its status.
+    fn create(&self, request: &JobRequest) -> impl Future<Output = Result<JobStatus, JobsError>>;
+    /// One job's status; `Ok(None)` when the backend has no such job.
+    fn status(&self, job_id: &JobId) -> impl Future<Output = Result<Option<JobStatus>, JobsError>>;
+}
+
+/// The backend's job API over HTTP: `POST {base_url}/v1/jobs` and
+/// `GET {base_url}/v1/jobs/{id}`, each with `Authorization: Bearer {token}`.
+#[derive(Debug, Clone)]
+pub struct HttpJobs<O> {
+    base_url: String,
+    token: String,
+    outbound: O,
+}
+
+impl<O: Outbound> HttpJobs<O> {
+    /// The job API at `base_url` (e.g. `https://jobs.example.com`; a trailing `/` is ignored).
+    pub fn new(base_url: &str, token: &str, outbound: O) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            outbound,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<http::Response<Vec<u8>>, JobsError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(body)
+            .expect("a valid request");
+        Ok(self.outbound.send(request).await?)
+    }
+}
+
+fn refused(response: &http::Response<Vec<u8>>) -> JobsError {
+    let body = String::from_utf8_lossy(response.body());
+    JobsError::Refused {
+        status: response.status(),
+        body: body.chars().take(200).collect(),
+    }
+}
+
+impl<O: Outbound> Jobs for HttpJobs<O> {
+    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
+        let body = serde_json::to_vec(request).expect("a job request serialises");
+        let response = self.call(Method::POST, "/v1/jobs", body).await?;
+        if !response.status().is_success() {
+            return Err(refused(&response));
+        }
+        Ok(serde_json::from_slice(response.body())?)
+    }
+
+    async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
+        // A JobId is [a-z0-9-]: safe in a path as it is.
+        let path = format!("/v1/jobs/{job_id}");
+        let response = self.call(Method::GET, &path, Vec::new()).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
+            _ => Err(refused(&response)),
+        }
+    }
+}
