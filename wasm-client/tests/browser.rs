@@ -68,7 +68,10 @@ fn preprocess_gives_the_native_bytes_and_transferable_bodies() {
     assert_eq!(manifest.date.to_string(), "2026-01-02");
 
     let bodies = get(&result, "bodies");
-    assert_eq!(js_sys::Object::keys(bodies.unchecked_ref()).length(), 5);
+    assert_eq!(
+        js_sys::Object::keys(bodies.unchecked_ref::<js_sys::Object>()).length(),
+        5
+    );
     for (i, object) in manifest.objects[1..].iter().enumerate() {
         // Keyed by the kind as the manifest spells it: `processed`, `augmented-90`, …
         let kind = serde_wasm_bindgen::to_value(&object.kind).unwrap();
