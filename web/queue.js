@@ -24,12 +24,32 @@ function request(r) {
 /** Opens the queue (and loads the wasm module whose retry policy the uploader follows). */
 export async function openQueue() {
   await init();
-  const open = indexedDB.open(DB, 1);
-  open.onupgradeneeded = () => {
-    open.result.createObjectStore(STORE, { keyPath: 'key' });
-    open.result.createObjectStore(FILES);
+  const open = indexedDB.open(DB, 2);
+  open.onupgradeneeded = ({ oldVersion }) => {
+    if (oldVersion < 1) {
+      open.result.createObjectStore(STORE, { keyPath: 'key' });
+      open.result.createObjectStore(FILES);
+    } else if (oldVersion < 2) {
+      keyBodiesByKind(open.transaction);
+    }
   };
   return new Queue(await request(open));
+}
+
+/** Version 1 kept an entry's derivative Blobs as an array in the manifest's order after the
+ * original; version 2 keys them by object kind. Runs inside the upgrade transaction. */
+function keyBodiesByKind(tx) {
+  const files = tx.objectStore(FILES);
+  tx.objectStore(STORE).getAll().onsuccess = ({ target: { result: entries } }) => {
+    for (const entry of entries) {
+      files.get(entry.key).onsuccess = ({ target: { result: stored } }) => {
+        if (!stored || !Array.isArray(stored.bodies)) return;
+        const kinds = entry.manifest.objects.map((o) => o.kind).filter((kind) => kind !== 'original');
+        const bodies = Object.fromEntries(kinds.map((kind, i) => [kind, stored.bodies[i]]));
+        files.put({ ...stored, bodies }, entry.key);
+      };
+    }
+  };
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
-import { ARTIFACTS, cliManifests, dropFiles, fixture, launch, sha256, startUp, storedObjects, waitFor } from './stack.mjs';
+import { execFileSync } from 'node:child_process';
+import { ARTIFACTS, TESSERA, cliManifests, dropFiles, fixture, launch, sha256, startUp, storedObjects, waitFor } from './stack.mjs';
 
 const PHOTOS = [
   'exif-0.6.0/sony-alpha-6000.jpg', // 6000×4000, EXIF date
@@ -191,6 +192,52 @@ test('offline: files are checked, kept across a reload, and uploaded exactly onc
     assert.deepEqual(new Set(records.map((r) => r.objects.find((o) => o.kind === 'original').sha256.hex)),
       new Set(photos.map((p) => sha256(readFileSync(p)))));
     assert.equal(storedObjects(stack.bucket).size, photos.length * 7);
+    await context.close();
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('files queued by the previous page version (derivatives in an array) upload after the upgrade', async () => {
+  const stack = await startUp();
+  try {
+    const path = PHOTOS[2];
+    const out = mkdtempSync(join(tmpdir(), 'tessera-v1-'));
+    execFileSync(TESSERA, ['preprocess', '--project', 'local', '--out', out, path], { stdio: 'pipe' });
+    const [manifest] = [...cliManifests([path]).values()];
+    const b64 = (file) => readFileSync(file).toString('base64');
+    const seed = {
+      manifest,
+      fileName: basename(path),
+      original: b64(path),
+      bodies: manifest.objects.filter((o) => o.kind !== 'original').map((o) => b64(join(out, o.key))),
+    };
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // Same origin, without the app: leave IndexedDB as version 1 of the page did.
+    await page.goto(`${stack.url}/config.json`);
+    await page.evaluate(async ({ manifest, fileName, original, bodies }) => {
+      const blob = (b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]);
+      const open = indexedDB.open('tessera-uploads', 1);
+      open.onupgradeneeded = () => {
+        open.result.createObjectStore('entries', { keyPath: 'key' });
+        open.result.createObjectStore('files');
+      };
+      const db = await new Promise((resolve) => { open.onsuccess = () => resolve(open.result); });
+      const key = `local/${manifest.objects.find((o) => o.kind === 'original').sha256.hex}`;
+      const tx = db.transaction(['entries', 'files'], 'readwrite');
+      tx.objectStore('entries').put({
+        key, project: 'local', fileName, manifest, state: 'queued', upload: null, stored: {},
+        result: null, error: null, addedAt: Date.now(),
+      });
+      tx.objectStore('files').put({ original: blob(original), bodies: bodies.map(blob) }, key);
+      await new Promise((resolve) => { tx.oncomplete = resolve; });
+      db.close();
+    }, seed);
+    await page.goto(stack.url);
+    await waitFor(page, 'uploaded', 1);
+    const stored = [...storedObjects(stack.bucket).values()];
+    for (const object of manifest.objects) assert.ok(stored.includes(object.sha256.hex), object.kind);
     await context.close();
   } finally {
     await stack.stop();
