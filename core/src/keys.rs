@@ -61,64 +61,77 @@ fn is_key_safe(value: &str, max_len: usize) -> bool {
         && !value.starts_with('-')
 }
 
-/// A project name: `[a-z0-9][a-z0-9-]{0,62}`. No `_`, which separates the parts of a file name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Project(String);
+/// Defines a validated key component: a `String` newtype accepted by [`is_key_safe`] up to
+/// `MAX_LEN` bytes, refused with the named [`KeyError`] variant, serialised as its string and
+/// displayed as it is.
+macro_rules! key_component {
+    ($(#[$doc:meta])* $name:ident, max_len: $max_len:expr, error: $variant:ident, what: $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl Project {
-    /// The longest accepted project name, in bytes.
-    pub const MAX_LEN: usize = 63;
+        impl $name {
+            #[doc = concat!("The longest accepted ", $what, ", in bytes.")]
+            pub const MAX_LEN: usize = $max_len;
 
-    /// Validates a project name.
-    ///
-    /// # Errors
-    /// [`KeyError::InvalidProject`] naming the value and the rule.
-    pub fn new(value: impl Into<String>) -> Result<Self, KeyError> {
-        let value = value.into();
-        if is_key_safe(&value, Self::MAX_LEN) {
-            Ok(Self(value))
-        } else {
-            Err(KeyError::InvalidProject {
-                value,
-                max_len: Self::MAX_LEN,
-            })
+            #[doc = concat!("Validates a ", $what, ".")]
+            ///
+            /// # Errors
+            #[doc = concat!("[`KeyError::", stringify!($variant), "`] naming the value and the rule.")]
+            pub fn new(value: impl Into<String>) -> Result<Self, KeyError> {
+                let value = value.into();
+                if is_key_safe(&value, Self::MAX_LEN) {
+                    Ok(Self(value))
+                } else {
+                    Err(KeyError::$variant {
+                        value,
+                        max_len: Self::MAX_LEN,
+                    })
+                }
+            }
+
+            #[doc = concat!("The ", $what, ".")]
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    /// The name.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = KeyError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-/// An image's id: `[a-z0-9][a-z0-9-]{0,63}`, e.g. a UUID or a hex digest prefix. Decided by
-/// the service (or the CLI), never by an uploading client.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ImageId(String);
+key_component!(
+    /// A project name: `[a-z0-9][a-z0-9-]{0,62}`. No `_`, which separates the parts of a file
+    /// name.
+    Project, max_len: 63, error: InvalidProject, what: "project name"
+);
+
+key_component!(
+    /// An image's id: `[a-z0-9][a-z0-9-]{0,63}`, e.g. a UUID or a hex digest prefix. Decided by
+    /// the service (or the CLI), never by an uploading client.
+    ImageId, max_len: 64, error: InvalidImageId, what: "image id"
+);
 
 impl ImageId {
-    /// The longest accepted id, in bytes.
-    pub const MAX_LEN: usize = 64;
-
-    /// Validates an image id.
-    ///
-    /// # Errors
-    /// [`KeyError::InvalidImageId`] naming the value and the rule.
-    pub fn new(value: impl Into<String>) -> Result<Self, KeyError> {
-        let value = value.into();
-        if is_key_safe(&value, Self::MAX_LEN) {
-            Ok(Self(value))
-        } else {
-            Err(KeyError::InvalidImageId {
-                value,
-                max_len: Self::MAX_LEN,
-            })
-        }
-    }
-
     /// A content-derived id: the first 16 bytes of the original's SHA-256, as 32 hex digits.
     /// The same file gets the same id, so re-running an import overwrites rather than doubles.
     #[must_use]
@@ -131,46 +144,13 @@ impl ImageId {
                 .to_ascii_lowercase(),
         )
     }
-
-    /// The id.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-/// A batch job's id: `[a-z0-9][a-z0-9-]{0,63}`, a UUID in practice. Its results live under
-/// `results/{job_id}/`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct JobId(String);
-
-impl JobId {
-    /// The longest accepted id, in bytes.
-    pub const MAX_LEN: usize = 64;
-
-    /// Validates a job id.
-    ///
-    /// # Errors
-    /// [`KeyError::InvalidJobId`] naming the value and the rule.
-    pub fn new(value: impl Into<String>) -> Result<Self, KeyError> {
-        let value = value.into();
-        if is_key_safe(&value, Self::MAX_LEN) {
-            Ok(Self(value))
-        } else {
-            Err(KeyError::InvalidJobId {
-                value,
-                max_len: Self::MAX_LEN,
-            })
-        }
-    }
-
-    /// The id.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+key_component!(
+    /// A batch job's id: `[a-z0-9][a-z0-9-]{0,63}`, a UUID in practice. Its results live under
+    /// `results/{job_id}/`.
+    JobId, max_len: 64, error: InvalidJobId, what: "job id"
+);
 
 /// The file-name part of a key, derived from the uploaded file's name: its stem lower-cased,
 /// every run of characters outside `[a-z0-9]` replaced by one `-`, trimmed of `-`, at most
@@ -212,55 +192,6 @@ impl Slug {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl From<Project> for String {
-    fn from(value: Project) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for Project {
-    type Error = KeyError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-impl From<ImageId> for String {
-    fn from(value: ImageId) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for ImageId {
-    type Error = KeyError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-impl fmt::Display for Project {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Display for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl From<JobId> for String {
-    fn from(value: JobId) -> Self {
-        value.0
-    }
-}
-impl TryFrom<String> for JobId {
-    type Error = KeyError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -99,7 +99,7 @@ impl From<Rotation> for ObjectKind {
 pub struct ManifestObject {
     /// What it is.
     pub kind: ObjectKind,
-    /// Its key under the layout of [`keys`].
+    /// Its key under the layout of [`crate::keys`].
     pub key: String,
     /// Its media type, e.g. `image/jpeg`.
     pub content_type: String,
