@@ -42,11 +42,10 @@ const TITLES = {
   corrupt: 'Damaged file',
   unsupported_feature: 'Unsupported image',
 };
+// The title is chosen by the stable code (tessera-core's ErrorCode); the message is the
+// core's own plain words with the value and the limit.
 function plainWords({ code, message }) {
-  const detail = code === 'unsupported_type'
-    ? `only JPEG, PNG and TIFF images can be uploaded (${message.replace(/^not a JPEG, PNG or TIFF image: /, '')})`
-    : message;
-  return `${TITLES[code] ?? 'Could not read this file'}: ${detail}.`;
+  return `${TITLES[code] ?? 'Could not read this file'}: ${message}.`;
 }
 
 // ---- Cards ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{Method, Request, Response, StatusCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
+use tessera_core::error::{ErrorBody, ErrorCode};
 use tessera_core::job::{JobRequest, JobState, JobStatus, Progress};
 use tessera_core::keys::{JobId, Project};
 use tessera_edge::{Jobs, JobsError};
@@ -138,14 +139,10 @@ impl JobStore {
             == Some(token);
         let path = request.uri().path();
         let (status, body) = if !authorized {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a service token is required",
-            )
+            error(ErrorCode::Unauthorized, "a service token is required")
         } else if request.method() == Method::POST && path == "/v1/jobs" {
             match serde_json::from_slice::<JobRequest>(request.body()) {
-                Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+                Err(e) => error(ErrorCode::InvalidJson, &format!("request body: {e}")),
                 Ok(job) => match self.create(&job) {
                     Ok(job) => (StatusCode::CREATED, json!(job)),
                     Err(e) => internal(&e),
@@ -155,13 +152,11 @@ impl JobStore {
         {
             match JobId::new(id).map(|id| self.get(&id)) {
                 Ok(Ok(Some(job))) => (StatusCode::OK, json!(job)),
-                Ok(Ok(None)) | Err(_) => {
-                    error(StatusCode::NOT_FOUND, "job_not_found", "no such job")
-                }
+                Ok(Ok(None)) | Err(_) => error(ErrorCode::JobNotFound, &format!("no job {id}")),
                 Ok(Err(e)) => internal(&e),
             }
         } else {
-            error(StatusCode::NOT_FOUND, "not_found", "no such route")
+            error(ErrorCode::NotFound, &format!("no route for {path}"))
         };
         Response::builder()
             .status(status)
@@ -179,27 +174,25 @@ impl Jobs for LocalJobs {
     async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
         self.0
             .create(request)
-            .map_err(|e| JobsError::Backend(e.to_string()))
+            .map_err(|e| JobsError::Backend(Box::new(e)))
     }
 
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
         self.0
             .get(job_id)
-            .map_err(|e| JobsError::Backend(e.to_string()))
+            .map_err(|e| JobsError::Backend(Box::new(e)))
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Value) {
-    (status, json!({"code": code, "message": message}))
+/// An error answer in the API's one vocabulary ([`ErrorBody`]).
+fn error(code: ErrorCode, message: &str) -> (StatusCode, Value) {
+    let status = StatusCode::from_u16(code.http_status()).expect("a valid status");
+    (status, json!(ErrorBody::new(code, message)))
 }
 
 fn internal(e: &rusqlite::Error) -> (StatusCode, Value) {
-    eprintln!("tessera jobs: {e}");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; it has been logged",
-    )
+    tracing::error!(error = %e, "job store");
+    error(ErrorCode::Internal, "internal error; it has been logged")
 }
 
 #[cfg(test)]
@@ -208,14 +201,17 @@ mod tests {
     use tessera_core::Sha256Digest;
     use tessera_core::job::JobInput;
     use tessera_core::keys::ImageId;
-    use tessera_edge::{HostError, HttpJobs, Outbound};
+    use tessera_edge::{HttpJobs, Outbound, OutboundError};
 
     /// Outbound HTTP answered by a job store's API in-process, so that the edge's HTTP client
     /// and the backend's job API are checked against each other.
     struct Loopback(Arc<JobStore>);
 
     impl Outbound for Loopback {
-        async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HostError> {
+        async fn send(
+            &self,
+            request: Request<Vec<u8>>,
+        ) -> Result<Response<Vec<u8>>, OutboundError> {
             Ok(self.0.answer("service-token", &request))
         }
     }

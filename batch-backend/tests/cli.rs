@@ -78,7 +78,7 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
     let notes = input.path().join("notes.jpg");
     assert!(
         stderr.contains(&format!(
-            "{}: not a JPEG, PNG or TIFF image: found a text file",
+            "{}: only JPEG, PNG and TIFF images are accepted (found a text file)",
             notes.display()
         )),
         "{stderr}"

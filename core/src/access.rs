@@ -1,6 +1,12 @@
-//! Who may call the API and how often: API keys stored as hashes, and a token bucket per key.
+//! Who may call the API and how often: API keys stored as hashes, a token bucket per key, and
+//! how long browsers may cache a CORS preflight.
 
 use crate::manifest::Sha256Digest;
+
+/// `Access-Control-Max-Age` of a CORS preflight answer: 600 s, so a changed list of allowed
+/// origins reaches browsers within 10 minutes (Chromium caps the value at 2 hours, Firefox at
+/// 24; the Fetch Standard, "CORS-preflight cache").
+pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The stored form of an API key: lower-case hex SHA-256 of the bearer token's bytes. Keys are
 /// configured and compared only in this form, so a leaked configuration reveals no key.

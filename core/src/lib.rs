@@ -30,14 +30,16 @@
 //! | [`preprocess`](mod@preprocess) | the steps above for one file, and why a file is refused |
 //! | [`keys`] | the object-key layout and the ids and names keys are built from |
 //! | [`manifest`] | the record of an image and its six objects (the metadata sidecar) |
-//! | [`upload`] | what an upload request may declare and which keys it gets |
+//! | [`upload`] | what an upload request may declare, which keys it gets, how `complete` checks storage |
 //! | [`presign`] | presigned S3 requests (SigV4), the clock passed in |
-//! | [`search`] | image search parameters and the keyset cursor |
-//! | [`access`] | API keys stored as hashes, the per-key rate limit |
+//! | [`search`] | image search parameters, the keyset cursor and page, download URL lifetime |
+//! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
 //! | [`retry`] | which failures clients retry, and the backoff |
 //! | [`job`] | the batch job contract: request, states, stages, progress, transitions |
+//! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
 pub mod access;
+pub mod error;
 pub mod exif;
 pub mod job;
 pub mod keys;

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::exif;
 use crate::keys::{ImageId, ObjectNaming, Project, Slug};
 use crate::limits::{self, ImageFormat, Limits};
@@ -24,7 +25,7 @@ pub enum PreprocessError {
         max_bytes: u64,
     },
     /// The magic bytes are not JPEG, PNG or TIFF.
-    #[error("not a JPEG, PNG or TIFF image: found {detected}")]
+    #[error("only JPEG, PNG and TIFF images are accepted (found {detected})")]
     UnsupportedType {
         /// What the first bytes look like instead.
         detected: String,
@@ -79,20 +80,18 @@ pub enum PreprocessError {
 }
 
 impl PreprocessError {
-    /// A stable machine-readable code for APIs and UIs: `too_large`, `unsupported_type`,
-    /// `side_too_long`, `too_many_pixels`, `empty_image`, `corrupt`, `unsupported_feature`,
-    /// `encode_failed`.
+    /// The stable code for APIs and UIs ([`ErrorCode`]).
     #[must_use]
-    pub const fn code(&self) -> &'static str {
+    pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::TooLarge { .. } => "too_large",
-            Self::UnsupportedType { .. } => "unsupported_type",
-            Self::SideTooLong { .. } => "side_too_long",
-            Self::TooManyPixels { .. } => "too_many_pixels",
-            Self::EmptyImage { .. } => "empty_image",
-            Self::Corrupt { .. } => "corrupt",
-            Self::Unsupported { .. } => "unsupported_feature",
-            Self::Encode(_) => "encode_failed",
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::UnsupportedType { .. } => ErrorCode::UnsupportedType,
+            Self::SideTooLong { .. } => ErrorCode::SideTooLong,
+            Self::TooManyPixels { .. } => ErrorCode::TooManyPixels,
+            Self::EmptyImage { .. } => ErrorCode::EmptyImage,
+            Self::Corrupt { .. } => ErrorCode::Corrupt,
+            Self::Unsupported { .. } => ErrorCode::UnsupportedFeature,
+            Self::Encode(_) => ErrorCode::EncodeFailed,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Image search: the parameters of `GET /v1/images`, parsed into types, and the keyset cursor
-//! that continues a page.
+//! Image search: the parameters of `GET /v1/images`, parsed into types, the keyset cursor
+//! that continues a page and how a page is cut, and how long the download URLs of a record
+//! stay valid.
 
 use std::collections::BTreeSet;
 
@@ -7,7 +8,14 @@ use base64::Engine as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::keys::{ImageId, Project};
+use crate::manifest::Manifest;
+
+/// Validity of the presigned GET URLs in one image's record (`GET /v1/images/{id}`): 5
+/// minutes, long enough to show or download the images, short enough that a shared link dies
+/// soon.
+pub const DOWNLOAD_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A WGS 84 longitude/latitude box, degrees, edges inclusive. `min_lon > max_lon` is a box
 /// that crosses the antimeridian (e.g. 170,−10,−170,10).
@@ -92,6 +100,23 @@ impl ImageQuery {
     pub const MAX_LIMIT: u32 = 200;
 }
 
+/// Cuts one page from `rows`, which the store fetched in (date, id) order with
+/// `LIMIT limit + 1`: the first `limit` rows, and the cursor after the last of them when a
+/// further row shows that there is a next page.
+#[must_use]
+pub fn cut_page(mut rows: Vec<Manifest>, limit: u32) -> (Vec<Manifest>, Option<SearchCursor>) {
+    let limit = limit as usize;
+    if rows.len() <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit);
+    let cursor = rows.last().map(|m| SearchCursor {
+        date: m.date,
+        image_id: m.image_id.clone(),
+    });
+    (rows, cursor)
+}
+
 /// A refused search parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -115,13 +140,13 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    /// A stable machine-readable code.
+    /// The stable code ([`ErrorCode`]).
     #[must_use]
-    pub const fn code(&self) -> &'static str {
+    pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::Unknown(_) => "unknown_parameter",
-            Self::Repeated(_) => "repeated_parameter",
-            Self::Invalid { .. } => "invalid_parameter",
+            Self::Unknown(_) => ErrorCode::UnknownParameter,
+            Self::Repeated(_) => ErrorCode::RepeatedParameter,
+            Self::Invalid { .. } => ErrorCode::InvalidParameter,
         }
     }
 }
@@ -244,28 +269,31 @@ mod tests {
             |pairs: &[(&str, &str)]| parse_image_query(pairs.iter().copied()).unwrap_err().code();
         assert_eq!(
             code(&[("from", "2024-01-01' OR 1=1 --")]),
-            "invalid_parameter"
+            ErrorCode::InvalidParameter
         );
         assert_eq!(
             code(&[("project", "x'; DROP TABLE images; --")]),
-            "invalid_parameter"
+            ErrorCode::InvalidParameter
         );
-        assert_eq!(code(&[("bbox", "1,2,3")]), "invalid_parameter");
-        assert_eq!(code(&[("bbox", "0,10,1,5")]), "invalid_parameter");
-        assert_eq!(code(&[("bbox", "0,0,181,1")]), "invalid_parameter");
-        assert_eq!(code(&[("bbox", "NaN,0,1,1")]), "invalid_parameter");
-        assert_eq!(code(&[("limit", "0")]), "invalid_parameter");
-        assert_eq!(code(&[("limit", "201")]), "invalid_parameter");
-        assert_eq!(code(&[("cursor", "bm90LWEtY3Vyc29y")]), "invalid_parameter");
+        assert_eq!(code(&[("bbox", "1,2,3")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("bbox", "0,10,1,5")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("bbox", "0,0,181,1")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("bbox", "NaN,0,1,1")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("limit", "0")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("limit", "201")]), ErrorCode::InvalidParameter);
+        assert_eq!(
+            code(&[("cursor", "bm90LWEtY3Vyc29y")]),
+            ErrorCode::InvalidParameter
+        );
         assert_eq!(
             code(&[("from", "2024-02-01"), ("to", "2024-01-01")]),
-            "invalid_parameter"
+            ErrorCode::InvalidParameter
         );
         assert_eq!(
             code(&[("limit", "1"), ("limit", "2")]),
-            "repeated_parameter"
+            ErrorCode::RepeatedParameter
         );
-        assert_eq!(code(&[("sort", "date")]), "unknown_parameter");
+        assert_eq!(code(&[("sort", "date")]), ErrorCode::UnknownParameter);
     }
 
     #[test]
@@ -290,5 +318,28 @@ mod tests {
         assert_eq!(SearchCursor::decode("!!"), None);
         let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2024-01-01/../x");
         assert_eq!(SearchCursor::decode(&forged), None);
+    }
+
+    #[test]
+    fn a_page_is_cut_after_limit_rows_with_the_last_rows_cursor() {
+        let manifest = |day: u32, id: &str| {
+            let mut m: Manifest = serde_json::from_value(serde_json::json!({
+                "image_id": id, "project": "p", "file_name": "a.jpg",
+                "date": "2026-01-01", "date_source": "exif", "width": 1, "height": 1,
+                "format": "jpeg", "exif": {}, "metadata_key": "metadata/p/a.json",
+                "objects": []
+            }))
+            .unwrap();
+            m.date = NaiveDate::from_ymd_opt(2026, 1, day).unwrap();
+            m
+        };
+        let rows = vec![manifest(1, "a"), manifest(2, "b"), manifest(2, "c")];
+        let (page, cursor) = cut_page(rows.clone(), 2);
+        assert_eq!(page, rows[..2]);
+        let cursor = cursor.unwrap();
+        assert_eq!((cursor.date, cursor.image_id.as_str()), (rows[1].date, "b"));
+        // A full last page has no cursor: the store fetched limit + 1 and got no more.
+        assert_eq!(cut_page(rows.clone(), 3), (rows.clone(), None));
+        assert_eq!(cut_page(Vec::new(), 50), (Vec::new(), None));
     }
 }

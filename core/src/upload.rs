@@ -13,6 +13,7 @@ use base64::Engine as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::exif::ExifMetadata;
 use crate::keys::{ImageId, KeyError, ObjectNaming, Project, Slug};
 use crate::limits::{ImageFormat, Limits};
@@ -41,6 +42,11 @@ impl Default for UploadPolicy {
         }
     }
 }
+
+/// Lifetime of the URLs the edge signs for its own immediate use while completing an upload:
+/// the `HEAD` that checks each object and the `PUT` of each metadata sidecar. They are used
+/// within the same request, so 60 s is ample.
+pub const VERIFY_URL_LIFETIME: Duration = Duration::from_secs(60);
 
 /// `POST /v1/uploads` body.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -150,19 +156,82 @@ pub enum UploadError {
 }
 
 impl UploadError {
-    /// A stable machine-readable code.
+    /// The stable code ([`ErrorCode`]).
     #[must_use]
-    pub const fn code(&self) -> &'static str {
+    pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::Project(_) => "invalid_project",
-            Self::FileCount { .. } => "file_count",
-            Self::ObjectSet { .. } => "object_set",
-            Self::ContentType { .. } => "content_type",
-            Self::Size { .. } => "object_size",
-            Self::Checksum { .. } => "checksum",
-            Self::FileName { .. } => "file_name",
+            Self::Project(_) => ErrorCode::InvalidProject,
+            Self::FileCount { .. } => ErrorCode::FileCount,
+            Self::ObjectSet { .. } => ErrorCode::ObjectSet,
+            Self::ContentType { .. } => ErrorCode::ContentType,
+            Self::Size { .. } => ErrorCode::ObjectSize,
+            Self::Checksum { .. } => ErrorCode::Checksum,
+            Self::FileName { .. } => ErrorCode::FileName,
         }
     }
+}
+
+/// What a signed `HEAD` with `x-amz-checksum-mode: ENABLED` reports for one stored object:
+/// `Content-Length` and `x-amz-checksum-sha256`, each absent when the header is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredObject<'a> {
+    /// `Content-Length`, in bytes.
+    pub size_bytes: Option<u64>,
+    /// `x-amz-checksum-sha256`: base64 of the 32-byte digest.
+    pub sha256_base64: Option<&'a str>,
+}
+
+/// Why a stored object fails `complete`'s check; its `Display` is the `problem` of an
+/// [`ObjectProblem`](crate::error::ObjectProblem).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredProblem {
+    /// Storage answered 404.
+    #[error("missing")]
+    Missing,
+    /// Another size than declared (or none reported).
+    #[error("size {} instead of {declared}", stored.map_or_else(|| "unknown".to_owned(), |s| s.to_string()))]
+    Size {
+        /// The stored size.
+        stored: Option<u64>,
+        /// The declared size.
+        declared: u64,
+    },
+    /// Another SHA-256 than declared (or none reported).
+    #[error("sha256 {} instead of {declared}", stored.as_deref().unwrap_or("unknown"))]
+    Checksum {
+        /// The stored checksum, base64.
+        stored: Option<String>,
+        /// The declared checksum, base64.
+        declared: String,
+    },
+}
+
+/// `complete`'s check of one declared object against what storage holds (`None`: storage
+/// answered 404). An object passes only with exactly the declared size and SHA-256. The
+/// presigned PUT already binds both, so a mismatch means the object was never uploaded, or
+/// was uploaded by other means than its URL.
+///
+/// # Errors
+/// The first [`StoredProblem`]: missing, then size, then checksum.
+pub fn check_stored(
+    object: &ManifestObject,
+    stored: Option<StoredObject<'_>>,
+) -> Result<(), StoredProblem> {
+    let stored = stored.ok_or(StoredProblem::Missing)?;
+    if stored.size_bytes != Some(object.size_bytes) {
+        return Err(StoredProblem::Size {
+            stored: stored.size_bytes,
+            declared: object.size_bytes,
+        });
+    }
+    if stored.sha256_base64 != Some(object.sha256.base64.as_str()) {
+        return Err(StoredProblem::Checksum {
+            stored: stored.sha256_base64.map(str::to_owned),
+            declared: object.sha256.base64.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn valid_digest(d: &Sha256Digest) -> bool {
@@ -396,45 +465,51 @@ mod tests {
             f(&mut r);
             plan(&r).unwrap_err().code()
         };
-        assert_eq!(bad(&|r| r.project = "Palms!".into()), "invalid_project");
-        assert_eq!(bad(&|r| r.files.clear()), "file_count");
+        assert_eq!(
+            bad(&|r| r.project = "Palms!".into()),
+            ErrorCode::InvalidProject
+        );
+        assert_eq!(bad(&|r| r.files.clear()), ErrorCode::FileCount);
         assert_eq!(
             bad(&|r| r.files = vec![declared("a.jpg"); 51]),
-            "file_count"
+            ErrorCode::FileCount
         );
         assert_eq!(
             bad(&|r| r.files[0].objects.pop().map(drop).unwrap()),
-            "object_set"
+            ErrorCode::ObjectSet
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[1].kind = ObjectKind::Original),
-            "object_set"
+            ErrorCode::ObjectSet
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[0].content_type = "image/gif".into()),
-            "content_type"
+            ErrorCode::ContentType
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[3].content_type = "image/png".into()),
-            "content_type"
+            ErrorCode::ContentType
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[0].size_bytes = 10 * 1024 * 1024 + 1),
-            "object_size"
+            ErrorCode::ObjectSize
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[2].size_bytes = 0),
-            "object_size"
+            ErrorCode::ObjectSize
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[2].sha256.base64 = digest(9).base64),
-            "checksum"
+            ErrorCode::Checksum
         );
         assert_eq!(
             bad(&|r| r.files[0].objects[2].sha256.hex = "zz".into()),
-            "checksum"
+            ErrorCode::Checksum
         );
-        assert_eq!(bad(&|r| r.files[0].file_name = String::new()), "file_name");
+        assert_eq!(
+            bad(&|r| r.files[0].file_name = String::new()),
+            ErrorCode::FileName
+        );
 
         // The message names the file and the limit.
         request.files[0].objects[0].size_bytes = 20_000_000;
@@ -460,5 +535,52 @@ mod tests {
         assert_eq!(headers[0], ("content-type", "image/jpeg".to_owned()));
         assert_eq!(headers[1], ("content-length", "1001".to_owned()));
         assert_eq!(headers[2], ("x-amz-checksum-sha256", digest(1).base64));
+    }
+
+    #[test]
+    fn stored_objects_pass_only_with_the_declared_size_and_checksum() {
+        let plan = plan_upload(
+            &UploadRequest {
+                project: "p".into(),
+                files: vec![declared("a.jpg")],
+            },
+            &UploadPolicy::default(),
+            ids(),
+            today(),
+        )
+        .unwrap();
+        let object = plan[0].original();
+        let right = digest(0).base64;
+        let stored = |size_bytes, sha256_base64| {
+            Some(StoredObject {
+                size_bytes,
+                sha256_base64,
+            })
+        };
+        assert_eq!(
+            check_stored(object, stored(Some(1000), Some(&right))),
+            Ok(())
+        );
+        assert_eq!(check_stored(object, None), Err(StoredProblem::Missing));
+        let short = check_stored(object, stored(Some(999), Some(&right))).unwrap_err();
+        assert_eq!(short.to_string(), "size 999 instead of 1000");
+        let other = digest(7).base64;
+        let changed = check_stored(object, stored(Some(1000), Some(&other))).unwrap_err();
+        assert_eq!(
+            changed.to_string(),
+            format!("sha256 {other} instead of {right}")
+        );
+        // Storage that reports no checksum (checksum mode unsupported) never passes.
+        let silent = check_stored(object, stored(Some(1000), None)).unwrap_err();
+        assert_eq!(
+            silent.to_string(),
+            format!("sha256 unknown instead of {right}")
+        );
+        assert_eq!(
+            check_stored(object, stored(None, Some(&right)))
+                .unwrap_err()
+                .to_string(),
+            "size unknown instead of 1000"
+        );
     }
 }

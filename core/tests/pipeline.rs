@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use image::RgbImage;
 use serde_json::Value;
 use support::{fetched, jpeg_bomb, png_bomb};
+use tessera_core::error::ErrorCode;
 use tessera_core::exif::{Orientation, read_exif};
 use tessera_core::keys::Project;
 use tessera_core::limits::{self, ImageFormat, Limits};
@@ -324,7 +325,7 @@ fn decompression_bombs_are_refused_from_the_header() {
         preprocess(&jpeg_bomb(11_000, 10_000), &options("bomb.jpg"))
             .unwrap_err()
             .code(),
-        "too_many_pixels"
+        ErrorCode::TooManyPixels
     );
 }
 
@@ -349,13 +350,13 @@ fn limits_are_configurable_and_checked_first() {
     few_pixels.limits.max_pixels = 20_000_000;
     assert_eq!(
         preprocess(&sony, &few_pixels).unwrap_err().code(),
-        "too_many_pixels"
+        ErrorCode::TooManyPixels
     );
     // A file over the default 10 MiB: the 15 MB NEON crop from deepforest.
     let big = fetched("deepforest-2.1.0/2019_YELL_2_528000_4978000_image_crop2.png");
     assert_eq!(
         preprocess(&big, &options("crop2.png")).unwrap_err().code(),
-        "too_large"
+        ErrorCode::TooLarge
     );
 }
 
@@ -364,14 +365,14 @@ fn other_types_are_refused_by_content_not_name() {
     let err = preprocess(b"GIF89a\x01\0\x01\0\0\0\0;", &options("photo.jpg")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "not a JPEG, PNG or TIFF image: found a GIF image"
+        "only JPEG, PNG and TIFF images are accepted (found a GIF image)"
     );
     let csv = fetched("deepforest-2.1.0/OSBS_029.csv");
     assert_eq!(
         preprocess(&csv, &options("OSBS_029.jpg"))
             .unwrap_err()
             .code(),
-        "unsupported_type"
+        ErrorCode::UnsupportedType
     );
     // A PNG named .jpg is processed as the PNG it is.
     let chelsea = fetched("scikit-image-0.26.0/chelsea.png");
@@ -447,7 +448,7 @@ fn truncated_and_damaged_files_are_errors() {
         preprocess(&png, &options("chelsea.png"))
             .unwrap_err()
             .code(),
-        "corrupt"
+        ErrorCode::Corrupt
     );
     // A JPEG whose frame header is destroyed (DJI_0005 has no EXIF thumbnail, so its first
     // SOF0 is the primary image's).
@@ -458,7 +459,7 @@ fn truncated_and_damaged_files_are_errors() {
         preprocess(&jpeg, &options("DJI_0005.JPG"))
             .unwrap_err()
             .code(),
-        "corrupt"
+        ErrorCode::Corrupt
     );
 }
 

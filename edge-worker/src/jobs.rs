@@ -11,7 +11,7 @@ use http::{Method, Request, StatusCode};
 use tessera_core::job::{JobRequest, JobStatus};
 use tessera_core::keys::JobId;
 
-use crate::{HostError, Outbound};
+use crate::{Outbound, OutboundError};
 
 /// Why the batch backend could not create or report a job. Every variant is worth a retry
 /// later: the edge answers 502 and the client completes again.
@@ -20,7 +20,7 @@ use crate::{HostError, Outbound};
 pub enum JobsError {
     /// No answer: the backend is down or unreachable.
     #[error("the batch backend could not be reached: {0}")]
-    Unreachable(#[from] HostError),
+    Unreachable(#[from] OutboundError),
     /// An answer that is not a success.
     #[error("the batch backend answered {status}: {body}")]
     Refused {
@@ -34,7 +34,7 @@ pub enum JobsError {
     Malformed(#[from] serde_json::Error),
     /// The in-process backend's own failure (its store).
     #[error("the batch backend failed: {0}")]
-    Backend(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The batch backend as the edge sees it.

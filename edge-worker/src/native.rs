@@ -15,15 +15,16 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::{BackendConfig, Config, Edge, HostError, Jobs, Outbound, Store};
+use crate::{BackendConfig, Config, ConfigError, Edge, Jobs, Outbound, OutboundError, Store};
 
 /// Outbound HTTP with reqwest.
 #[derive(Debug, Clone, Default)]
 pub struct ReqwestOutbound(reqwest::Client);
 
 impl Outbound for ReqwestOutbound {
-    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HostError> {
-        let (parts, body) = request.into_parts();
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, OutboundError> {
+        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&request, e);
+        let (parts, body) = request.clone().into_parts();
         let response = self
             .0
             .request(parts.method, parts.uri.to_string())
@@ -32,18 +33,13 @@ impl Outbound for ReqwestOutbound {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| HostError(format!("outbound {}: {e}", parts.uri)))?;
+            .map_err(|e| failed(&e))?;
         let mut answer = Response::builder().status(response.status());
         for (name, value) in response.headers() {
             answer = answer.header(name, value);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| HostError(format!("outbound body: {e}")))?;
-        answer
-            .body(body.to_vec())
-            .map_err(|e| HostError(e.to_string()))
+        let body = response.bytes().await.map_err(|e| failed(&e))?;
+        answer.body(body.to_vec()).map_err(|e| failed(&e))
     }
 }
 
@@ -52,7 +48,7 @@ impl Outbound for ReqwestOutbound {
 ///
 /// # Errors
 /// Names the missing or malformed variable.
-pub fn config_from_env() -> Result<(Config, BackendConfig), String> {
+pub fn config_from_env() -> Result<(Config, BackendConfig), ConfigError> {
     let lookup = |name: &str| std::env::var(name).ok();
     Ok((
         Config::from_lookup(lookup)?,

@@ -12,10 +12,10 @@ use utoipa::openapi::{
     ResponseBuilder,
 };
 
-use crate::{
-    Download, ErrorBody, ImageAnswer, ObjectProblem, SearchPage, UploadCompleted, UploadCreated,
-    UploadTarget,
+use crate::wire::{
+    Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
 };
+use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
 use tessera_core::exif::{ExifMetadata, GpsPosition};
 use tessera_core::job::{JobStage, JobState, JobStatus, Progress};
 use tessera_core::presign::{Method, PresignedRequest};
@@ -167,6 +167,7 @@ pub fn document() -> OpenApi {
         .schema_from::<ImageAnswer>()
         .schema_from::<Download>()
         .schema_from::<ErrorBody>()
+        .schema_from::<ErrorCode>()
         .schema_from::<ObjectProblem>()
         .schema_from::<JobStatus>()
         .schema_from::<JobState>()

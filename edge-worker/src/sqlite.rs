@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::Manifest;
 use tessera_core::search::ImageQuery;
 
-use crate::{HostError, MIGRATIONS, Store, UploadRow, sql};
+use crate::store::sql;
+use crate::{MIGRATIONS, Store, StoreError, UploadRow};
 
 /// SQLite metadata store. Calls run on the caller's thread (they take microseconds to a few
 /// milliseconds); the native host is single-threaded per process, like a Workers isolate.
@@ -17,8 +18,12 @@ pub struct SqliteStore {
     connection: Mutex<Connection>,
 }
 
-fn host(e: impl std::fmt::Display) -> HostError {
-    HostError(format!("sqlite: {e}"))
+fn failed(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Database {
+        store: "sqlite",
+        operation,
+        detail: e.to_string(),
+    }
 }
 
 impl SqliteStore {
@@ -26,19 +31,19 @@ impl SqliteStore {
     ///
     /// # Errors
     /// When the file cannot be opened or a migration fails.
-    pub fn open(path: &Path) -> Result<Self, HostError> {
-        Self::migrate(Connection::open(path).map_err(host)?)
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::migrate(Connection::open(path).map_err(failed("open"))?)
     }
 
     /// An in-memory database, for tests and benchmarks.
     ///
     /// # Errors
     /// When a migration fails.
-    pub fn in_memory() -> Result<Self, HostError> {
-        Self::migrate(Connection::open_in_memory().map_err(host)?)
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::migrate(Connection::open_in_memory().map_err(failed("open"))?)
     }
 
-    fn migrate(connection: Connection) -> Result<Self, HostError> {
+    fn migrate(connection: Connection) -> Result<Self, StoreError> {
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;
@@ -46,7 +51,7 @@ impl SqliteStore {
                    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,
                    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL);",
             )
-            .map_err(host)?;
+            .map_err(failed("migrate"))?;
         for (name, sql) in MIGRATIONS {
             let applied: bool = connection
                 .query_row(
@@ -54,12 +59,12 @@ impl SqliteStore {
                     [name],
                     |r| r.get(0),
                 )
-                .map_err(host)?;
+                .map_err(failed("migrate"))?;
             if !applied {
-                connection.execute_batch(sql).map_err(host)?;
+                connection.execute_batch(sql).map_err(failed("migrate"))?;
                 connection
                     .execute("INSERT INTO d1_migrations (name) VALUES (?1)", [name])
-                    .map_err(host)?;
+                    .map_err(failed("migrate"))?;
             }
         }
         Ok(Self {
@@ -67,23 +72,29 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f` on the connection; its error is reported as `operation`'s.
     fn with<T>(
         &self,
+        operation: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, HostError> {
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock leaves no half-done write: each call is one
+        // statement or one transaction, so the connection is still usable.
         let mut connection = self
             .connection
             .lock()
-            .map_err(|_| HostError("sqlite: poisoned".into()))?;
-        f(&mut connection).map_err(host)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut connection).map_err(failed(operation))
     }
 
     /// Number of image records, for tests.
     ///
     /// # Errors
     /// On a database error.
-    pub fn image_count(&self) -> Result<i64, HostError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0)))
+    pub fn image_count(&self) -> Result<i64, StoreError> {
+        self.with("image_count", |c| {
+            c.query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
+        })
     }
 }
 
@@ -103,9 +114,9 @@ impl Store for SqliteStore {
         project: &str,
         manifests: &[Manifest],
         now_s: u64,
-    ) -> Result<(), HostError> {
-        let json = serde_json::to_string(manifests).map_err(host)?;
-        self.with(|c| {
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(manifests).expect("manifests serialise");
+        self.with("create_upload", |c| {
             c.execute(
                 sql::INSERT_UPLOAD,
                 params![upload_id, project, json, unix_i64(now_s)],
@@ -114,8 +125,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, HostError> {
-        self.with(|c| {
+    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
+        self.with("upload", |c| {
             c.query_row(sql::UPLOAD, [upload_id], |r| {
                 Ok(UploadRow {
                     project: r.get(0)?,
@@ -129,8 +140,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, HostError> {
-        self.with(|c| {
+    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, StoreError> {
+        self.with("complete_upload", |c| {
             let tx = c.transaction()?;
             let marked = tx.execute(sql::MARK_COMPLETED, params![upload_id, unix_i64(now_s)])?;
             if marked == 1 {
@@ -164,16 +175,16 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, HostError> {
-        self.with(|c| {
+    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, StoreError> {
+        self.with("set_job", |c| {
             c.execute(sql::SET_JOB, params![upload_id, job_id])
                 .map(|n| n == 1)
         })
     }
 
-    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, HostError> {
+    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, StoreError> {
         let bbox = q.bbox;
-        self.with(|c| {
+        self.with("search", |c| {
             let mut statement = c.prepare_cached(sql::SEARCH)?;
             let rows = statement.query_map(
                 params![
@@ -194,12 +205,26 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, HostError> {
-        self.with(|c| {
+    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, StoreError> {
+        self.with("image", |c| {
             c.query_row(sql::IMAGE, [image_id], |r| {
                 manifest(&r.get::<_, String>(0)?)
             })
             .optional()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_passes_the_store_conformance_suite() {
+        let store = SqliteStore::in_memory().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(crate::conformance(&store)).unwrap();
     }
 }

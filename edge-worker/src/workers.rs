@@ -14,10 +14,25 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::d1::D1Database;
 use worker::{Context, Env, HttpRequest, event};
 
-use crate::{BackendConfig, Config, Edge, HostError, HttpJobs, Outbound, Store, UploadRow, sql};
+use crate::store::sql;
+use crate::{
+    BackendConfig, Config, Edge, HttpJobs, Outbound, OutboundError, Store, StoreError, UploadRow,
+};
 
-fn host(e: impl std::fmt::Display) -> HostError {
-    HostError(format!("workers: {e}"))
+fn failed(operation: &'static str) -> impl Fn(worker::Error) -> StoreError {
+    move |e| StoreError::Database {
+        store: "d1",
+        operation,
+        detail: e.to_string(),
+    }
+}
+
+fn corrupt(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        store: "d1",
+        what,
+        detail: e.to_string(),
+    }
 }
 
 /// D1, with the same SQL as the native SQLite store.
@@ -48,8 +63,8 @@ struct ManifestField {
     manifest: String,
 }
 
-fn parse(json: &str) -> Result<Manifest, HostError> {
-    serde_json::from_str(json).map_err(host)
+fn parse(json: &str) -> Result<Manifest, StoreError> {
+    serde_json::from_str(json).map_err(corrupt("manifest"))
 }
 
 impl Store for D1Store {
@@ -59,8 +74,8 @@ impl Store for D1Store {
         project: &str,
         manifests: &[Manifest],
         now_s: u64,
-    ) -> Result<(), HostError> {
-        let json = serde_json::to_string(manifests).map_err(host)?;
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(manifests).expect("manifests serialise");
         self.0
             .prepare(sql::INSERT_UPLOAD)
             .bind(&[
@@ -69,26 +84,26 @@ impl Store for D1Store {
                 text(&json),
                 JsValue::from_f64(now_s as f64),
             ])
-            .map_err(host)?
+            .map_err(failed("create_upload"))?
             .run()
             .await
-            .map_err(host)?;
+            .map_err(failed("create_upload"))?;
         Ok(())
     }
 
-    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, HostError> {
+    async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
         let row: Option<UploadFields> = self
             .0
             .prepare(sql::UPLOAD)
             .bind(&[text(upload_id)])
-            .map_err(host)?
+            .map_err(failed("upload"))?
             .first(None)
             .await
-            .map_err(host)?;
+            .map_err(failed("upload"))?;
         row.map(|r| {
             Ok(UploadRow {
                 project: r.project,
-                manifests: serde_json::from_str(&r.manifests).map_err(host)?,
+                manifests: serde_json::from_str(&r.manifests).map_err(corrupt("upload"))?,
                 completed: r.completed != 0,
                 job_id: r.job_id,
             })
@@ -97,7 +112,7 @@ impl Store for D1Store {
     }
 
     /// One D1 batch (atomic): mark the upload completed, insert its images (idempotently).
-    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, HostError> {
+    async fn complete_upload(&self, upload_id: &str, now_s: u64) -> Result<bool, StoreError> {
         let Some(upload) = self.upload(upload_id).await? else {
             return Ok(false);
         };
@@ -105,7 +120,7 @@ impl Store for D1Store {
             self.0
                 .prepare(sql::MARK_COMPLETED)
                 .bind(&[text(upload_id), JsValue::from_f64(now_s as f64)])
-                .map_err(host)?,
+                .map_err(failed("complete_upload"))?,
         ];
         for m in &upload.manifests {
             let gps = m.exif.gps;
@@ -119,12 +134,16 @@ impl Store for D1Store {
                         text(&m.date.to_string()),
                         opt_f64(gps.map(|g| g.latitude)),
                         opt_f64(gps.map(|g| g.longitude)),
-                        text(&serde_json::to_string(m).map_err(host)?),
+                        text(&serde_json::to_string(m).expect("manifests serialise")),
                     ])
-                    .map_err(host)?,
+                    .map_err(failed("complete_upload"))?,
             );
         }
-        let results = self.0.batch(statements).await.map_err(host)?;
+        let results = self
+            .0
+            .batch(statements)
+            .await
+            .map_err(failed("complete_upload"))?;
         let changed = results
             .first()
             .and_then(|r| r.meta().ok().flatten())
@@ -133,19 +152,23 @@ impl Store for D1Store {
         Ok(changed == 1)
     }
 
-    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, HostError> {
+    async fn set_job(&self, upload_id: &str, job_id: &str) -> Result<bool, StoreError> {
         let result = self
             .0
             .prepare(sql::SET_JOB)
             .bind(&[text(upload_id), text(job_id)])
-            .map_err(host)?
+            .map_err(failed("set_job"))?
             .run()
             .await
-            .map_err(host)?;
-        Ok(result.meta().map_err(host)?.and_then(|m| m.changes) == Some(1))
+            .map_err(failed("set_job"))?;
+        Ok(result
+            .meta()
+            .map_err(failed("set_job"))?
+            .and_then(|m| m.changes)
+            == Some(1))
     }
 
-    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, HostError> {
+    async fn search(&self, q: &ImageQuery) -> Result<Vec<Manifest>, StoreError> {
         let bbox = q.bbox;
         let rows = self
             .0
@@ -162,24 +185,24 @@ impl Store for D1Store {
                 opt_text(q.cursor.as_ref().map(|c| c.image_id.as_str().to_owned())),
                 JsValue::from_f64(f64::from(q.limit) + 1.0),
             ])
-            .map_err(host)?
+            .map_err(failed("search"))?
             .all()
             .await
-            .map_err(host)?
+            .map_err(failed("search"))?
             .results::<ManifestField>()
-            .map_err(host)?;
+            .map_err(failed("search"))?;
         rows.iter().map(|r| parse(&r.manifest)).collect()
     }
 
-    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, HostError> {
+    async fn image(&self, image_id: &str) -> Result<Option<Manifest>, StoreError> {
         let row: Option<ManifestField> = self
             .0
             .prepare(sql::IMAGE)
             .bind(&[text(image_id)])
-            .map_err(host)?
+            .map_err(failed("image"))?
             .first(None)
             .await
-            .map_err(host)?;
+            .map_err(failed("image"))?;
         row.map(|r| parse(&r.manifest)).transpose()
     }
 }
@@ -191,15 +214,53 @@ impl Outbound for FetchOutbound {
     async fn send(
         &self,
         request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HostError> {
-        let request = request.map(|body| http_body_util::Full::new(Bytes::from(body)));
-        let request = worker::Request::try_from(request).map_err(host)?;
-        let response = worker::Fetch::Request(request).send().await.map_err(host)?;
-        let response: http::Response<worker::Body> = response.try_into().map_err(host)?;
+    ) -> Result<http::Response<Vec<u8>>, OutboundError> {
+        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&request, e);
+        let sent = request
+            .clone()
+            .map(|body| http_body_util::Full::new(Bytes::from(body)));
+        let sent = worker::Request::try_from(sent).map_err(|e| failed(&e))?;
+        let response = worker::Fetch::Request(sent)
+            .send()
+            .await
+            .map_err(|e| failed(&e))?;
+        let response: http::Response<worker::Body> = response.try_into().map_err(|e| failed(&e))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(host)?.to_bytes();
+        let body = body.collect().await.map_err(|e| failed(&e))?.to_bytes();
         Ok(http::Response::from_parts(parts, body.to_vec()))
     }
+}
+
+/// One log line from tracing's formatter, written to the Workers console when dropped (seen
+/// with `wrangler tail`, or kept by Workers Logs).
+struct ConsoleLine(Vec<u8>);
+
+impl std::io::Write for ConsoleLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ConsoleLine {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.0);
+        worker::console_error!("{}", line.trim_end());
+    }
+}
+
+/// JSON log lines to the console, without timestamps (the platform adds them, and the clock
+/// of `std` panics on wasm32-unknown-unknown).
+fn init_logging() {
+    let _already_set = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_writer(|| ConsoleLine(Vec::new()))
+        .try_init();
 }
 
 type WorkersEdge = Edge<D1Store, FetchOutbound, HttpJobs<FetchOutbound>>;
@@ -212,14 +273,17 @@ fn edge(env: &Env) -> worker::Result<Rc<WorkersEdge>> {
     if let Some(edge) = EDGE.with(|e| e.borrow().clone()) {
         return Ok(edge);
     }
+    init_logging();
     let lookup = |name: &str| {
         env.secret(name)
             .map(|s| s.to_string())
             .or_else(|_| env.var(name).map(|v| v.to_string()))
             .ok()
     };
-    let config = Config::from_lookup(lookup).map_err(worker::Error::RustError)?;
-    let backend = BackendConfig::from_lookup(lookup).map_err(worker::Error::RustError)?;
+    let config =
+        Config::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let backend =
+        BackendConfig::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let jobs = HttpJobs::new(&backend.url, &backend.token, FetchOutbound);
     let edge = Rc::new(Edge::new(
         config,
@@ -248,6 +312,18 @@ async fn fetch(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<http::Response<http_body_util::Full<Bytes>>> {
+    #[cfg(feature = "store-conformance")]
+    if request.uri().path() == "/__store-conformance" {
+        let (status, body) = match crate::conformance(&D1Store(env.d1("DB")?)).await {
+            Ok(()) => (200, "conformant".to_owned()),
+            Err(failure) => (500, failure.to_string()),
+        };
+        let response = http::Response::builder()
+            .status(status)
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        return Ok(response);
+    }
     let edge = edge(&env)?;
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();

@@ -16,6 +16,7 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tessera_core::error::ErrorCode;
 use tessera_core::keys::Project;
 use tessera_core::limits::Limits;
 use tessera_core::pixels::{LETTERBOX_SIZE, letterbox};
@@ -50,7 +51,7 @@ pub struct PreprocessFailure {
 impl From<PreprocessError> for PreprocessFailure {
     fn from(error: PreprocessError) -> Self {
         Self {
-            code: error.code().to_owned(),
+            code: error.code().as_str().to_owned(),
             message: error.to_string(),
         }
     }
@@ -58,7 +59,7 @@ impl From<PreprocessError> for PreprocessFailure {
 
 fn bad_options(message: impl std::fmt::Display) -> PreprocessFailure {
     PreprocessFailure {
-        code: "bad_options".to_owned(),
+        code: ErrorCode::BadOptions.as_str().to_owned(),
         message: message.to_string(),
     }
 }

@@ -103,7 +103,8 @@ fn refusals_carry_a_stable_code_and_plain_words() {
     ));
     assert_eq!(csv.code, "unsupported_type");
     assert!(
-        csv.message.contains("not a JPEG, PNG or TIFF"),
+        csv.message
+            .contains("only JPEG, PNG and TIFF images are accepted"),
         "{}",
         csv.message
     );

@@ -2,13 +2,11 @@
 //! enforced) and a real SQLite file, with real photos (fetched by `tests/fetch-fixtures.sh`).
 //! A small HTTP server stands in for the batch backend's job endpoint and records each call.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::*;
 use chrono::NaiveDate;
 use serde_json::{Value, json};
-use support::*;
 use tessera_core::ObjectKind;
 use tessera_core::keys::Project;
 use tessera_core::presign::Method;
@@ -333,65 +331,16 @@ fn search_by_date_and_place_across_pages() {
 }
 
 #[test]
-fn injection_auth_limits_and_cors() {
+fn the_native_host_refuses_a_large_body_before_reading_it_whole() {
     runtime().block_on(async {
-        let stack = Stack::start(|c| {
-            c.rate_burst = 7.0;
-            c.rate_per_second = 0.01;
-        });
-        // SQL injection in every parameter: refused by parsing, data intact.
-        for query in [
-            "project=x'%20OR%20'1'='1",
-            "from=2024-01-01'%20OR%201=1--",
-            "to=2024-01-01;DROP%20TABLE%20images",
-            "bbox=0,0,1,1)%20OR%201=1--",
-            "limit=1%20OR%201=1",
-            "cursor=MjAyNC0wMS0wMS8nIE9SIDE9MS0t",
-        ] {
-            let (status, body) = stack.search(query).await;
-            assert_eq!(status, 400, "{query}: {body}");
-        }
-        let r = stack
-            .api(reqwest::Method::GET, "/v1/images/x'%20OR%20'1'='1")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 404);
-        // Keys: missing or wrong → 401, with the error shape.
-        let r = stack
-            .client
-            .get(format!("{}/v1/images", stack.edge))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
-        let r = stack
-            .client
-            .get(format!("{}/v1/images", stack.edge))
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        // The tables are still there and answer.
+        let stack = Stack::start(|c| c.max_body_bytes = 64 * 1024);
+        let huge = json!({"project": "palms", "files": [], "pad": "x".repeat(70 * 1024)});
+        let (status, answer) = stack.post_uploads(&huge).await;
         assert_eq!(
-            SqliteStore::open(&stack.store_path)
-                .unwrap()
-                .image_count()
-                .unwrap(),
-            0
+            (status, answer["code"].as_str()),
+            (413, Some("body_too_large"))
         );
-        // Rate limit: the burst of 7 was spent by the 7 authorized requests above → 429.
-        let r = stack
-            .api(reqwest::Method::GET, "/v1/images")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 429);
-        assert_eq!(r.headers()["retry-after"], "100", "1 token at 0.01/s");
-        assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
-        // Health needs no key.
+        // Health needs no key; the server still answers after the refusal.
         let r = stack
             .client
             .get(format!("{}/health", stack.edge))
@@ -399,66 +348,6 @@ fn injection_auth_limits_and_cors() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        // CORS: an allowed origin is echoed, another is not.
-        let r = stack
-            .client
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}/v1/uploads", stack.edge),
-            )
-            .header("origin", "http://app.example")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
-        assert_eq!(
-            r.headers()["access-control-allow-origin"],
-            "http://app.example"
-        );
-        let r = stack
-            .client
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}/v1/uploads", stack.edge),
-            )
-            .header("origin", "http://evil.example")
-            .send()
-            .await
-            .unwrap();
-        assert!(r.headers().get("access-control-allow-origin").is_none());
-    });
-}
-
-#[test]
-fn bad_requests_name_the_problem() {
-    runtime().block_on(async {
-        let stack = Stack::start(|c| c.max_body_bytes = 64 * 1024);
-        let photo = photo("exif-0.6.0/test2.jpg", None, None);
-        let mut body = upload_body("palms", &[&photo]);
-        body["files"][0]["objects"][0]["content_type"] = "application/pdf".into();
-        let (status, answer) = stack.post_uploads(&body).await;
-        assert_eq!(
-            (status, answer["code"].as_str()),
-            (400, Some("content_type")),
-            "{answer}"
-        );
-        assert!(answer["message"].as_str().unwrap().contains("file 0"));
-        let (status, answer) = stack.post_uploads(&json!({"project": "palms"})).await;
-        assert_eq!(
-            (status, answer["code"].as_str()),
-            (400, Some("invalid_json"))
-        );
-        let huge = json!({"project": "palms", "files": [], "pad": "x".repeat(70 * 1024)});
-        let (status, answer) = stack.post_uploads(&huge).await;
-        assert_eq!(
-            (status, answer["code"].as_str()),
-            (413, Some("body_too_large"))
-        );
-        let (status, answer) = stack.complete("no-such-upload").await;
-        assert_eq!(
-            (status, answer["code"].as_str()),
-            (404, Some("upload_not_found"))
-        );
     });
 }
 

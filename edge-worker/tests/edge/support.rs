@@ -1,4 +1,4 @@
-//! The test stack shared by `api.rs` (native host) and `workerd.rs` (wrangler dev): a real
+//! The test stack shared by `native.rs` (native host) and `workerd.rs` (wrangler dev): a real
 //! S3-compatible server (s3s + s3s-fs, SigV4 enforced), a small HTTP server standing in for the
 //! batch backend's job API (recording each job request), and the edge itself.
 #![allow(dead_code, unreachable_pub)]
@@ -258,7 +258,16 @@ impl Stack {
         let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let persist = dir.path().join("wrangler-state");
         let status = std::process::Command::new(wrangler)
-            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .args([
+                "d1",
+                "migrations",
+                "apply",
+                "DB",
+                "--local",
+                "--env",
+                "test",
+            ])
+            .arg("--persist-to")
             .arg(&persist)
             .current_dir(&crate_dir)
             .stdin(std::process::Stdio::null())
@@ -269,32 +278,13 @@ impl Stack {
         let (port_listener, addr) = listener();
         let (inspector_listener, inspector) = listener();
         drop((port_listener, inspector_listener));
-        let vars = [
-            ("TESSERA_S3_ENDPOINT", config.storage.endpoint.clone()),
-            ("TESSERA_S3_BUCKET", config.storage.bucket.clone()),
-            (
-                "TESSERA_S3_ACCESS_KEY_ID",
-                config.storage.access_key_id.clone(),
-            ),
-            (
-                "TESSERA_S3_SECRET_ACCESS_KEY",
-                config.storage.secret_access_key.clone(),
-            ),
-            ("TESSERA_API_KEY_HASHES", config.api_key_hashes.join(",")),
-            ("TESSERA_CORS_ORIGINS", config.cors_origins.join(",")),
-            ("TESSERA_MAX_BODY_BYTES", config.max_body_bytes.to_string()),
-            ("TESSERA_RATE_BURST", config.rate_burst.to_string()),
-            (
-                "TESSERA_RATE_PER_SECOND",
-                config.rate_per_second.to_string(),
-            ),
-            ("TESSERA_BACKEND_URL", backend.url.clone()),
-            ("TESSERA_BACKEND_TOKEN", backend.token.clone()),
-        ];
+        let vars = config.to_vars().into_iter().chain(backend.to_vars());
         let mut command = std::process::Command::new(wrangler);
         command
             .args([
                 "dev",
+                "--env",
+                "test",
                 "--ip",
                 "127.0.0.1",
                 "--port",

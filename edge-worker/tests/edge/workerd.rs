@@ -1,14 +1,14 @@
 //! The edge router under the real Cloudflare Workers runtime: `wrangler dev` (workerd from
 //! npm, local D1 with the migrations applied), against the same real S3-compatible server as
-//! `api.rs`: upload → PUT → complete → search → download.
+//! `native.rs`: upload → PUT → complete → search → download, then the store conformance
+//! suite against D1 (the worker is built with the `store-conformance` feature, see
+//! `wrangler.toml`'s `test` environment).
 //!
 //! Needs `TESSERA_TEST_WORKERD` = the wrangler binary, with worker-build and wasm-bindgen on
 //! the PATH; `scripts/test.sh` installs them and sets it.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use tessera_core::ObjectKind;
 
 #[test]
@@ -45,5 +45,15 @@ fn upload_complete_and_search_under_workerd() {
         assert_eq!(none["images"], json!([]));
         let bytes = stack.download(&image_id, ObjectKind::Augmented90).await;
         assert_eq!(&bytes[..], &photo.body("augmented-90")[..]);
+
+        // The same store conformance suite as SQLite's, against D1 inside workerd.
+        let r = stack
+            .client
+            .post(format!("{}/__store-conformance", stack.edge))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(status, 200, "{}", r.text().await.unwrap());
     });
 }

@@ -1,0 +1,430 @@
+//! The router: [`Edge::handle`] answers one `http::Request` with CORS, authentication and the
+//! rate limit around the routes of the crate's table. Every decision it applies comes from
+//! tessera-core; the store, outbound HTTP and the batch backend are its host's.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, StatusCode, header};
+use serde_json::json;
+use tessera_core::Manifest;
+use tessera_core::access::{CORS_MAX_AGE, TokenBucket, api_key_hash};
+use tessera_core::error::{ErrorCode, ObjectProblem};
+use tessera_core::job::JobRequest;
+use tessera_core::keys::{ImageId, JobId, Project};
+use tessera_core::presign::{Method, PresignedRequest};
+use tessera_core::search::{cut_page, parse_image_query};
+use tessera_core::upload::{
+    StoredObject, UploadRequest, VERIFY_URL_LIFETIME, check_stored, plan_upload,
+};
+
+use crate::error::{ApiError, ApiResult, json_response, log_error};
+use crate::wire::{
+    Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
+};
+use crate::{Config, Jobs, Outbound, Store, UploadRow, openapi};
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;
+
+/// The router with its host's parts. One per process (natively) or isolate (Workers); the rate
+/// limiter's buckets live here, so on Workers the limit is per isolate.
+pub struct Edge<S, O, J> {
+    pub(crate) config: Config,
+    store: S,
+    outbound: O,
+    jobs: J,
+    buckets: RefCell<HashMap<String, TokenBucket>>,
+}
+
+impl<S, O, J> std::fmt::Debug for Edge<S, O, J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the storage secret: never printed.
+        f.debug_struct("Edge").finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
+    /// The router over its store, outbound HTTP and the batch backend.
+    pub fn new(config: Config, store: S, outbound: O, jobs: J) -> Self {
+        Self {
+            config,
+            store,
+            outbound,
+            jobs,
+            buckets: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The answer to a request whose body is over `max_body_bytes`, for hosts that stop
+    /// reading such a body before it reaches [`Edge::handle`].
+    #[must_use]
+    pub fn body_too_large(&self) -> Response<Bytes> {
+        ApiError::body_too_large(self.config.max_body_bytes).into_response()
+    }
+
+    /// Answers one request at `now`; `new_id` makes upload and image ids (a UUID, natively).
+    pub async fn handle(
+        &self,
+        request: Request<Bytes>,
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Response<Bytes> {
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let mut response = if request.method() == HttpMethod::OPTIONS {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        } else {
+            match self.route(request, now, new_id).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            }
+        };
+        self.cors(origin, response.headers_mut());
+        response
+    }
+
+    fn cors(&self, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+        let Some(origin) = origin else { return };
+        let allowed = self
+            .config
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || origin.to_str().is_ok_and(|v| v.eq_ignore_ascii_case(o)));
+        if !allowed {
+            return;
+        }
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from(CORS_MAX_AGE.as_secs()),
+        );
+    }
+
+    async fn route(
+        &self,
+        request: Request<Bytes>,
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> ApiResult {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = request.method().clone();
+        if method == HttpMethod::GET {
+            match segments.as_slice() {
+                ["health"] => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+                ["v1", "openapi.json"] => {
+                    return Ok(json_response(StatusCode::OK, &openapi::document()));
+                }
+                _ => {}
+            }
+        }
+        self.authorize(request.headers(), now)?;
+        if request.body().len() > self.config.max_body_bytes {
+            return Err(ApiError::body_too_large(self.config.max_body_bytes));
+        }
+        match (method, segments.as_slice()) {
+            (HttpMethod::POST, ["v1", "uploads"]) => {
+                self.create_upload(request.body(), now, new_id).await
+            }
+            (HttpMethod::POST, ["v1", "uploads", id, "complete"]) => {
+                self.complete_upload(id, now).await
+            }
+            (HttpMethod::GET, ["v1", "images"]) => {
+                self.search(request.uri().query().unwrap_or_default()).await
+            }
+            (HttpMethod::GET, ["v1", "images", id]) => self.image(id, now).await,
+            (HttpMethod::GET, ["v1", "jobs", id]) => self.job(id).await,
+            _ => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no route for {path}"),
+            )),
+        }
+    }
+
+    /// Bearer API key, compared by SHA-256; then the key's token bucket.
+    fn authorize(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "send `Authorization: Bearer <API key>`",
+                )
+            })?;
+        let hash = api_key_hash(token.trim());
+        if !self.config.api_key_hashes.contains(&hash) {
+            return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
+        }
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut buckets = self.buckets.borrow_mut();
+        let bucket = buckets.entry(hash).or_insert_with(|| {
+            TokenBucket::new(self.config.rate_burst, self.config.rate_per_second, now_s)
+        });
+        bucket.try_take(now_s).map_err(ApiError::rate_limited)
+    }
+
+    fn presign(
+        &self,
+        method: Method,
+        key: &str,
+        headers: &[(&str, &str)],
+        expires_in: std::time::Duration,
+        now: SystemTime,
+    ) -> Result<PresignedRequest, ApiError> {
+        self.config
+            .storage
+            .presign(method, key, headers, expires_in, now)
+            .map_err(|e| ApiError::internal("presign", &e))
+    }
+
+    async fn create_upload(
+        &self,
+        body: &[u8],
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> ApiResult {
+        let request: UploadRequest = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+        let today = chrono::DateTime::<chrono::Utc>::from(now).date_naive();
+        let mut image_id = || ImageId::new(new_id()).expect("hosts make ids in [a-z0-9-]");
+        let manifests = plan_upload(&request, &self.config.policy, &mut image_id, today)
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let upload_id = new_id();
+        self.store
+            .create_upload(&upload_id, &request.project, &manifests, unix_s(now))
+            .await?;
+        let mut objects = Vec::new();
+        for manifest in &manifests {
+            for object in &manifest.objects {
+                let headers = object.put_headers();
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                let request = self.presign(
+                    Method::Put,
+                    &object.key,
+                    &headers,
+                    self.config.policy.expires_in,
+                    now,
+                )?;
+                objects.push(UploadTarget {
+                    image_id: manifest.image_id.to_string(),
+                    kind: object.kind,
+                    key: object.key.clone(),
+                    request,
+                });
+            }
+        }
+        Ok(json_response(
+            StatusCode::CREATED,
+            &UploadCreated { upload_id, objects },
+        ))
+    }
+
+    async fn complete_upload(&self, upload_id: &str, now: SystemTime) -> ApiResult {
+        let upload = self.store.upload(upload_id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::UploadNotFound, format!("no upload {upload_id}"))
+        })?;
+        if !upload.completed {
+            self.verify_objects(&upload.manifests, now).await?;
+            for manifest in &upload.manifests {
+                self.put_sidecar(manifest, now).await?;
+            }
+            self.store.complete_upload(upload_id, unix_s(now)).await?;
+        }
+        let job_id = match upload.job_id {
+            Some(job_id) => job_id,
+            None => {
+                let job_id = self.trigger_job(upload_id, &upload).await?;
+                if !self.store.set_job(upload_id, &job_id).await? {
+                    // A concurrent completion triggered first; report the recorded job.
+                    let row = self.store.upload(upload_id).await?;
+                    row.and_then(|r| r.job_id).unwrap_or(job_id)
+                } else {
+                    job_id
+                }
+            }
+        };
+        let images = upload
+            .manifests
+            .iter()
+            .map(|m| m.image_id.to_string())
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &UploadCompleted {
+                upload_id: upload_id.to_owned(),
+                job_id,
+                images,
+            },
+        ))
+    }
+
+    /// Signed HEAD of every object, judged by [`check_stored`].
+    async fn verify_objects(
+        &self,
+        manifests: &[Manifest],
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        for object in manifests.iter().flat_map(|m| &m.objects) {
+            let head = self.presign(Method::Head, &object.key, &[], VERIFY_URL_LIFETIME, now)?;
+            let request = Request::builder()
+                .method(HttpMethod::HEAD)
+                .uri(&head.url)
+                .header("x-amz-checksum-mode", "ENABLED")
+                .body(Vec::new())
+                .expect("valid request");
+            let response = self.outbound.send(request).await?;
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+            let stored = match response.status() {
+                StatusCode::NOT_FOUND => None,
+                s if s.is_success() => Some(StoredObject {
+                    size_bytes: header("content-length").and_then(|v| v.parse().ok()),
+                    sha256_base64: header("x-amz-checksum-sha256"),
+                }),
+                s => {
+                    return Err(ApiError::internal(
+                        "HEAD",
+                        &format!("{} answered {s}", object.key),
+                    ));
+                }
+            };
+            if let Err(problem) = check_stored(object, stored) {
+                problems.push(ObjectProblem {
+                    key: object.key.clone(),
+                    problem: problem.to_string(),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::objects_not_uploaded(problems))
+        }
+    }
+
+    async fn put_sidecar(&self, manifest: &Manifest, now: SystemTime) -> Result<(), ApiError> {
+        let body = serde_json::to_vec_pretty(manifest).expect("manifests serialise");
+        let put = self.presign(
+            Method::Put,
+            &manifest.metadata_key,
+            &[("content-type", "application/json")],
+            VERIFY_URL_LIFETIME,
+            now,
+        )?;
+        let request = Request::builder()
+            .method(HttpMethod::PUT)
+            .uri(&put.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("valid request");
+        let response = self.outbound.send(request).await?;
+        if !response.status().is_success() {
+            return Err(ApiError::internal(
+                "sidecar PUT",
+                &format!("{} answered {}", manifest.metadata_key, response.status()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn trigger_job(&self, upload_id: &str, upload: &UploadRow) -> Result<String, ApiError> {
+        let project = Project::new(upload.project.as_str())
+            .map_err(|e| ApiError::internal("stored upload", &e))?;
+        let request = JobRequest::for_upload(upload_id, &project, &upload.manifests);
+        match self.jobs.create(&request).await {
+            Ok(job) => Ok(job.job_id.to_string()),
+            Err(e) => {
+                log_error("job trigger", &e);
+                Err(ApiError::new(
+                    ErrorCode::JobTriggerFailed,
+                    "the batch backend did not accept the job; complete again to retry",
+                ))
+            }
+        }
+    }
+
+    async fn search(&self, query: &str) -> ApiResult {
+        let query = parse_image_query(form_urlencoded::parse(query.as_bytes()))
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let rows = self.store.search(&query).await?;
+        let (images, cursor) = cut_page(rows, query.limit);
+        let next_cursor = cursor.map(|c| c.encode());
+        Ok(json_response(
+            StatusCode::OK,
+            &SearchPage {
+                images,
+                next_cursor,
+            },
+        ))
+    }
+
+    async fn image(&self, image_id: &str, now: SystemTime) -> ApiResult {
+        let manifest = self.store.image(image_id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::ImageNotFound, format!("no image {image_id}"))
+        })?;
+        let mut downloads = BTreeMap::new();
+        for object in &manifest.objects {
+            let get = self.presign(
+                Method::Get,
+                &object.key,
+                &[],
+                self.config.get_expires_in,
+                now,
+            )?;
+            downloads.insert(
+                object.key.clone(),
+                Download {
+                    url: get.url,
+                    expires_at: unix_s(get.expires_at),
+                },
+            );
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &ImageAnswer {
+                image: manifest,
+                downloads,
+            },
+        ))
+    }
+
+    async fn job(&self, job_id: &str) -> ApiResult {
+        let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
+        let job_id = JobId::new(job_id).map_err(|_| not_found())?;
+        match self.jobs.status(&job_id).await {
+            Ok(Some(job)) => Ok(json_response(StatusCode::OK, &job)),
+            Ok(None) => Err(not_found()),
+            Err(e) => {
+                log_error("job status", &e);
+                Err(ApiError::new(
+                    ErrorCode::JobStatusUnavailable,
+                    "the batch backend did not report the job; try again",
+                ))
+            }
+        }
+    }
+}
+
+/// Unix seconds of `t` (0 before 1970).
+fn unix_s(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,488 @@
+//! The router in-process: an in-memory SQLite store, storage and the batch backend scripted in
+//! memory, the clock and ids passed in. No sockets, no fixtures; the whole file runs in
+//! milliseconds. The real parts (s3s-fs with SigV4, SQLite on disk, hyper, workerd) are
+//! exercised by `tests/edge/`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tessera_core::access::api_key_hash;
+use tessera_core::job::{JobRequest, JobState, JobStatus, Progress};
+use tessera_core::keys::JobId;
+use tessera_core::presign::{Addressing, StorageTarget};
+use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRequest};
+use tessera_core::{ObjectKind, Sha256Digest};
+
+use crate::sqlite::SqliteStore;
+use crate::{Config, Edge, Jobs, JobsError, Outbound, OutboundError};
+
+const KEY: &str = "router-test-key";
+const ORIGIN: &str = "http://app.example";
+
+/// Storage in memory: objects by key as (content-length, base64 SHA-256). Presigned HEADs are
+/// answered from it, presigned PUTs (the sidecars) are stored in it.
+#[derive(Debug, Default)]
+struct ScriptedStorage {
+    objects: RefCell<HashMap<String, (u64, String)>>,
+    bodies: RefCell<HashMap<String, Vec<u8>>>,
+}
+
+impl ScriptedStorage {
+    fn key(request: &Request<Vec<u8>>) -> String {
+        // Path-style URLs of the test bucket: /bucket/{key}.
+        // The test's keys have no character that needs percent-encoding.
+        let path = request.uri().path();
+        path.strip_prefix("/bucket/")
+            .expect("a key in the bucket")
+            .to_owned()
+    }
+
+    fn store(&self, key: &str, size_bytes: u64, sha256_base64: &str) {
+        self.objects
+            .borrow_mut()
+            .insert(key.to_owned(), (size_bytes, sha256_base64.to_owned()));
+    }
+}
+
+impl Outbound for &ScriptedStorage {
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, OutboundError> {
+        assert!(
+            request.uri().query().unwrap().contains("X-Amz-Signature="),
+            "every storage request is presigned"
+        );
+        let key = ScriptedStorage::key(&request);
+        let answer = Response::builder();
+        let answer = match *request.method() {
+            Method::HEAD => match self.objects.borrow().get(&key) {
+                Some((size, sha256)) => answer
+                    .header("content-length", size.to_string())
+                    .header("x-amz-checksum-sha256", sha256),
+                None => answer.status(404),
+            },
+            Method::PUT => {
+                let body = request.body().clone();
+                let sha256 = Sha256Digest::of(&body).base64;
+                self.store(&key, body.len() as u64, &sha256);
+                self.bodies.borrow_mut().insert(key, body);
+                answer
+            }
+            ref other => panic!("unexpected {other}"),
+        };
+        Ok(answer.body(Vec::new()).unwrap())
+    }
+}
+
+/// The batch backend in memory: records job requests as job-1, job-2, …; refuses while
+/// `down` is set.
+#[derive(Debug, Default)]
+struct ScriptedJobs {
+    requests: RefCell<Vec<JobRequest>>,
+    down: Cell<bool>,
+}
+
+impl ScriptedJobs {
+    fn queued(n: usize, request: &JobRequest) -> JobStatus {
+        JobStatus {
+            job_id: JobId::new(format!("job-{n}")).unwrap(),
+            state: JobState::Queued,
+            stage: None,
+            progress: Progress {
+                done: 0,
+                total: request.inputs.len() as u64,
+            },
+            upload_id: request.upload_id.clone(),
+            project: request.project.clone(),
+            created_at: 0,
+        }
+    }
+}
+
+impl Jobs for &ScriptedJobs {
+    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
+        if self.down.get() {
+            return Err(JobsError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: "down for maintenance".into(),
+            });
+        }
+        let mut requests = self.requests.borrow_mut();
+        requests.push(request.clone());
+        Ok(ScriptedJobs::queued(requests.len(), request))
+    }
+
+    async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
+        let requests = self.requests.borrow();
+        let n = job_id
+            .as_str()
+            .strip_prefix("job-")
+            .and_then(|n| n.parse::<usize>().ok());
+        Ok(n.filter(|n| (1..=requests.len()).contains(n))
+            .map(|n| ScriptedJobs::queued(n, &requests[n - 1])))
+    }
+}
+
+fn config() -> Config {
+    Config {
+        storage: StorageTarget {
+            endpoint: "http://storage.test".into(),
+            bucket: "bucket".into(),
+            region: "us-east-1".into(),
+            addressing: Addressing::Path,
+            access_key_id: "AKTEST".into(),
+            secret_access_key: "secret".into(),
+        },
+        policy: UploadPolicy::default(),
+        get_expires_in: Duration::from_secs(300),
+        api_key_hashes: vec![api_key_hash(KEY)],
+        cors_origins: vec![ORIGIN.into()],
+        max_body_bytes: 64 * 1024,
+        rate_burst: 1000.0,
+        rate_per_second: 1000.0,
+    }
+}
+
+/// The router over an in-memory store and the scripted parts, with a settable clock.
+struct Harness<'a> {
+    edge: Edge<SqliteStore, &'a ScriptedStorage, &'a ScriptedJobs>,
+    now: Cell<SystemTime>,
+    ids: Cell<u32>,
+}
+
+impl<'a> Harness<'a> {
+    fn new(storage: &'a ScriptedStorage, jobs: &'a ScriptedJobs, config: Config) -> Self {
+        Self {
+            edge: Edge::new(config, SqliteStore::in_memory().unwrap(), storage, jobs),
+            now: Cell::new(UNIX_EPOCH + Duration::from_secs(1_790_000_000)),
+            ids: Cell::new(0),
+        }
+    }
+
+    fn call(&self, request: http::request::Builder, body: &[u8]) -> (Response<Bytes>, Value) {
+        let request = request.body(Bytes::copy_from_slice(body)).unwrap();
+        let mut new_id = || {
+            self.ids.set(self.ids.get() + 1);
+            format!("id-{}", self.ids.get())
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let response = runtime.block_on(self.edge.handle(request, self.now.get(), &mut new_id));
+        let json = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        (response, json)
+    }
+
+    fn api(&self, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {KEY}"));
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (response, json) = self.call(request, &body);
+        (response.status(), json)
+    }
+}
+
+/// An upload request for `names`: six objects each, with made-up sizes and checksums.
+fn upload_request(names: &[&str]) -> Value {
+    let files = names
+        .iter()
+        .map(|name| DeclaredImage {
+            file_name: (*name).to_owned(),
+            exif: tessera_core::exif::ExifMetadata::default(),
+            objects: ObjectKind::ALL
+                .iter()
+                .map(|&kind| DeclaredObject {
+                    kind,
+                    content_type: "image/jpeg".into(),
+                    size_bytes: 1000 + kind as u64,
+                    sha256: Sha256Digest::of(format!("{name}/{kind:?}").as_bytes()),
+                    width: 256,
+                    height: 256,
+                })
+                .collect(),
+        })
+        .collect();
+    serde_json::to_value(UploadRequest {
+        project: "palms".into(),
+        files,
+    })
+    .unwrap()
+}
+
+/// Stores what `POST /v1/uploads` planned, as its presigned PUTs would have.
+fn put_everything(storage: &ScriptedStorage, planned: &Value, request: &Value) {
+    for target in planned["objects"].as_array().unwrap() {
+        let kind: ObjectKind = serde_json::from_value(target["kind"].clone()).unwrap();
+        let image = planned["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|t| t["image_id"] == target["image_id"])
+            .unwrap()
+            / ObjectKind::ALL.len();
+        let declared = &request["files"][image]["objects"][kind as usize];
+        storage.store(
+            target["key"].as_str().unwrap(),
+            declared["size_bytes"].as_u64().unwrap(),
+            declared["sha256"]["base64"].as_str().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn upload_complete_is_verified_recorded_and_triggers_one_job() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let request = upload_request(&["a.jpg", "b.jpg"]);
+    let (status, planned) = edge.api(Method::POST, "/v1/uploads", &request);
+    assert_eq!(status, StatusCode::CREATED, "{planned}");
+    assert_eq!(planned["objects"].as_array().unwrap().len(), 12);
+    let upload_id = planned["upload_id"].as_str().unwrap();
+    let complete = format!("/v1/uploads/{upload_id}/complete");
+
+    // Nothing stored yet: every object is named missing.
+    let (status, refused) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(refused["code"], "objects_not_uploaded");
+    assert_eq!(refused["objects"].as_array().unwrap().len(), 12);
+    assert_eq!(refused["objects"][0]["problem"], "missing");
+
+    // One object with other bytes than declared: only it is named.
+    put_everything(&storage, &planned, &request);
+    let tampered = planned["objects"][3]["key"].as_str().unwrap();
+    let other = Sha256Digest::of(b"other").base64;
+    storage.store(tampered, 1003, &other);
+    let (status, refused) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        refused["objects"],
+        json!([{"key": tampered, "problem": format!("sha256 {other} instead of {}",
+            request["files"][0]["objects"][3]["sha256"]["base64"].as_str().unwrap())}])
+    );
+    assert!(
+        jobs.requests.borrow().is_empty(),
+        "no job before every object is right"
+    );
+
+    put_everything(&storage, &planned, &request);
+    let (status, done) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["job_id"], "job-1");
+    let image_ids: Vec<&str> = done["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(image_ids.len(), 2);
+    // The sidecars were written through presigned PUTs, one per image.
+    for id in &image_ids {
+        let sidecar = storage.bodies.borrow()[&format!("metadata/palms/{id}.json")].clone();
+        let sidecar: Value = serde_json::from_slice(&sidecar).unwrap();
+        assert_eq!(sidecar["image_id"], *id);
+    }
+    // The job request names every input with its keys and checksum.
+    let job = jobs.requests.borrow()[0].clone();
+    assert_eq!((job.upload_id.as_str(), job.inputs.len()), (upload_id, 2));
+    assert_eq!(job.inputs[0].original_key, planned["objects"][0]["key"]);
+
+    // Idempotent: the same answer, one job, one record per image.
+    let (status, again) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!((status, &again), (StatusCode::OK, &done));
+    assert_eq!(jobs.requests.borrow().len(), 1);
+    let (_, found) = edge.api(Method::GET, "/v1/images?project=palms", &Value::Null);
+    assert_eq!(found["images"].as_array().unwrap().len(), 2);
+
+    // The job's status passes through; an unknown or malformed id is 404.
+    let (status, job) = edge.api(Method::GET, "/v1/jobs/job-1", &Value::Null);
+    assert_eq!((status, &job["state"]), (StatusCode::OK, &json!("queued")));
+    for id in ["job-9", "Job..1"] {
+        let (status, missing) = edge.api(Method::GET, &format!("/v1/jobs/{id}"), &Value::Null);
+        assert_eq!(
+            (status, &missing["code"]),
+            (StatusCode::NOT_FOUND, &json!("job_not_found"))
+        );
+    }
+    let (status, missing) = edge.api(Method::POST, "/v1/uploads/nope/complete", &Value::Null);
+    assert_eq!(
+        (status, &missing["code"]),
+        (StatusCode::NOT_FOUND, &json!("upload_not_found"))
+    );
+}
+
+#[test]
+fn a_failing_job_trigger_is_retried_by_completing_again() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let request = upload_request(&["a.jpg"]);
+    let (_, planned) = edge.api(Method::POST, "/v1/uploads", &request);
+    put_everything(&storage, &planned, &request);
+    let complete = format!(
+        "/v1/uploads/{}/complete",
+        planned["upload_id"].as_str().unwrap()
+    );
+
+    jobs.down.set(true);
+    let (status, failed) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(failed["code"], "job_trigger_failed");
+    assert!(
+        !failed["message"].as_str().unwrap().contains("maintenance"),
+        "details stay in the log"
+    );
+    // The images are recorded already; only the trigger is missing.
+    let (_, found) = edge.api(Method::GET, "/v1/images", &Value::Null);
+    assert_eq!(found["images"].as_array().unwrap().len(), 1);
+
+    jobs.down.set(false);
+    let (status, done) = edge.api(Method::POST, &complete, &Value::Null);
+    assert_eq!((status, &done["job_id"]), (StatusCode::OK, &json!("job-1")));
+    assert_eq!(jobs.requests.borrow().len(), 1);
+}
+
+#[test]
+fn keys_are_required_and_rate_limited_per_key() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let mut config = config();
+    config.rate_burst = 3.0;
+    config.rate_per_second = 0.5;
+    let edge = Harness::new(&storage, &jobs, config);
+
+    // Health and the OpenAPI document need no key.
+    let (r, body) = edge.call(Request::get("/health"), b"");
+    assert_eq!(
+        (r.status(), &body["status"]),
+        (StatusCode::OK, &json!("ok"))
+    );
+    let (r, body) = edge.call(Request::get("/v1/openapi.json"), b"");
+    assert_eq!(
+        (r.status(), &body["openapi"]),
+        (StatusCode::OK, &json!("3.1.0"))
+    );
+
+    for authorization in [None, Some("Bearer wrong"), Some(KEY)] {
+        let mut request = Request::get("/v1/images");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let (r, body) = edge.call(request, b"");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
+        assert_eq!(body["code"], "unauthorized");
+    }
+
+    // A burst of 3, then 429 with the wait until the next token; refilled as time passes.
+    for _ in 0..3 {
+        assert_eq!(
+            edge.api(Method::GET, "/v1/images", &Value::Null).0,
+            StatusCode::OK
+        );
+    }
+    let (r, body) = edge.call(
+        Request::get("/v1/images").header("authorization", format!("Bearer {KEY}")),
+        b"",
+    );
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(r.headers()["retry-after"], "2", "one token at 0.5/s");
+    edge.now.set(edge.now.get() + Duration::from_secs(2));
+    assert_eq!(
+        edge.api(Method::GET, "/v1/images", &Value::Null).0,
+        StatusCode::OK
+    );
+
+    // Unknown routes are 404 once authorised.
+    edge.now.set(edge.now.get() + Duration::from_secs(60));
+    let (status, body) = edge.api(Method::GET, "/v1/nothing", &Value::Null);
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+    let (status, _) = edge.api(Method::DELETE, "/v1/images", &Value::Null);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn cors_answers_listed_origins_only() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let preflight = |origin: &str| {
+        edge.call(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/v1/uploads")
+                .header("origin", origin),
+            b"",
+        )
+        .0
+    };
+    let allowed = preflight(ORIGIN);
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let header = |name: &str| allowed.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("access-control-allow-origin"), ORIGIN);
+    assert_eq!(header("access-control-max-age"), "600");
+    assert_eq!(header("vary"), "Origin");
+    assert!(header("access-control-allow-headers").contains("authorization"));
+    let refused = preflight("http://evil.example");
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // Errors carry CORS headers too, so the page can read them.
+    let (r, _) = edge.call(Request::get("/v1/images").header("origin", ORIGIN), b"");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["access-control-allow-origin"], ORIGIN);
+}
+
+#[test]
+fn bad_requests_name_the_problem_and_leave_the_data_alone() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let mut request = upload_request(&["a.jpg"]);
+    request["files"][0]["objects"][0]["content_type"] = "application/pdf".into();
+    let (status, body) = edge.api(Method::POST, "/v1/uploads", &request);
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("content_type"))
+    );
+    assert!(body["message"].as_str().unwrap().contains("file 0"));
+    let (status, body) = edge.api(Method::POST, "/v1/uploads", &json!({"project": "palms"}));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_json"))
+    );
+    let huge = json!({"project": "palms", "files": [], "pad": "x".repeat(70 * 1024)});
+    let (status, body) = edge.api(Method::POST, "/v1/uploads", &huge);
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!("body_too_large"))
+    );
+
+    // SQL injection in every search parameter is refused by parsing.
+    for query in [
+        "project=x'%20OR%20'1'='1",
+        "from=2024-01-01'%20OR%201=1--",
+        "to=2024-01-01;DROP%20TABLE%20images",
+        "bbox=0,0,1,1)%20OR%201=1--",
+        "limit=1%20OR%201=1",
+        "cursor=MjAyNC0wMS0wMS8nIE9SIDE9MS0t",
+        "sort=date",
+    ] {
+        let (status, body) = edge.api(Method::GET, &format!("/v1/images?{query}"), &Value::Null);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    let (status, _) = edge.api(Method::GET, "/v1/images/x'%20OR%20'1'='1", &Value::Null);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The tables are intact and answer.
+    let (status, body) = edge.api(Method::GET, "/v1/images", &Value::Null);
+    assert_eq!((status, &body["images"]), (StatusCode::OK, &json!([])));
+}
