@@ -70,7 +70,7 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
     assert!(stderr.contains("3 failed:"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}: cannot read: No such file or directory",
+            "{}: cannot read: No such file or directory (os error 2) [unreadable]",
             missing.display()
         )),
         "{stderr}"
@@ -78,7 +78,7 @@ fn preprocesses_a_folder_and_reports_the_bad_file() {
     let notes = input.path().join("notes.jpg");
     assert!(
         stderr.contains(&format!(
-            "{}: only JPEG, PNG and TIFF images are accepted (found a text file)",
+            "{}: only JPEG, PNG and TIFF images are accepted (found a text file) [unsupported_type]",
             notes.display()
         )),
         "{stderr}"
@@ -183,16 +183,18 @@ fn usage_errors_are_clear() {
 }
 
 #[test]
-fn edge_serves_and_stops_cleanly_on_sigint() {
+fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
             "edge",
+            "--log-format",
+            "json",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--database",
@@ -205,6 +207,7 @@ fn edge_serves_and_stops_cleanly_on_sigint() {
             ("TESSERA_S3_SECRET_ACCESS_KEY", "sk"),
             ("TESSERA_BACKEND_URL", "http://127.0.0.1:9"),
             ("TESSERA_BACKEND_TOKEN", "t"),
+            ("RUST_LOG", "debug"),
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -223,15 +226,29 @@ fn edge_serves_and_stops_cleanly_on_sigint() {
     }
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    // Not HTTP: the connection fails, which the server logs (at debug level) and survives.
+    raw_request(&format!("127.0.0.1:{port}"), "NONSENSE\r\n\r\n");
     // SIGINT, as Ctrl-C sends.
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit status {status}");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "exit status {}", output.status);
     assert!(dir.path().join("m.sqlite").exists());
+    // Log lines are JSON objects, one per line.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let logged: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        logged.iter().any(|l| l["level"] == "DEBUG"
+            && l["fields"]["message"] == "connection closed with an error"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     EncodeFailed,
     /// The file could not be read from disk (CLI).
     Unreadable,
+    /// An output could not be written to disk (CLI).
+    Unwritable,
     /// Options the caller passed are invalid (the wasm bindings' options object).
     BadOptions,
 
@@ -104,6 +106,7 @@ impl ErrorCode {
             Self::UnsupportedFeature => "unsupported_feature",
             Self::EncodeFailed => "encode_failed",
             Self::Unreadable => "unreadable",
+            Self::Unwritable => "unwritable",
             Self::BadOptions => "bad_options",
             Self::InvalidJson => "invalid_json",
             Self::InvalidProject => "invalid_project",
@@ -142,7 +145,7 @@ impl ErrorCode {
             Self::NotFound | Self::UploadNotFound | Self::ImageNotFound | Self::JobNotFound => 404,
             Self::ObjectsNotUploaded => 409,
             Self::JobTriggerFailed | Self::JobStatusUnavailable => 502,
-            Self::Internal | Self::EncodeFailed | Self::Unreadable => 500,
+            Self::Internal | Self::EncodeFailed | Self::Unreadable | Self::Unwritable => 500,
             Self::UnsupportedType
             | Self::SideTooLong
             | Self::TooManyPixels

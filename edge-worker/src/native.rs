@@ -75,7 +75,7 @@ pub async fn serve<S, O, J>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    eprintln!("tessera-edge: accept: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     continue;
                 }
             },
@@ -90,7 +90,7 @@ pub async fn serve<S, O, J>(
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                eprintln!("tessera-edge: connection: {e}");
+                tracing::debug!(error = %e, "connection closed with an error");
             }
         });
     }

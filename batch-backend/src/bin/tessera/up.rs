@@ -17,12 +17,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use clap::Args;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
@@ -36,16 +38,59 @@ use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
 use tower::{Service as _, ServiceExt as _};
 
-use crate::jobs::{JobStore, LocalJobs};
+use tessera_batch::jobs::{JobStore, LocalJobs};
+
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    /// Address of the page and the edge API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Address of the S3-compatible endpoint.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    s3_listen: std::net::SocketAddr,
+    /// Folder for objects, databases and the generated local credentials; kept across runs.
+    #[arg(long, default_value = "tessera-data")]
+    data: PathBuf,
+    /// The page's folder (with pkg/ built by scripts/build-web.sh).
+    #[arg(long, default_value = "web")]
+    web: PathBuf,
+}
+
+/// Runs `tessera up` until Ctrl-C.
+pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let options = UpOptions {
+        listen: args.listen,
+        s3_listen: args.s3_listen,
+        data: args.data,
+        web: args.web,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let ready = |url: &str, storage: std::net::SocketAddr| {
+            println!("Tessera is up: open {url}");
+            eprintln!(
+                "storage: http://{storage} (bucket {}), data in {}; Ctrl-C stops",
+                BUCKET,
+                options.data.display()
+            );
+        };
+        let shutdown = crate::interrupted()?;
+        run(&options, ready, shutdown).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
 
 /// The bucket of the local stack.
-pub const BUCKET: &str = "tessera";
+pub(crate) const BUCKET: &str = "tessera";
 /// The project the page uploads into unless told otherwise.
-pub const DEFAULT_PROJECT: &str = "local";
+pub(crate) const DEFAULT_PROJECT: &str = "local";
 
 /// Where `tessera up` listens and keeps its data.
 #[derive(Debug, Clone)]
-pub struct UpOptions {
+pub(crate) struct UpOptions {
     /// The page and the edge API.
     pub listen: SocketAddr,
     /// The S3-compatible endpoint.
@@ -58,7 +103,7 @@ pub struct UpOptions {
 
 /// The local stack's secrets, generated on first start into `{data}/local.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LocalCredentials {
+pub(crate) struct LocalCredentials {
     /// The S3 access key id.
     pub access_key_id: String,
     /// The S3 secret access key.
@@ -95,7 +140,7 @@ type StorageService =
 ///
 /// # Errors
 /// When a port cannot be bound or the data folder cannot be prepared.
-pub async fn run(
+pub(crate) async fn run(
     options: &UpOptions,
     ready: impl FnOnce(&str, SocketAddr),
     shutdown: impl Future<Output = ()>,
@@ -114,9 +159,9 @@ pub async fn run(
         .join("tessera_wasm_bg.wasm")
         .is_file()
     {
-        eprintln!(
-            "warning: {} is missing; run `bash scripts/build-web.sh`",
-            options.web.join("pkg/tessera_wasm_bg.wasm").display()
+        tracing::warn!(
+            missing = %options.web.join("pkg/tessera_wasm_bg.wasm").display(),
+            "the page's wasm is not built; run `bash scripts/build-web.sh`"
         );
     }
     let credentials = LocalCredentials::load_or_create(&options.data.join("local.json"))?;
@@ -209,7 +254,7 @@ where
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                eprintln!("tessera up: accept: {e}");
+                tracing::warn!(error = %e, "accept failed");
                 continue;
             }
         };
@@ -224,7 +269,7 @@ where
             if let Err(e) = served
                 && !e.is_incomplete_message()
             {
-                eprintln!("tessera up: connection: {e}");
+                tracing::debug!(error = %e, "connection closed with an error");
             }
         });
     }
@@ -259,7 +304,7 @@ async fn page_or_api(
         match web.try_call(request).await {
             Ok(response) => response.map(http_body_util::BodyExt::boxed_unsync),
             Err(e) => {
-                eprintln!("tessera up: static file: {e}");
+                tracing::error!(error = %e, "static file");
                 let mut response = Response::new(
                     Full::new(Bytes::from_static(b"internal error"))
                         .map_err(|never| match never {})

@@ -1,0 +1,110 @@
+//! The `tessera` command-line tool: the composition root, one file per subcommand.
+//!
+//! | file | subcommand |
+//! |---|---|
+//! | `preprocess.rs` | `tessera preprocess`: the core pipeline over files on disk |
+//! | `edge.rs` | `tessera edge`: the edge API on its native host |
+//! | `up.rs` | `tessera up`: storage, edge, jobs and page in one process |
+//!
+//! The batch backend itself is the `tessera_batch` library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod edge;
+mod preprocess;
+mod up;
+
+/// Tessera: get images into storage and through batch geospatial processing.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// How the servers (`edge`, `up`) write their logs to stderr; RUST_LOG filters them
+    /// (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The servers' log lines.
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check, orient, letterbox (256×256 on white), rotate (90/180/270° counter-clockwise),
+    /// encode and hash images, writing the object-key layout and one manifest per image.
+    ///
+    /// Each image gives six objects under OUT: original-uploads/…, processed/…_256x256.jpg,
+    /// augmented-images/{90,180,270,360}-degree/…, and metadata/{project}/{image_id}.json.
+    /// Bad files are reported at the end and do not stop the others; the exit code is 1 when
+    /// any file failed.
+    Preprocess(preprocess::PreprocessArgs),
+    /// Serve the edge HTTP API natively (the same router as on Cloudflare Workers), with a
+    /// SQLite metadata database. Configured by TESSERA_* environment variables (see README);
+    /// stops cleanly on Ctrl-C.
+    Edge(edge::EdgeArgs),
+    /// The whole upload path on one machine: an S3-compatible endpoint (data in --data), the
+    /// edge API with SQLite, the batch job API, and the page. Prints the URL to open; stops
+    /// cleanly on Ctrl-C. Build the page's wasm first: `bash scripts/build-web.sh`.
+    Up(up::UpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Preprocess(args) => preprocess::run(&args),
+        Command::Edge(args) => edge::run(&args),
+        Command::Up(args) => up::run_command(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C). The handler is installed before this returns, so a signal
+/// that arrives once the server has said it is ready is never lost (`tokio::signal::ctrl_c`
+/// installs its handler only when first polled).
+fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use anyhow::Context as _;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            sigint.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
