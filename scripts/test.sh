@@ -52,8 +52,8 @@ step "tessera-core and the edge router build for wasm32-unknown-unknown"
 cargo build -p tessera-core -p tessera-edge --target wasm32-unknown-unknown --locked
 
 step "presigned URLs are byte-identical natively and as wasm (Node WASI)"
-cargo build --release --locked -p tessera-edge --bin presign-probe
-cargo build --release --locked -p tessera-edge --bin presign-probe --target wasm32-wasip1
+cargo build --release --locked -p tessera-core --bin presign-probe
+cargo build --release --locked -p tessera-core --bin presign-probe --target wasm32-wasip1
 diff <("$CARGO_TARGET_DIR/release/presign-probe") \
   <(node --no-warnings tests/wasi.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/presign-probe.wasm")
 echo "identical"

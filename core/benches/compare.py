@@ -29,6 +29,8 @@ import time
 
 PILLOW = "13.0.0"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from benchmarks import write_section  # noqa: E402  (BENCHMARKS.md's one writer)
 FIXTURES = os.environ.get("TESSERA_FIXTURES", os.path.expanduser("~/.cache/tessera/fixtures"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 PHOTOS = [
@@ -114,7 +116,6 @@ def main():
     ensure_pillow()
     subprocess.run(["cargo", "bench", "-p", "tessera-core", "--bench", "pipeline"], cwd=ROOT, check=True)
     lines = [
-        "<!-- preprocess:begin (written by core/benches/compare.py) -->",
         "## Preprocessing pipeline (issue 2)",
         "",
         f"Machine: {machine()}.",
@@ -153,16 +154,8 @@ def main():
         "Decompression bombs, refused from the header (whole `preprocess` call): "
         f"PNG claiming 100,000×100,000 px: {fmt(criterion_median('bomb', 'png-100000x100000'))}; "
         f"JPEG claiming 65,535×65,535 px: {fmt(criterion_median('bomb', 'jpeg-65535x65535'))}.",
-        "<!-- preprocess:end -->",
     ]
-    section = "\n".join(lines) + "\n"
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    pattern = re.compile(r"<!-- preprocess:begin.*?<!-- preprocess:end -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + section
-    with open(path, "w") as f:
-        f.write(text)
-    print(section)
+    print(write_section("preprocess", "core/benches/compare.py", "\n".join(lines)))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import time
 
 BOTOCORE = "1.43.11"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from benchmarks import write_section  # noqa: E402  (BENCHMARKS.md's one writer)
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 N = 100_000
 ROUNDS = 5
@@ -117,8 +119,8 @@ def main():
         assert botocore.__version__ == BOTOCORE
     except (ImportError, AssertionError):
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"botocore=={BOTOCORE}"], check=True)
-    run("cargo", "build", "--release", "--locked", "-p", "tessera-edge", "--bin", "presign-probe", "-p", "tessera-batch")
-    run("cargo", "build", "--release", "--locked", "-p", "tessera-edge", "--bin", "presign-probe", "--target", "wasm32-wasip1")
+    run("cargo", "build", "--release", "--locked", "-p", "tessera-core", "--bin", "presign-probe", "-p", "tessera-batch")
+    run("cargo", "build", "--release", "--locked", "-p", "tessera-core", "--bin", "presign-probe", "--target", "wasm32-wasip1")
     # Interleaved rounds, medians: the machine is shared and its speed drifts.
     rounds = {"native": [], "wasm": [], "boto": []}
     for _ in range(ROUNDS):
@@ -133,8 +135,7 @@ def main():
     node = run("node", "--version").strip()
     rustc = run("rustc", "--version").strip()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    section = f"""<!-- edge:begin (written by edge-worker/benches/compare.py) -->
-## Edge API (issue 3)
+    body = f"""## Edge API (issue 3)
 
 Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; {rustc};
 Node {node}; Python {platform.python_version()}, botocore {BOTOCORE}; {wrk.strip()}.
@@ -154,15 +155,8 @@ The native and wasm builds print byte-identical URLs for the same inputs (checke
 `POST /v1/uploads` with one image (six presigned PUTs, planning, SQLite insert) on the native
 host (one thread), wrk with {connections} connections for {seconds} s on loopback:
 {rps:,.0f} requests/s; latency p50 {pct.get('50')}, p90 {pct.get('90')}, p99 {pct.get('99')}.
-<!-- edge:end -->
 """
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    pattern = re.compile(r"<!-- edge:begin.*?<!-- edge:end -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
-    with open(path, "w") as f:
-        f.write(text)
-    print(section)
+    print(write_section("edge", "edge-worker/benches/compare.py", body))
 
 
 if __name__ == "__main__":

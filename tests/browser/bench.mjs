@@ -7,7 +7,7 @@
 //    Lanczos3), both from the same full-resolution RGBA pixels; and Tessera's resize as its
 //    pipeline runs it (from the DCT-scaled decode).
 // Medians of interleaved rounds, single-threaded unless named. Writes out/browser/bench.json
-// and the <!-- browser:begin/end --> section of BENCHMARKS.md.
+// and the `browser` section of BENCHMARKS.md (through scripts/benchmarks.py, its one writer).
 //
 //   node tests/browser/bench.mjs [rounds]     (after scripts/build-web.sh and a release build)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -124,8 +124,7 @@ try {
   const f = (x) => x.toFixed(1);
   const rows = results.map(({ name, ms }) => `| ${name} | ${f(ms.tessera)} ms | ${f(ms.canvas)} ms (Tessera ${f(ms.tessera / ms.canvas)}× its time) |`);
   const resize = results.map(({ name, ms }) => `| ${name} | ${f(ms.firFull)} ms | ${f(ms.pica)} ms (${f(ms.pica / ms.firFull)}×) | ${f(ms.picaWorkers)} ms (${f(ms.picaWorkers / ms.firFull)}×) | ${f(ms.pica / ms.tessera)}× |`);
-  const section = `<!-- browser:begin (written by tests/browser/bench.mjs) -->
-## In the browser (issue 4)
+  const body = `## In the browser (issue 4)
 
 Machine: ${cpu}, ${cores} cores; ${chromium} headless (Playwright ${JSON.parse(readFileSync(join(ROOT, 'node_modules/playwright-core/package.json'))).version}), pica ${JSON.parse(readFileSync(join(ROOT, 'node_modules/pica/package.json'))).version};
 tessera-wasm built by \`scripts/build-web.sh\` (release, simd128, wasm-opt -O3). Medians of ${ROUNDS} interleaved rounds
@@ -150,16 +149,9 @@ that keeps twice the letterbox resolution. Target: 5× faster than pica.
 
 | photo | Tessera resize | pica (×Tessera) | pica + workers (×Tessera) | pica resize ÷ Tessera's whole pipeline |
 |---|---|---|---|---|
-${resize.join('\n')}
-<!-- browser:end -->`;
-  const path = join(ROOT, 'BENCHMARKS.md');
-  const text = readFileSync(path, 'utf8');
-  const begin = text.indexOf('<!-- browser:begin');
-  const end = text.indexOf('<!-- browser:end -->');
-  writeFileSync(path, begin >= 0
-    ? text.slice(0, begin) + section + text.slice(end + '<!-- browser:end -->'.length)
-    : `${text.trimEnd()}\n\n${section}\n`);
-  console.log(section);
+${resize.join('\n')}`;
+  // BENCHMARKS.md has one writer, scripts/benchmarks.py.
+  console.log(execFileSync('python3', [join(ROOT, 'scripts/benchmarks.py'), 'browser', 'tests/browser/bench.mjs'], { input: body }).toString());
 } finally {
   await browser.close();
   await stack.stop();

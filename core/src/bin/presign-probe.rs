@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Built natively and for `wasm32-wasip1` (run by `node tests/wasi.mjs`), so the same inputs
-//! can be compared byte for byte and timed on both.
+//! can be compared byte for byte and timed on both. It lives beside [`tessera_core::presign`],
+//! the code it checks.
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
