@@ -58,7 +58,7 @@ diff <("$CARGO_TARGET_DIR/release/presign-probe") \
   <(node --no-warnings tests/wasi.mjs "$CARGO_TARGET_DIR/wasm32-wasip1/release/presign-probe.wasm")
 echo "identical"
 
-step "the Workers module builds (worker-build); wrangler dev in the tests reuses it"
+step "the Workers module builds (worker-build); the workerd test builds its test variant (wrangler.toml [env.test])"
 (cd edge-worker && worker-build --release)
 
 step "cargo test"

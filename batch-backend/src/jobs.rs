@@ -50,20 +50,13 @@ impl JobStore {
     /// # Errors
     /// SQLite's.
     pub fn create(&self, request: &JobRequest) -> rusqlite::Result<JobStatus> {
-        let job = JobStatus {
-            job_id: JobId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a job id"),
-            state: JobState::Queued,
-            stage: None,
-            progress: Progress {
-                done: 0,
-                total: request.inputs.len() as u64,
-            },
-            upload_id: request.upload_id.clone(),
-            project: request.project.clone(),
-            created_at: SystemTime::now()
+        let job = JobStatus::queued(
+            JobId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a job id"),
+            request,
+            SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-        };
+        );
         let body = serde_json::to_string(request).expect("a job request serialises");
         self.connection().execute(
             "INSERT INTO jobs (job_id, status, upload_id, project, images, created_at, request)

@@ -212,6 +212,25 @@ pub struct JobStatus {
     pub created_at: u64,
 }
 
+impl JobStatus {
+    /// A job just recorded for `request`: queued, no stage, none of its inputs done.
+    #[must_use]
+    pub fn queued(job_id: JobId, request: &JobRequest, created_at: u64) -> Self {
+        Self {
+            job_id,
+            state: JobState::Queued,
+            stage: None,
+            progress: Progress {
+                done: 0,
+                total: request.inputs.len() as u64,
+            },
+            upload_id: request.upload_id.clone(),
+            project: request.project.clone(),
+            created_at,
+        }
+    }
+}
+
 /// What happens to a job; [`transition`] says which state it leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobEvent {

@@ -420,6 +420,15 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()
     }
 
+    /// The plan of one declared file, `a.jpg`, in project `p`.
+    fn plan_one() -> Vec<Manifest> {
+        let request = UploadRequest {
+            project: "p".into(),
+            files: vec![declared("a.jpg")],
+        };
+        plan_upload(&request, &UploadPolicy::default(), ids(), today()).unwrap()
+    }
+
     #[test]
     fn keys_are_decided_by_the_server() {
         let mut evil = declared("../../other-project/x.jpg");
@@ -521,16 +530,7 @@ mod tests {
 
     #[test]
     fn put_headers_bind_type_length_and_checksum() {
-        let plan = plan_upload(
-            &UploadRequest {
-                project: "p".into(),
-                files: vec![declared("a.jpg")],
-            },
-            &UploadPolicy::default(),
-            ids(),
-            today(),
-        )
-        .unwrap();
+        let plan = plan_one();
         let headers = plan[0].objects[1].put_headers();
         assert_eq!(headers[0], ("content-type", "image/jpeg".to_owned()));
         assert_eq!(headers[1], ("content-length", "1001".to_owned()));
@@ -539,16 +539,7 @@ mod tests {
 
     #[test]
     fn stored_objects_pass_only_with_the_declared_size_and_checksum() {
-        let plan = plan_upload(
-            &UploadRequest {
-                project: "p".into(),
-                files: vec![declared("a.jpg")],
-            },
-            &UploadPolicy::default(),
-            ids(),
-            today(),
-        )
-        .unwrap();
+        let plan = plan_one();
         let object = plan[0].original();
         let right = digest(0).base64;
         let stored = |size_bytes, sha256_base64| {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::access::api_key_hash;
-use tessera_core::job::{JobRequest, JobState, JobStatus, Progress};
+use tessera_core::job::{JobRequest, JobStatus};
 use tessera_core::keys::JobId;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRequest};
@@ -86,18 +86,7 @@ struct ScriptedJobs {
 
 impl ScriptedJobs {
     fn queued(n: usize, request: &JobRequest) -> JobStatus {
-        JobStatus {
-            job_id: JobId::new(format!("job-{n}")).unwrap(),
-            state: JobState::Queued,
-            stage: None,
-            progress: Progress {
-                done: 0,
-                total: request.inputs.len() as u64,
-            },
-            upload_id: request.upload_id.clone(),
-            project: request.project.clone(),
-            created_at: 0,
-        }
+        JobStatus::queued(JobId::new(format!("job-{n}")).unwrap(), request, 0)
     }
 }
 
