@@ -45,6 +45,9 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "rustdoc -D warnings (every doc link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "clippy for wasm32 (tessera-wasm and its browser tests)"
 cargo clippy -p tessera-wasm --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 

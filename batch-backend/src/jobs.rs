@@ -1,6 +1,6 @@
 //! The batch backend's job API and store: `POST /v1/jobs` records a job, `GET /v1/jobs/{id}`
 //! reports it, in the contract of [`tessera_core::job`]. The edge reaches it through its
-//! [`Jobs`] trait: in-process in the local stack ([`LocalJobs`], used by [`crate::up`]), over
+//! [`Jobs`] trait: in-process in the local stack ([`LocalJobs`], used by `tessera up`), over
 //! HTTP with a service token when deployed ([`JobStore::answer`] is that API over `http`
 //! types).
 //!
