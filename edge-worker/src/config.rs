@@ -9,9 +9,9 @@ use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::search::DOWNLOAD_URL_LIFETIME;
 use tessera_core::upload::UploadPolicy;
 
-/// When a variable is not set.
+/// What a variable that is not set means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum Unset {
     /// The configuration is refused without it.
     Required,
     /// This value is used.
@@ -28,14 +28,14 @@ pub struct Variable {
     /// What it means, in the README's words (Markdown).
     pub meaning: &'static str,
     /// What happens without it.
-    pub default: Default,
+    pub unset: Unset,
 }
 
-const fn var(name: &'static str, meaning: &'static str, default: Default) -> Variable {
+const fn var(name: &'static str, meaning: &'static str, unset: Unset) -> Variable {
     Variable {
         name,
         meaning,
-        default,
+        unset,
     }
 }
 
@@ -71,63 +71,63 @@ pub const VARIABLES: &[Variable] = &[
     var(
         S3_ENDPOINT,
         "storage endpoint, `http(s)://host[:port]`",
-        Default::Required,
+        Unset::Required,
     ),
-    var(S3_BUCKET, "bucket", Default::Required),
+    var(S3_BUCKET, "bucket", Unset::Required),
     var(
         S3_REGION,
         "signing region (`auto` for R2)",
-        Default::Value("us-east-1"),
+        Unset::Value("us-east-1"),
     ),
     var(
         S3_ADDRESSING,
         "`path` or `virtual-host`",
-        Default::Value("path"),
+        Unset::Value("path"),
     ),
     var(
         S3_ACCESS_KEY_ID,
         "access key id the edge presigns with",
-        Default::Required,
+        Unset::Required,
     ),
     var(
         S3_SECRET_ACCESS_KEY,
         "secret access key the edge presigns with (a secret on Workers)",
-        Default::Required,
+        Unset::Required,
     ),
     var(
         API_KEY_HASHES,
         "comma-separated SHA-256 hex of the accepted API keys (keys are never stored)",
-        Default::Empty("none: every request is 401"),
+        Unset::Empty("none: every request is 401"),
     ),
     var(
         CORS_ORIGINS,
         "comma-separated allowed origins, or `*`",
-        Default::Empty("none"),
+        Unset::Empty("none"),
     ),
     var(
         MAX_BODY_BYTES,
         "request body limit, bytes",
-        Default::Value("1048576"),
+        Unset::Value("1048576"),
     ),
     var(
         RATE_BURST,
         "per-key token bucket: largest burst",
-        Default::Value("60"),
+        Unset::Value("60"),
     ),
     var(
         RATE_PER_SECOND,
         "per-key token bucket: sustained requests per second",
-        Default::Value("10"),
+        Unset::Value("10"),
     ),
     var(
         BACKEND_URL,
         "the batch backend, for `POST /v1/jobs` and `GET /v1/jobs/{id}`",
-        Default::Required,
+        Unset::Required,
     ),
     var(
         BACKEND_TOKEN,
         "the batch backend's service token (a secret on Workers)",
-        Default::Required,
+        Unset::Required,
     ),
 ];
 
@@ -136,10 +136,10 @@ pub const VARIABLES: &[Variable] = &[
 pub fn markdown_table() -> String {
     let mut table = String::from("| variable | meaning | default |\n|---|---|---|\n");
     for v in VARIABLES {
-        let default = match v.default {
-            Default::Required => "required".to_owned(),
-            Default::Value(value) => format!("`{value}`"),
-            Default::Empty(means) => means.to_owned(),
+        let default = match v.unset {
+            Unset::Required => "required".to_owned(),
+            Unset::Value(value) => format!("`{value}`"),
+            Unset::Empty(means) => means.to_owned(),
         };
         table.push_str(&format!("| `{}` | {} | {default} |\n", v.name, v.meaning));
     }
@@ -174,11 +174,11 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             .iter()
             .find(|v| v.name == name)
             .expect("every variable read is in VARIABLES");
-        match ((self.0)(name), variable.default) {
+        match ((self.0)(name), variable.unset) {
             (Some(value), _) => Ok(value),
-            (None, Default::Required) => Err(ConfigError::Missing(name)),
-            (None, Default::Value(value)) => Ok(value.to_owned()),
-            (None, Default::Empty(_)) => Ok(String::new()),
+            (None, Unset::Required) => Err(ConfigError::Missing(name)),
+            (None, Unset::Value(value)) => Ok(value.to_owned()),
+            (None, Unset::Empty(_)) => Ok(String::new()),
         }
     }
 

@@ -26,13 +26,11 @@ impl ApiError {
 
     /// `objects_not_uploaded`, listing each object.
     pub(crate) fn objects_not_uploaded(problems: Vec<ObjectProblem>) -> Self {
-        let mut error = Self::new(
-            ErrorCode::ObjectsNotUploaded,
-            format!(
-                "{} objects are missing or differ from what was declared",
-                problems.len()
-            ),
-        );
+        let message = match problems.len() {
+            1 => "1 object is missing or differs from what was declared".to_owned(),
+            n => format!("{n} objects are missing or differ from what was declared"),
+        };
+        let mut error = Self::new(ErrorCode::ObjectsNotUploaded, message);
         error.body.objects = Some(problems);
         error
     }

@@ -70,11 +70,11 @@ pub struct OutboundError {
 }
 
 impl OutboundError {
-    /// The error of `request` (its query left out), with the client's message.
-    pub fn of<B>(request: &Request<B>, detail: impl std::fmt::Display) -> Self {
-        let uri = request.uri();
+    /// The error of a `method` request to `uri` (its query left out), with the client's
+    /// message.
+    pub fn of(method: &http::Method, uri: &http::Uri, detail: impl std::fmt::Display) -> Self {
         Self {
-            method: request.method().clone(),
+            method: method.clone(),
             url: format!(
                 "{}://{}{}",
                 uri.scheme_str().unwrap_or("http"),

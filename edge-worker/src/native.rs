@@ -23,12 +23,12 @@ pub struct ReqwestOutbound(reqwest::Client);
 
 impl Outbound for ReqwestOutbound {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, OutboundError> {
-        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&request, e);
-        let (parts, body) = request.clone().into_parts();
+        let (parts, body) = request.into_parts();
+        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&parts.method, &parts.uri, e);
         let response = self
             .0
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
+            .request(parts.method.clone(), parts.uri.to_string())
+            .headers(parts.headers.clone())
             .body(body)
             .timeout(Duration::from_secs(30))
             .send()

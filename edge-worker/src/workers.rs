@@ -215,10 +215,10 @@ impl Outbound for FetchOutbound {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, OutboundError> {
-        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&request, e);
-        let sent = request
-            .clone()
-            .map(|body| http_body_util::Full::new(Bytes::from(body)));
+        let (parts, body) = request.into_parts();
+        let failed = |e: &dyn std::fmt::Display| OutboundError::of(&parts.method, &parts.uri, e);
+        let sent =
+            http::Request::from_parts(parts.clone(), http_body_util::Full::new(Bytes::from(body)));
         let sent = worker::Request::try_from(sent).map_err(|e| failed(&e))?;
         let response = worker::Fetch::Request(sent)
             .send()
