@@ -14,21 +14,38 @@ if ('serviceWorker' in navigator) {
 // ---- Workers: preprocessing off the main thread -------------------------------------------
 const workers = Array.from({ length: Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1)) },
   () => new Worker('worker.js', { type: 'module' }));
-const pending = new Map();
+// Files wait here and go to a worker only when it has room for them (two per worker: one
+// working, one ready), so a drop of hundreds of files costs the main thread nothing up front
+// and each worker gets the next file as soon as it is free.
+const PER_WORKER = 2;
+const waiting = [];
+const inFlight = new Map(); // id → { resolve, worker }
+const busy = new Map(workers.map((w) => [w, 0]));
 let nextId = 0;
-let nextWorker = 0;
+function dispatch() {
+  while (waiting.length > 0) {
+    const [worker, load] = [...busy].reduce((a, b) => (b[1] < a[1] ? b : a));
+    if (load >= PER_WORKER) return;
+    const { file, resolve } = waiting.shift();
+    const id = nextId++;
+    inFlight.set(id, { resolve, worker });
+    busy.set(worker, load + 1);
+    worker.postMessage({ id, file, options: { project: config.project, fileName: file.name, fallbackDate: today() } });
+  }
+}
 for (const worker of workers) {
   worker.onmessage = ({ data }) => {
-    pending.get(data.id)(data);
-    pending.delete(data.id);
+    const { resolve } = inFlight.get(data.id);
+    inFlight.delete(data.id);
+    busy.set(worker, busy.get(worker) - 1);
+    dispatch();
+    resolve(data);
   };
 }
 function preprocessInWorker(file) {
-  const id = nextId++;
-  const worker = workers[nextWorker++ % workers.length];
   return new Promise((resolve) => {
-    pending.set(id, resolve);
-    worker.postMessage({ id, file, options: { project: config.project, fileName: file.name, fallbackDate: today() } });
+    waiting.push({ file, resolve });
+    dispatch();
   });
 }
 

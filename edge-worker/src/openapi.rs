@@ -197,3 +197,22 @@ pub fn document() -> OpenApi {
         .components(Some(components))
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document lists every `ErrorCode` as serde writes it; each must be its `as_str()`.
+    #[test]
+    fn every_error_code_is_written_as_its_wire_name() {
+        let document = serde_json::to_value(document()).unwrap();
+        let codes = document["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap();
+        assert!(codes.len() >= 30, "{codes:?}");
+        for code in codes {
+            let parsed: ErrorCode = serde_json::from_value(code.clone()).unwrap();
+            assert_eq!(parsed.as_str(), code.as_str().unwrap());
+        }
+    }
+}
