@@ -54,6 +54,8 @@ pub enum ErrorCode {
     Checksum,
     /// A file name is empty or too long.
     FileName,
+    /// A declared EXIF date or GPS position is outside what a camera records.
+    InvalidMetadata,
     /// `complete` found objects missing or different from what was declared.
     ObjectsNotUploaded,
 
@@ -116,6 +118,7 @@ impl ErrorCode {
             Self::ObjectSize => "object_size",
             Self::Checksum => "checksum",
             Self::FileName => "file_name",
+            Self::InvalidMetadata => "invalid_metadata",
             Self::ObjectsNotUploaded => "objects_not_uploaded",
             Self::UnknownParameter => "unknown_parameter",
             Self::RepeatedParameter => "repeated_parameter",
@@ -161,6 +164,7 @@ impl ErrorCode {
             | Self::ObjectSize
             | Self::Checksum
             | Self::FileName
+            | Self::InvalidMetadata
             | Self::UnknownParameter
             | Self::RepeatedParameter
             | Self::InvalidParameter => 400,

@@ -4,6 +4,7 @@
 //! read and leaves the rest `None`.
 
 use std::io::Cursor;
+use std::ops::RangeInclusive;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use exif::{In, Tag, Value};
@@ -107,16 +108,33 @@ impl TryFrom<u16> for Orientation {
     }
 }
 
+/// The acquisition dates Tessera records and searches: 1826-01-01 (the year of Niépce's *View
+/// from the Window at Le Gras*, the oldest surviving camera photograph) to 2199-12-31. Dates
+/// outside it are camera-clock garbage, and years outside 0001–9999 would also break the
+/// text order that the stores sort and filter by (`+10000-01-01` sorts before `2024-…`).
+pub const ACQUISITION_DATES: RangeInclusive<NaiveDate> = RangeInclusive::new(
+    NaiveDate::from_ymd_opt(1826, 1, 1).expect("a date"),
+    NaiveDate::from_ymd_opt(2199, 12, 31).expect("a date"),
+);
+
+/// The GPS altitudes Tessera records, in metres: −11,000 (below the Challenger Deep, −10,935 m)
+/// to 100,000 (the Kármán line; stratospheric balloons reach about 50 km).
+pub const ALTITUDE_M: RangeInclusive<f64> = -11_000.0..=100_000.0;
+
 /// A GPS position in WGS 84 decimal degrees, as recorded by the camera.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GpsPosition {
     /// Latitude in decimal degrees, −90 to 90, negative south (from `GPSLatitudeRef` = `S`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -90.0, maximum = 90.0))]
     pub latitude: f64,
     /// Longitude in decimal degrees, −180 to 180, negative west (from `GPSLongitudeRef` = `W`).
+    #[cfg_attr(feature = "openapi", schema(minimum = -180.0, maximum = 180.0))]
     pub longitude: f64,
-    /// Altitude in metres above sea level, negative below (`GPSAltitudeRef` = 1).
+    /// Altitude in metres above sea level, negative below (`GPSAltitudeRef` = 1); within
+    /// [`ALTITUDE_M`].
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = -11_000.0, maximum = 100_000.0))]
     pub altitude_m: Option<f64>,
 }
 
@@ -124,8 +142,15 @@ pub struct GpsPosition {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExifMetadata {
-    /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture, no zone.
+    /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture. EXIF
+    /// records no zone here, so neither does Tessera: `2024-03-09T10:00:00`, an RFC 3339
+    /// `partial-time` after a `full-date` with no offset; within [`ACQUISITION_DATES`].
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(
+        value_type = Option<String>,
+        pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$",
+        example = "2024-03-09T10:00:00"
+    ))]
     pub taken_at: Option<NaiveDateTime>,
     /// `GPSLatitude`/`GPSLongitude`/`GPSAltitude` with their reference tags.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,6 +173,52 @@ impl ExifMetadata {
     pub fn acquisition_date(&self) -> Option<NaiveDate> {
         self.taken_at.map(|t| t.date())
     }
+
+    /// Checks declared metadata against what a camera can record: `taken_at` within
+    /// [`ACQUISITION_DATES`], latitude within ±90°, longitude within ±180°, altitude within
+    /// [`ALTITUDE_M`], every number finite. [`read_exif`] only returns metadata that passes.
+    ///
+    /// # Errors
+    /// The first field out of range.
+    pub fn check(&self) -> Result<(), MetadataProblem> {
+        if let Some(taken_at) = self.taken_at
+            && !ACQUISITION_DATES.contains(&taken_at.date())
+        {
+            return Err(MetadataProblem::TakenAt(taken_at));
+        }
+        if let Some(gps) = self.gps {
+            if !(-90.0..=90.0).contains(&gps.latitude) {
+                return Err(MetadataProblem::Latitude(gps.latitude));
+            }
+            if !(-180.0..=180.0).contains(&gps.longitude) {
+                return Err(MetadataProblem::Longitude(gps.longitude));
+            }
+            if let Some(altitude) = gps.altitude_m
+                && !ALTITUDE_M.contains(&altitude)
+            {
+                return Err(MetadataProblem::Altitude(altitude));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A declared metadata field outside what a camera can record ([`ExifMetadata::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataProblem {
+    /// `taken_at` outside [`ACQUISITION_DATES`].
+    #[error("taken_at {0} is outside {start} to {end}", start = ACQUISITION_DATES.start(), end = ACQUISITION_DATES.end())]
+    TakenAt(NaiveDateTime),
+    /// A latitude outside −90 to 90 or not finite.
+    #[error("GPS latitude {0} is outside -90 to 90 degrees")]
+    Latitude(f64),
+    /// A longitude outside −180 to 180 or not finite.
+    #[error("GPS longitude {0} is outside -180 to 180 degrees")]
+    Longitude(f64),
+    /// An altitude outside [`ALTITUDE_M`] or not finite.
+    #[error("GPS altitude {0} m is outside {min} to {max} m", min = ALTITUDE_M.start(), max = ALTITUDE_M.end())]
+    Altitude(f64),
 }
 
 /// Reads EXIF from a JPEG (APP1), PNG (`eXIf`) or TIFF (IFD0) file.
@@ -193,7 +264,8 @@ pub fn read_exif(bytes: &[u8]) -> ExifMetadata {
                 .filter(|a| a.is_finite())
                 .map(|a| if below_sea { -a } else { a }),
             _ => None,
-        };
+        }
+        .filter(|a| ALTITUDE_M.contains(a));
         Some(GpsPosition {
             latitude,
             longitude,
@@ -209,11 +281,13 @@ pub fn read_exif(bytes: &[u8]) -> ExifMetadata {
     }
 }
 
-/// Parses EXIF's `YYYY:MM:DD HH:MM:SS`; `None` for blanks (`    :  :     :  :  `) and
-/// impossible dates.
+/// Parses EXIF's `YYYY:MM:DD HH:MM:SS`; `None` for blanks (`    :  :     :  :  `),
+/// impossible dates and dates outside [`ACQUISITION_DATES`].
 fn parse_exif_datetime(ascii: &[u8]) -> Option<NaiveDateTime> {
     let text = std::str::from_utf8(ascii).ok()?.trim_matches(['\0', ' ']);
-    NaiveDateTime::parse_from_str(text, "%Y:%m:%d %H:%M:%S").ok()
+    NaiveDateTime::parse_from_str(text, "%Y:%m:%d %H:%M:%S")
+        .ok()
+        .filter(|t| ACQUISITION_DATES.contains(&t.date()))
 }
 
 /// Degrees + minutes/60 + seconds/3600 from three EXIF rationals (EXIF 2.32 §4.6.6).
@@ -254,6 +328,68 @@ mod tests {
         );
         assert_eq!(parse_exif_datetime(b"    :  :     :  :  "), None);
         assert_eq!(parse_exif_datetime(b"2014:02:30 00:00:00"), None);
+        assert_eq!(parse_exif_datetime(b"1601:01:01 00:00:00"), None);
+    }
+
+    #[test]
+    fn metadata_outside_what_a_camera_records_is_named() {
+        let at = |y, m, d| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+        };
+        let gps = |latitude, longitude, altitude_m| {
+            Some(GpsPosition {
+                latitude,
+                longitude,
+                altitude_m,
+            })
+        };
+        let problem = |taken_at, gps| {
+            ExifMetadata {
+                taken_at,
+                gps,
+                ..ExifMetadata::default()
+            }
+            .check()
+        };
+        assert_eq!(
+            problem(at(1826, 1, 1), gps(-90.0, 180.0, Some(-11_000.0))),
+            Ok(())
+        );
+        assert_eq!(
+            problem(at(2199, 12, 31), gps(90.0, -180.0, Some(100_000.0))),
+            Ok(())
+        );
+        for (taken_at, expected) in [
+            (at(10_000, 1, 1), "+10000-01-01"),
+            (at(-1, 12, 31), "-0001-12-31"),
+            (at(1825, 12, 31), "1825-12-31"),
+        ] {
+            let error = problem(taken_at, None).unwrap_err();
+            assert!(matches!(error, MetadataProblem::TakenAt(_)), "{error}");
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        assert!(matches!(
+            problem(None, gps(1000.0, 0.0, None)),
+            Err(MetadataProblem::Latitude(_))
+        ));
+        assert!(matches!(
+            problem(None, gps(f64::NAN, 0.0, None)),
+            Err(MetadataProblem::Latitude(_))
+        ));
+        assert!(matches!(
+            problem(None, gps(0.0, 1e308, None)),
+            Err(MetadataProblem::Longitude(_))
+        ));
+        assert!(matches!(
+            problem(None, gps(0.0, 0.0, Some(f64::INFINITY))),
+            Err(MetadataProblem::Altitude(_))
+        ));
+        assert!(matches!(
+            problem(None, gps(0.0, 0.0, Some(-20_000.0))),
+            Err(MetadataProblem::Altitude(_))
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
+use crate::exif::ACQUISITION_DATES;
 use crate::keys::{ImageId, Project};
 use crate::manifest::Manifest;
 
@@ -180,7 +181,9 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
         }
         let date = |p| {
             NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                .map_err(|_| invalid(p, "a date YYYY-MM-DD"))
+                .ok()
+                .filter(|d| ACQUISITION_DATES.contains(d))
+                .ok_or_else(|| invalid(p, "a date YYYY-MM-DD from 1826-01-01 to 2199-12-31"))
         };
         match name {
             "project" => {
@@ -271,6 +274,13 @@ mod tests {
             code(&[("from", "2024-01-01' OR 1=1 --")]),
             ErrorCode::InvalidParameter
         );
+        for outside in ["+10000-01-01", "-0001-12-31", "1825-12-31", "2200-01-01"] {
+            assert_eq!(
+                code(&[("to", outside)]),
+                ErrorCode::InvalidParameter,
+                "{outside}"
+            );
+        }
         assert_eq!(
             code(&[("project", "x'; DROP TABLE images; --")]),
             ErrorCode::InvalidParameter

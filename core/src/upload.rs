@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
-use crate::exif::ExifMetadata;
+use crate::exif::{ExifMetadata, MetadataProblem};
 use crate::keys::{ImageId, KeyError, ObjectNaming, Project, Slug};
 use crate::limits::{ImageFormat, Limits};
 use crate::manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
@@ -91,7 +91,7 @@ pub struct DeclaredObject {
 }
 
 /// A refused upload request. Every variant names the file (by position) and the problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UploadError {
     /// The project name is invalid.
@@ -153,6 +153,14 @@ pub enum UploadError {
         /// Position of the file.
         file: usize,
     },
+    /// A declared EXIF field is outside what a camera records ([`ExifMetadata::check`]).
+    #[error("file {file}: {problem}")]
+    Metadata {
+        /// Position of the file.
+        file: usize,
+        /// The field and its range.
+        problem: MetadataProblem,
+    },
 }
 
 impl UploadError {
@@ -167,6 +175,7 @@ impl UploadError {
             Self::Size { .. } => ErrorCode::ObjectSize,
             Self::Checksum { .. } => ErrorCode::Checksum,
             Self::FileName { .. } => ErrorCode::FileName,
+            Self::Metadata { .. } => ErrorCode::InvalidMetadata,
         }
     }
 }
@@ -283,6 +292,10 @@ fn plan_image(
     if declared.file_name.is_empty() || declared.file_name.len() > 255 {
         return Err(UploadError::FileName { file });
     }
+    declared
+        .exif
+        .check()
+        .map_err(|problem| UploadError::Metadata { file, problem })?;
     let kinds: BTreeSet<_> = declared.objects.iter().map(|o| o.kind as u8).collect();
     if declared.objects.len() != ObjectKind::ALL.len() || kinds.len() != ObjectKind::ALL.len() {
         return Err(UploadError::ObjectSet { file });
@@ -518,6 +531,18 @@ mod tests {
         assert_eq!(
             bad(&|r| r.files[0].file_name = String::new()),
             ErrorCode::FileName
+        );
+        assert_eq!(
+            bad(
+                &|r| r.files[0].exif.taken_at = NaiveDate::from_ymd_opt(10_000, 1, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+            ),
+            ErrorCode::InvalidMetadata
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].exif.gps.as_mut().unwrap().latitude = 1000.0),
+            ErrorCode::InvalidMetadata
         );
 
         // The message names the file and the limit.
