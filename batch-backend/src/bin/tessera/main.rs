@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod edge;
 mod preprocess;
+mod storage;
 mod up;
 
 /// Tessera: get images into storage and through batch geospatial processing.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -36,7 +36,7 @@ use tessera_core::upload::UploadPolicy;
 use tessera_edge::native::{ReqwestOutbound, answer};
 use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
-use tower::{Service as _, ServiceExt as _};
+use tower::Service as _;
 
 use tessera_batch::jobs::{JobStore, LocalJobs};
 
@@ -130,9 +130,8 @@ impl LocalCredentials {
 }
 
 type LocalEdge = Edge<SqliteStore, ReqwestOutbound, LocalJobs>;
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-type StorageService =
-    tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
+/// The body of every answer `tessera up` gives.
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Runs the stack until `shutdown` resolves. Call inside a `tokio::task::LocalSet` on a
 /// current-thread runtime. `ready` is called with the page's URL and the storage endpoint's
@@ -176,7 +175,7 @@ pub(crate) async fn run(
     let s3_addr = s3_listener.local_addr()?;
     let origins = page_origins(page_addr);
 
-    let s3 = storage_service(&options.data.join("s3"), &credentials, &origins)?;
+    let s3 = crate::storage::storage_service(&options.data.join("s3"), &credentials, &origins)?;
     let jobs = Arc::new(
         JobStore::open(&options.data.join("jobs.sqlite"))
             .with_context(|| format!("{}", options.data.join("jobs.sqlite").display()))?,
@@ -320,88 +319,4 @@ async fn page_or_api(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
-}
-
-/// The S3-compatible service: CORS for the page, the `..` guard, then s3s-fs with SigV4.
-fn storage_service(
-    root: &Path,
-    credentials: &LocalCredentials,
-    origins: &[String],
-) -> anyhow::Result<StorageService> {
-    let fs = s3s_fs::FileSystem::new(root)
-        .map_err(|e| anyhow::anyhow!("storage at {}: {e:?}", root.display()))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        credentials.access_key_id.as_str(),
-        credentials.secret_access_key.as_str(),
-    ));
-    let s3 = builder.build();
-    let guarded = tower::service_fn(move |request: Request<Incoming>| {
-        let s3 = s3.clone();
-        async move {
-            if has_dot_segment(request.uri().path()) {
-                let mut refused = Response::new(s3s::Body::from(
-                    "object keys with '.' or '..' segments are refused".to_owned(),
-                ));
-                *refused.status_mut() = StatusCode::BAD_REQUEST;
-                return Ok(refused);
-            }
-            s3.call(request.map(s3s::Body::from)).await
-        }
-    });
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .map(|o| HeaderValue::from_str(o))
-        .collect::<Result<_, _>>()?;
-    let cors = tower_http::cors::CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([Method::GET, Method::PUT, Method::HEAD])
-        .allow_headers(tower_http::cors::Any)
-        .expose_headers([header::ETAG])
-        .max_age(Duration::from_secs(3600));
-    Ok(tower::util::BoxCloneService::new(
-        tower::ServiceBuilder::new()
-            .layer(cors)
-            .service(guarded)
-            .map_response(|response| {
-                response.map(|body| {
-                    body.map_err(|e| std::io::Error::other(e.to_string()))
-                        .boxed_unsync()
-                })
-            })
-            .map_err(|e| std::io::Error::other(format!("{e:?}"))),
-    ))
-}
-
-/// Whether a request path has a `.` or `..` segment, raw or percent-encoded.
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        decoded == "." || decoded == ".." || decoded.contains(['/', '\\'])
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_dot_segment;
-
-    #[test]
-    fn dot_segments_are_found_raw_and_encoded() {
-        for path in [
-            "/tessera/../etc/passwd",
-            "/tessera/a/%2E%2E/b",
-            "/tessera/a/%2e./b",
-            "/tessera/./a",
-            "/tessera/a%2F..%2Fb",
-        ] {
-            assert!(has_dot_segment(path), "{path}");
-        }
-        for path in [
-            "/tessera/original-uploads/local/2024/a..b.jpg",
-            "/tessera/a/.../b",
-            "/",
-        ] {
-            assert!(!has_dot_segment(path), "{path}");
-        }
-    }
 }
