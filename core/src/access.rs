@@ -8,6 +8,54 @@ use crate::manifest::Sha256Digest;
 /// 24; the Fetch Standard, "CORS-preflight cache").
 pub const CORS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Whether a request's `Host` header (`name[:port]`, `[v6]:port`) names the local server
+/// listening on `listen`: the port must be the listen port, and the name `localhost` (for a
+/// loopback or unspecified listen address) or an IP literal equal to the listen address (any
+/// IP literal for an unspecified one, `0.0.0.0` or `::`). A missing port means 80.
+///
+/// A web page whose DNS name an attacker rebinds to 127.0.0.1 sends its own name as `Host`;
+/// refusing every name but these keeps such pages from reading a local server's answers
+/// (the defence the Chromium and Node.js inspector and Jupyter use against DNS rebinding).
+#[must_use]
+pub fn host_allowed(host: Option<&str>, listen: std::net::SocketAddr) -> bool {
+    let Some(host) = host else { return false };
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, "")) => (name, None),
+            Some((name, port)) => match port.strip_prefix(':') {
+                Some(port) => (name, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port = match port {
+        Some(port) => port.parse::<u16>().ok(),
+        None => Some(80),
+    };
+    if port != Some(listen.port()) {
+        return false;
+    }
+    let unspecified = listen.ip().is_unspecified();
+    if name.eq_ignore_ascii_case("localhost") {
+        return listen.ip().is_loopback() || unspecified;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| unspecified || ip == listen.ip())
+}
+
+/// Failed authentications one client address may make at once before it is refused (429)
+/// whatever key it sends: 20.
+pub const AUTH_FAILURE_BURST: f64 = 20.0;
+
+/// Failed authentications per second one client address may sustain: 1. A guess of a
+/// 128-bit key at that rate is hopeless; a mistyped key in a script recovers within seconds.
+pub const AUTH_FAILURES_PER_SECOND: f64 = 1.0;
+
 /// The stored form of an API key: lower-case hex SHA-256 of the bearer token's bytes. Keys are
 /// configured and compared only in this form, so a leaked configuration reveals no key.
 #[must_use]
@@ -37,6 +85,23 @@ impl TokenBucket {
             tokens: capacity,
             last_s: now_s,
         }
+    }
+
+    /// Whether a token could be taken at `now_s`, without taking it. `Err(retry_after_s)` as
+    /// [`TokenBucket::try_take`].
+    ///
+    /// # Errors
+    /// The wait in seconds when the bucket is empty.
+    pub fn peek(&self, now_s: f64) -> Result<(), f64> {
+        let mut copy = *self;
+        copy.try_take(now_s)
+    }
+
+    /// Whether the bucket has refilled to capacity by `now_s` (a client that has stopped).
+    #[must_use]
+    pub fn is_full(&self, now_s: f64) -> bool {
+        let elapsed = (now_s - self.last_s).max(0.0);
+        self.tokens + elapsed * self.refill_per_second >= self.capacity
     }
 
     /// Takes one token at `now_s`. `Err(retry_after_s)` says how long until one is available.
@@ -73,6 +138,35 @@ mod tests {
             "refills to capacity only"
         );
         assert!(bucket.try_take(200.0).is_err());
+        assert!(bucket.peek(200.0).is_err() && bucket.peek(200.5).is_ok());
+        assert!(!bucket.is_full(200.5) && bucket.is_full(201.5));
+    }
+
+    #[test]
+    fn only_the_listen_address_and_localhost_are_answered() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080"] {
+            assert!(host_allowed(Some(host), loopback), "{host}");
+        }
+        for host in [
+            "attacker.example:8080",
+            "127.0.0.1:9000",
+            "127.0.0.2:8080",
+            "localhost",
+            "localhost.attacker.example:8080",
+            "[::1]:8080",
+            "127.0.0.1:8080:8080",
+            "",
+        ] {
+            assert!(!host_allowed(Some(host), loopback), "{host}");
+        }
+        assert!(!host_allowed(None, loopback));
+        let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
+        assert!(host_allowed(Some("[::1]"), v6) && host_allowed(Some("[::1]:80"), v6));
+        assert!(!host_allowed(Some("[::1"), v6));
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(host_allowed(Some("192.168.1.20:8080"), any));
+        assert!(!host_allowed(Some("box.lan:8080"), any));
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The request body is over the limit.
     BodyTooLarge,
+    /// The request body did not arrive in time.
+    RequestTimeout,
+    /// The path exists but not with this method; see `Allow`.
+    MethodNotAllowed,
 
     // Things that do not exist.
     /// No such route.
@@ -126,6 +130,8 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::BodyTooLarge => "body_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::UploadNotFound => "upload_not_found",
             Self::ImageNotFound => "image_not_found",
@@ -137,13 +143,15 @@ impl ErrorCode {
     }
 
     /// The HTTP status an API answers with this code (RFC 9110 semantics): 400 for a bad
-    /// request or file, 401, 404, 409 for objects that are not as declared, 413, 429, 502
+    /// request or file, 401, 404, 405, 408, 409 for objects that are not as declared, 413, 429, 502
     /// when the batch backend failed, 500 otherwise.
     #[must_use]
     pub fn http_status(self) -> u16 {
         match self {
             Self::TooLarge | Self::BodyTooLarge => 413,
             Self::Unauthorized => 401,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::RateLimited => 429,
             Self::NotFound | Self::UploadNotFound | Self::ImageNotFound | Self::JobNotFound => 404,
             Self::ObjectsNotUploaded => 409,

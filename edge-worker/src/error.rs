@@ -12,6 +12,7 @@ use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
 pub(crate) struct ApiError {
     body: ErrorBody,
     retry_after_s: Option<u64>,
+    allow: Option<&'static str>,
 }
 
 pub(crate) type ApiResult = Result<Response<Bytes>, ApiError>;
@@ -21,6 +22,7 @@ impl ApiError {
         Self {
             body: ErrorBody::new(code, message),
             retry_after_s: None,
+            allow: None,
         }
     }
 
@@ -41,6 +43,21 @@ impl ApiError {
             ..Self::new(
                 ErrorCode::RateLimited,
                 format!("too many requests; retry in {wait_s:.1} s"),
+            )
+        }
+    }
+
+    /// `method_not_allowed` for a known `path`, with `Allow: allowed`.
+    pub(crate) fn method_not_allowed(
+        method: &http::Method,
+        path: &str,
+        allowed: &'static str,
+    ) -> Self {
+        Self {
+            allow: Some(allowed),
+            ..Self::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{path} does not answer {method}; it answers {allowed}"),
             )
         }
     }
@@ -67,6 +84,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }

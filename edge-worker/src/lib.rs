@@ -37,7 +37,7 @@ use http::{Request, Response};
 
 pub use crate::config::{BackendConfig, Config, ConfigError};
 pub use crate::jobs::{HttpJobs, Jobs, JobsError};
-pub use crate::routes::Edge;
+pub use crate::routes::{Admission, Admitted, ClientAddr, Edge};
 pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
 pub use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,

@@ -13,9 +13,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::{BackendConfig, Config, ConfigError, Edge, Jobs, Outbound, OutboundError, Store};
+use crate::{
+    Admission, BackendConfig, ClientAddr, Config, ConfigError, Edge, Jobs, Outbound, OutboundError,
+    Store,
+};
 
 /// Outbound HTTP with reqwest.
 #[derive(Debug, Clone, Default)]
@@ -56,39 +59,88 @@ pub fn config_from_env() -> Result<(Config, BackendConfig), ConfigError> {
     ))
 }
 
-/// Serves `edge` on `listener` until `shutdown` resolves. Must run inside a
-/// `tokio::task::LocalSet` on a current-thread runtime. Request bodies over the configured
-/// limit are refused with 413 before they are read whole.
-pub async fn serve<S, O, J>(
+/// How a native server treats slow clients and how many it holds at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest wait for a request's head, from the connection's start or the end of the
+    /// previous answer (so also how long an idle keep-alive connection is kept), and for any
+    /// next byte of a body, or for the client to take the next byte of an answer. Default 15 s.
+    pub client_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue. Default 512.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            client_timeout: Duration::from_secs(15),
+            max_connections: 512,
+        }
+    }
+}
+
+/// The longest a native host waits for a whole request body to the edge (at most
+/// `max_body_bytes`, 1 MiB by default): 30 s. A body that trickles in slower is answered
+/// 408 `request_timeout`.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves HTTP/1.1 connections from `listener` with `service` until `shutdown` resolves.
+/// Must run inside a `tokio::task::LocalSet`. Every request carries the peer's [`ClientAddr`]
+/// in its extensions. Clients are held to `limits`; when `accept` fails (out of file
+/// descriptors, say), the loop waits, from 10 ms doubling to 1 s, instead of retrying at once,
+/// and logs at most one warning every 10 s with the number of failures.
+pub async fn serve_connections<F, R, B, E>(
     listener: tokio::net::TcpListener,
-    edge: Rc<Edge<S, O, J>>,
+    limits: ConnectionLimits,
+    service: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Store + 'static,
-    O: Outbound + 'static,
-    J: Jobs + 'static,
+    F: Fn(Request<Incoming>) -> R + Clone + 'static,
+    R: Future<Output = Result<Response<B>, E>> + 'static,
+    B: hyper::body::Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(shutdown);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let stream = tokio::select! {
+        let permit = tokio::select! {
+            () = &mut shutdown => return,
+            permit = std::sync::Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+        };
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff.failed(&e)).await;
                     continue;
                 }
             },
         };
-        let edge = Rc::clone(&edge);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(limits.client_timeout));
+        stream.set_write_timeout(Some(limits.client_timeout));
+        let service = service.clone();
         tokio::task::spawn_local(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let edge = Rc::clone(&edge);
-                async move { Ok::<_, Infallible>(answer(&edge, request).await.map(Full::new)) }
+            let _permit = permit;
+            let client = ClientAddr(peer.ip());
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(client);
+                service(request)
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.client_timeout)
+                .serve_connection(TokioIo::new(Box::pin(stream)), service)
+                .await;
+            if let Err(e) = served
+                && !e.is_incomplete_message()
             {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
@@ -96,25 +148,86 @@ pub async fn serve<S, O, J>(
     }
 }
 
-/// Answers one hyper request with `edge`: the body is read up to the configured limit (413
-/// beyond it), then routed by [`Edge::handle`] with the system clock and random v4 ids. For
-/// hosts that serve more than the edge on one port; [`serve`] uses it for every request.
+/// How long to wait after a failed `accept`, and when to say so.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    delay: Duration,
+    failures_unlogged: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    /// The wait before the next `accept`; logs `error` unless a warning went out in the last
+    /// [`Self::LOG_EVERY`].
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        self.failures_unlogged += 1;
+        if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Self::LOG_EVERY)
+        {
+            tracing::warn!(
+                error = %error,
+                failures = self.failures_unlogged,
+                "accept failed; backing off"
+            );
+            self.failures_unlogged = 0;
+            self.last_logged = Some(std::time::Instant::now());
+        }
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        self.delay
+    }
+}
+
+/// Serves `edge` on `listener` with [`serve_connections`] until `shutdown` resolves. Must run
+/// inside a `tokio::task::LocalSet` on a current-thread runtime.
+pub async fn serve<S, O, J>(
+    listener: tokio::net::TcpListener,
+    limits: ConnectionLimits,
+    edge: Rc<Edge<S, O, J>>,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+{
+    let service = move |request: Request<Incoming>| {
+        let edge = Rc::clone(&edge);
+        async move { Ok::<_, Infallible>(answer(&edge, request).await.map(Full::new)) }
+    };
+    serve_connections(listener, limits, service, shutdown).await;
+}
+
+/// Answers one hyper request with `edge`: [`Edge::admit`] on the head, so that a request
+/// without a valid key is refused before its body is read; then the body, up to the configured
+/// limit (413 beyond it) and within [`BODY_READ_TIMEOUT`] (408), routed by [`Edge::respond`]
+/// with the system clock and random v4 ids. For hosts that serve more than the edge on one
+/// port; [`serve`] uses it for every request.
 pub async fn answer<S: Store, O: Outbound, J: Jobs>(
     edge: &Edge<S, O, J>,
     request: Request<Incoming>,
 ) -> Response<Bytes> {
     let (parts, body) = request.into_parts();
-    let limit = edge.config.max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        // Over the limit, or the client went away: answer as the router would.
-        Err(_) => return edge.body_too_large(),
+    let admitted = match edge.admit(&parts, SystemTime::now()) {
+        Admission::Admitted(admitted) => admitted,
+        Admission::Answered(answer) => return answer,
     };
+    let limit = edge.config.max_body_bytes;
+    let body =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            // Over the limit, or the client went away: answer as the router would.
+            Ok(Err(_)) => return edge.body_too_large(),
+            Err(_) => return edge.body_timed_out(),
+        };
     let mut new_id = || uuid::Uuid::new_v4().to_string();
-    edge.handle(
-        Request::from_parts(parts, body),
-        SystemTime::now(),
-        &mut new_id,
-    )
-    .await
+    edge.respond(admitted, body, SystemTime::now(), &mut new_id)
+        .await
 }

@@ -4,13 +4,16 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, StatusCode, header};
 use serde_json::json;
 use tessera_core::Manifest;
-use tessera_core::access::{CORS_MAX_AGE, TokenBucket, api_key_hash};
+use tessera_core::access::{
+    AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, CORS_MAX_AGE, TokenBucket, api_key_hash,
+};
 use tessera_core::error::{ErrorCode, ObjectProblem};
 use tessera_core::job::JobRequest;
 use tessera_core::keys::{ImageId, JobId, Project};
@@ -38,6 +41,84 @@ pub struct Edge<S, O, J> {
     outbound: O,
     jobs: J,
     buckets: RefCell<HashMap<String, TokenBucket>>,
+    auth_failures: RefCell<HashMap<Option<IpAddr>, TokenBucket>>,
+}
+
+/// Client addresses whose failed authentications are remembered at most; beyond it, those
+/// whose buckets have refilled are forgotten.
+const MAX_TRACKED_CLIENTS: usize = 10_000;
+
+/// The client's network address, put in a request's extensions by its host: the TCP peer
+/// natively, `CF-Connecting-IP` on Workers. Failed authentications are limited per address
+/// ([`AUTH_FAILURE_BURST`], [`AUTH_FAILURES_PER_SECOND`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+/// What [`Edge::admit`] decided from a request's head.
+#[derive(Debug)]
+pub enum Admission {
+    /// The complete answer: the CORS preflight, `/health`, the OpenAPI document, or a
+    /// refusal.
+    Answered(Response<Bytes>),
+    /// The body is wanted: read it and pass both to [`Edge::respond`].
+    Admitted(Admitted),
+}
+
+/// A request whose head [`Edge::admit`] accepted: a known route and method, a valid API key
+/// within its rate, a declared length within the limit. Only the router makes one.
+#[derive(Debug)]
+pub struct Admitted {
+    route: Route,
+    query: String,
+    origin: Option<HeaderValue>,
+}
+
+/// The routes that need an API key, parsed from method and path.
+#[derive(Debug)]
+enum Route {
+    CreateUpload,
+    CompleteUpload(String),
+    Search,
+    Image(String),
+    Job(String),
+}
+
+/// What a path and method name, before any key is checked.
+enum Matched {
+    Health,
+    OpenApi,
+    Authorized(Route),
+}
+
+/// Matches `method` and `path` against the route table.
+///
+/// # Errors
+/// `not_found` for an unknown path; `method_not_allowed` (405, with `Allow`) for a known path
+/// and another method.
+fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (allowed, matched) = match segments.as_slice() {
+        ["health"] => ("GET", Matched::Health),
+        ["v1", "openapi.json"] => ("GET", Matched::OpenApi),
+        ["v1", "uploads"] => ("POST", Matched::Authorized(Route::CreateUpload)),
+        ["v1", "uploads", id, "complete"] => (
+            "POST",
+            Matched::Authorized(Route::CompleteUpload((*id).to_owned())),
+        ),
+        ["v1", "images"] => ("GET", Matched::Authorized(Route::Search)),
+        ["v1", "images", id] => ("GET", Matched::Authorized(Route::Image((*id).to_owned()))),
+        ["v1", "jobs", id] => ("GET", Matched::Authorized(Route::Job((*id).to_owned()))),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no route for {path}"),
+            ));
+        }
+    };
+    if method.as_str() != allowed {
+        return Err(ApiError::method_not_allowed(method, path, allowed));
+    }
+    Ok(matched)
 }
 
 impl<S, O, J> std::fmt::Debug for Edge<S, O, J> {
@@ -56,34 +137,123 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             outbound,
             jobs,
             buckets: RefCell::new(HashMap::new()),
+            auth_failures: RefCell::new(HashMap::new()),
         }
     }
 
     /// The answer to a request whose body is over `max_body_bytes`, for hosts that stop
-    /// reading such a body before it reaches [`Edge::handle`].
+    /// reading such a body before it reaches [`Edge::respond`].
     #[must_use]
     pub fn body_too_large(&self) -> Response<Bytes> {
         ApiError::body_too_large(self.config.max_body_bytes).into_response()
     }
 
-    /// Answers one request at `now`; `new_id` makes upload and image ids (a UUID, natively).
+    /// The answer to a request whose body did not arrive within the host's time limit.
+    #[must_use]
+    pub fn body_timed_out(&self) -> Response<Bytes> {
+        ApiError::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
+        )
+        .into_response()
+    }
+
+    /// Answers one request at `now`: [`Edge::admit`] on its head, then [`Edge::respond`]; for
+    /// hosts that have the body already. `new_id` makes upload and image ids (a UUID,
+    /// natively).
     pub async fn handle(
         &self,
         request: Request<Bytes>,
         now: SystemTime,
         new_id: &mut dyn FnMut() -> String,
     ) -> Response<Bytes> {
-        let origin = request.headers().get(header::ORIGIN).cloned();
-        let mut response = if request.method() == HttpMethod::OPTIONS {
-            let mut r = Response::new(Bytes::new());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+        let (parts, body) = request.into_parts();
+        match self.admit(&parts, now) {
+            Admission::Admitted(admitted) => self.respond(admitted, body, now, new_id).await,
+            Admission::Answered(answer) => answer,
+        }
+    }
+
+    /// Decides all that a request's head decides, before its body is read: the CORS preflight,
+    /// `/health` and the OpenAPI document (answered here), unknown routes (404) and methods
+    /// (405 with `Allow`), the client address's limit on failed authentications (429), the API
+    /// key (401), the key's rate limit (429) and a declared `Content-Length` over the limit
+    /// (413).
+    pub fn admit(&self, parts: &http::request::Parts, now: SystemTime) -> Admission {
+        let origin = parts.headers.get(header::ORIGIN).cloned();
+        let decided = if parts.method == HttpMethod::OPTIONS {
+            let mut preflight = Response::new(Bytes::new());
+            *preflight.status_mut() = StatusCode::NO_CONTENT;
+            Err(preflight)
         } else {
-            match self.route(request, now, new_id).await {
-                Ok(r) => r,
-                Err(e) => e.into_response(),
+            match self.admit_route(parts, now) {
+                Ok(Matched::Health) => {
+                    Err(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+                }
+                Ok(Matched::OpenApi) => Err(json_response(StatusCode::OK, &openapi::document())),
+                Ok(Matched::Authorized(route)) => Ok(route),
+                Err(e) => Err(e.into_response()),
             }
         };
+        match decided {
+            Ok(route) => Admission::Admitted(Admitted {
+                route,
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                origin,
+            }),
+            Err(mut answer) => {
+                self.cors(origin, answer.headers_mut());
+                Admission::Answered(answer)
+            }
+        }
+    }
+
+    fn admit_route(
+        &self,
+        parts: &http::request::Parts,
+        now: SystemTime,
+    ) -> Result<Matched, ApiError> {
+        let matched = match_route(&parts.method, parts.uri.path())?;
+        if matches!(matched, Matched::Authorized(_)) {
+            let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+            self.authorize(&parts.headers, client, now)?;
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|length| length > self.config.max_body_bytes) {
+                return Err(ApiError::body_too_large(self.config.max_body_bytes));
+            }
+        }
+        Ok(matched)
+    }
+
+    /// Answers an admitted request with its body.
+    pub async fn respond(
+        &self,
+        admitted: Admitted,
+        body: Bytes,
+        now: SystemTime,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Response<Bytes> {
+        let Admitted {
+            route,
+            query,
+            origin,
+        } = admitted;
+        let answered = if body.len() > self.config.max_body_bytes {
+            Err(ApiError::body_too_large(self.config.max_body_bytes))
+        } else {
+            match route {
+                Route::CreateUpload => self.create_upload(&body, now, new_id).await,
+                Route::CompleteUpload(id) => self.complete_upload(&id, now).await,
+                Route::Search => self.search(&query).await,
+                Route::Image(id) => self.image(&id, now).await,
+                Route::Job(id) => self.job(&id).await,
+            }
+        };
+        let mut response = answered.unwrap_or_else(ApiError::into_response);
         self.cors(origin, response.headers_mut());
         response
     }
@@ -114,66 +284,49 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         );
     }
 
-    async fn route(
+    /// Bearer API key, compared by SHA-256; then the key's token bucket. A client address
+    /// whose failed authentications spent its bucket is refused (429) whatever key it sends.
+    fn authorize(
         &self,
-        request: Request<Bytes>,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
         now: SystemTime,
-        new_id: &mut dyn FnMut() -> String,
-    ) -> ApiResult {
-        let path = request.uri().path().to_owned();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let method = request.method().clone();
-        if method == HttpMethod::GET {
-            match segments.as_slice() {
-                ["health"] => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
-                ["v1", "openapi.json"] => {
-                    return Ok(json_response(StatusCode::OK, &openapi::document()));
-                }
-                _ => {}
-            }
-        }
-        self.authorize(request.headers(), now)?;
-        if request.body().len() > self.config.max_body_bytes {
-            return Err(ApiError::body_too_large(self.config.max_body_bytes));
-        }
-        match (method, segments.as_slice()) {
-            (HttpMethod::POST, ["v1", "uploads"]) => {
-                self.create_upload(request.body(), now, new_id).await
-            }
-            (HttpMethod::POST, ["v1", "uploads", id, "complete"]) => {
-                self.complete_upload(id, now).await
-            }
-            (HttpMethod::GET, ["v1", "images"]) => {
-                self.search(request.uri().query().unwrap_or_default()).await
-            }
-            (HttpMethod::GET, ["v1", "images", id]) => self.image(id, now).await,
-            (HttpMethod::GET, ["v1", "jobs", id]) => self.job(id).await,
-            _ => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no route for {path}"),
-            )),
-        }
-    }
-
-    /// Bearer API key, compared by SHA-256; then the key's token bucket.
-    fn authorize(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "send `Authorization: Bearer <API key>`",
-                )
-            })?;
-        let hash = api_key_hash(token.trim());
-        if !self.config.api_key_hashes.contains(&hash) {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
-        }
+    ) -> Result<(), ApiError> {
         let now_s = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        let mut failures = self.auth_failures.borrow_mut();
+        if let Some(bucket) = failures.get(&client)
+            && let Err(wait_s) = bucket.peek(now_s)
+        {
+            return Err(ApiError::rate_limited(wait_s));
+        }
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let hash = token
+            .map(|t| api_key_hash(t.trim()))
+            .filter(|hash| self.config.api_key_hashes.contains(hash));
+        let Some(hash) = hash else {
+            if failures.len() >= MAX_TRACKED_CLIENTS {
+                failures.retain(|_, bucket| !bucket.is_full(now_s));
+            }
+            // The failure spends a token; once none is left, the next attempt is refused.
+            let bucket = failures.entry(client).or_insert_with(|| {
+                TokenBucket::new(AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, now_s)
+            });
+            let _spent = bucket.try_take(now_s);
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                if token.is_some() {
+                    "unknown API key"
+                } else {
+                    "send `Authorization: Bearer <API key>`"
+                },
+            ));
+        };
+        drop(failures);
         let mut buckets = self.buckets.borrow_mut();
         let bucket = buckets.entry(hash).or_insert_with(|| {
             TokenBucket::new(self.config.rate_burst, self.config.rate_per_second, now_s)

@@ -18,7 +18,7 @@ use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRe
 use tessera_core::{ObjectKind, Sha256Digest};
 
 use crate::sqlite::SqliteStore;
-use crate::{Config, Edge, Jobs, JobsError, Outbound, OutboundError};
+use crate::{ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
 
 const KEY: &str = "router-test-key";
 const ORIGIN: &str = "http://app.example";
@@ -387,15 +387,56 @@ fn keys_are_required_and_rate_limited_per_key() {
         StatusCode::OK
     );
 
-    // Unknown routes are 404 once authorised.
+    // Unknown routes are 404; known routes with another method 405 with `Allow`.
     edge.now.set(edge.now.get() + Duration::from_secs(60));
     let (status, body) = edge.api(Method::GET, "/v1/nothing", &Value::Null);
     assert_eq!(
         (status, &body["code"]),
         (StatusCode::NOT_FOUND, &json!("not_found"))
     );
-    let (status, _) = edge.api(Method::DELETE, "/v1/images", &Value::Null);
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (method, path, allow) in [
+        (Method::DELETE, "/v1/images", "GET"),
+        (Method::GET, "/v1/uploads", "POST"),
+        (Method::PUT, "/v1/jobs/j", "GET"),
+        (Method::POST, "/health", "GET"),
+    ] {
+        let (r, body) = edge.call(Request::builder().method(method).uri(path), b"");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(r.headers()["allow"], allow, "{path}");
+        assert_eq!(body["code"], "method_not_allowed");
+    }
+}
+
+#[test]
+fn failed_authentications_are_limited_per_client_address() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let from = |client: [u8; 4], key: &str| {
+        let mut request = Request::get("/v1/images")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Bytes::new())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ClientAddr(std::net::IpAddr::from(client)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(edge.edge.handle(request, edge.now.get(), &mut String::new))
+            .status()
+    };
+    let guesser = [203, 0, 113, 7];
+    for _ in 0..20 {
+        assert_eq!(from(guesser, "guess"), StatusCode::UNAUTHORIZED);
+    }
+    // The burst is spent: refused whatever the key, while another address is not.
+    assert_eq!(from(guesser, "guess"), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(from(guesser, KEY), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(from([198, 51, 100, 1], KEY), StatusCode::OK);
+    // One failure more per second.
+    edge.now.set(edge.now.get() + Duration::from_secs(1));
+    assert_eq!(from(guesser, KEY), StatusCode::OK);
 }
 
 #[test]

@@ -325,16 +325,24 @@ async fn fetch(
         return Ok(response);
     }
     let edge = edge(&env)?;
-    let (parts, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let (mut parts, body) = request.into_parts();
     // SystemTime::now() panics on wasm32-unknown-unknown: the clock comes from JS.
-    let now = UNIX_EPOCH + Duration::from_millis(worker::Date::now().as_millis());
-    let response = edge
-        .handle(
-            http::Request::from_parts(parts, body),
-            now,
-            &mut random_uuid,
-        )
-        .await;
+    let now = || UNIX_EPOCH + Duration::from_millis(worker::Date::now().as_millis());
+    if let Some(client) = parts
+        .headers
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        parts.extensions.insert(crate::ClientAddr(client));
+    }
+    // The head decides first: a request without a valid key is refused unread.
+    let response = match edge.admit(&parts, now()) {
+        crate::Admission::Admitted(admitted) => {
+            let body = body.collect().await?.to_bytes();
+            edge.respond(admitted, body, now(), &mut random_uuid).await
+        }
+        crate::Admission::Answered(answer) => answer,
+    };
     Ok(response.map(http_body_util::Full::new))
 }

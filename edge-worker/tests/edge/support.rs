@@ -20,7 +20,7 @@ use tessera_core::keys::Project;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
 use tessera_core::{Derivatives, Options, preprocess};
-use tessera_edge::native::{ReqwestOutbound, serve};
+use tessera_edge::native::{ConnectionLimits, ReqwestOutbound, serve};
 use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{BackendConfig, Config, Edge, HttpJobs};
 
@@ -232,7 +232,13 @@ impl Stack {
                 jobs,
             );
             let listener = tokio::net::TcpListener::from_std(edge_listener).unwrap();
-            serve(listener, Rc::new(edge), std::future::pending()).await;
+            serve(
+                listener,
+                ConnectionLimits::default(),
+                Rc::new(edge),
+                std::future::pending(),
+            )
+            .await;
         });
         Self {
             edge: format!("http://{edge_addr}"),

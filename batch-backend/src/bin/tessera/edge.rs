@@ -18,6 +18,8 @@ pub(crate) struct EdgeArgs {
     /// SQLite database file; created and migrated if missing.
     #[arg(long, default_value = "tessera-metadata.sqlite")]
     database: PathBuf,
+    #[command(flatten)]
+    connections: crate::ConnectionArgs,
 }
 
 pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
@@ -36,7 +38,13 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
         let jobs = HttpJobs::new(&backend.url, &backend.token, outbound.clone());
         let edge = Edge::new(config, store, outbound, jobs);
         let shutdown = crate::interrupted()?;
-        serve(listener, std::rc::Rc::new(edge), shutdown).await;
+        serve(
+            listener,
+            args.connections.limits(),
+            std::rc::Rc::new(edge),
+            shutdown,
+        )
+        .await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

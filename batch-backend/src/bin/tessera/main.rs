@@ -88,6 +88,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// How the servers (`edge`, `up`) treat slow clients.
+#[derive(clap::Args)]
+struct ConnectionArgs {
+    /// Seconds a server waits for a client's request head or its next byte, or for it to
+    /// take the next byte of an answer; also how long an idle keep-alive connection stays.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    client_timeout: u64,
+    /// Connections a server holds at once; more wait to be accepted.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> tessera_edge::native::ConnectionLimits {
+        tessera_edge::native::ConnectionLimits {
+            client_timeout: std::time::Duration::from_secs(self.client_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// Resolves on SIGINT (Ctrl-C). The handler is installed before this returns, so a signal
 /// that arrives once the server has said it is ready is never lost (`tokio::signal::ctrl_c`
 /// installs its handler only when first polled).

@@ -260,7 +260,8 @@ impl DeclaredChecksums {
         fn b64(digest: impl AsRef<[u8]>) -> String {
             base64::engine::general_purpose::STANDARD.encode(digest)
         }
-        let checks: [(&str, &Option<String>, fn(&[u8]) -> String); 6] = [
+        type Digest = fn(&[u8]) -> String;
+        let checks: [(&str, &Option<String>, Digest); 6] = [
             ("SHA-256", &self.sha256, |b| b64(Sha256::checksum(b))),
             ("SHA-1", &self.sha1, |b| b64(Sha1::checksum(b))),
             ("CRC32", &self.crc32, |b| b64(Crc32::checksum(b))),

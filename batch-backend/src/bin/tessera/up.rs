@@ -30,10 +30,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use tessera_core::access::api_key_hash;
+use tessera_core::access::{api_key_hash, host_allowed};
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
-use tessera_edge::native::{ReqwestOutbound, answer};
+use tessera_edge::native::{ConnectionLimits, ReqwestOutbound, answer, serve_connections};
 use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
 use tower::Service as _;
@@ -54,6 +54,12 @@ pub(crate) struct UpArgs {
     /// The page's folder (with pkg/ built by scripts/build-web.sh).
     #[arg(long, default_value = "web")]
     web: PathBuf,
+    /// Allow a --listen address that is not loopback. The page hands its API key to whoever
+    /// loads /config.json, so everyone who can reach that address can use the API.
+    #[arg(long)]
+    expose: bool,
+    #[command(flatten)]
+    connections: crate::ConnectionArgs,
 }
 
 /// Runs `tessera up` until Ctrl-C.
@@ -63,6 +69,8 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         s3_listen: args.s3_listen,
         data: args.data,
         web: args.web,
+        expose: args.expose,
+        limits: args.connections.limits(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -99,6 +107,10 @@ pub(crate) struct UpOptions {
     pub data: PathBuf,
     /// The static page (`web/`, with `web/pkg/` built by `scripts/build-web.sh`).
     pub web: PathBuf,
+    /// Whether a non-loopback `listen` is allowed (`--expose`).
+    pub expose: bool,
+    /// Timeouts and the connection cap of both ports.
+    pub limits: ConnectionLimits,
 }
 
 /// The local stack's secrets, generated on first start into `{data}/local.json`.
@@ -113,9 +125,16 @@ pub(crate) struct LocalCredentials {
 }
 
 impl LocalCredentials {
+    /// Reads `path`, or generates new secrets and writes them there. The file is readable by
+    /// its owner only (mode 0600 on Unix); one found with wider permissions is narrowed.
     fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return serde_json::from_str(&text).with_context(|| format!("{}", path.display()));
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                restrict_to_owner(path)?;
+                return serde_json::from_str(&text).with_context(|| format!("{}", path.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
         let random = || uuid::Uuid::new_v4().simple().to_string();
         let credentials = Self {
@@ -123,10 +142,36 @@ impl LocalCredentials {
             secret_access_key: random() + &random(),
             api_key: random(),
         };
-        std::fs::write(path, serde_json::to_vec_pretty(&credentials)?)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(&credentials)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(credentials)
     }
+}
+
+/// Narrows `path` to mode 0600 when group or others may read it (Unix; elsewhere a no-op).
+fn restrict_to_owner(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the local secrets were readable by others; narrowed to 0600"
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("narrowing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 type LocalEdge = Edge<SqliteStore, ReqwestOutbound, LocalJobs>;
@@ -144,6 +189,19 @@ pub(crate) async fn run(
     ready: impl FnOnce(&str, SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if !options.listen.ip().is_loopback() {
+        anyhow::ensure!(
+            options.expose,
+            "--listen {} is not a loopback address: the page hands its API key to whoever loads \
+             /config.json, so anyone who can reach it could use the API. Listen on 127.0.0.1 or \
+             [::1], or pass --expose to accept that",
+            options.listen
+        );
+        tracing::warn!(
+            listen = %options.listen,
+            "--expose: the API key is served to anyone who can reach this address"
+        );
+    }
     let bucket_dir = options.data.join("s3").join(BUCKET);
     std::fs::create_dir_all(&bucket_dir)
         .with_context(|| format!("creating {}", bucket_dir.display()))?;
@@ -214,20 +272,57 @@ pub(crate) async fn run(
     let web = tower_http::services::ServeDir::new(&options.web);
 
     ready(&origins[0], s3_addr);
-    let page = accept_loop(page_listener, move |request: Request<Incoming>| {
+    let page = move |request: Request<Incoming>| {
         let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
         async move { Ok::<_, Infallible>(page_or_api(&edge, web, &page_config, request).await) }
-    });
-    let storage = accept_loop(s3_listener, move |request: Request<Incoming>| {
+    };
+    let storage = move |request: Request<Incoming>| {
         let mut s3 = s3.clone();
         async move { s3.call(request).await }
-    });
+    };
     tokio::select! {
-        () = page => {}
-        () = storage => {}
+        () = serve_connections(page_listener, options.limits, for_host(page_addr, page), std::future::pending()) => {}
+        () = serve_connections(s3_listener, options.limits, for_host(s3_addr, storage), std::future::pending()) => {}
         () = shutdown => {}
     }
     Ok(())
+}
+
+/// A boxed answer of `tessera up`'s services.
+type Answer<E> = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, E>>>>;
+
+/// `service`, answering only requests whose `Host` names `listen`
+/// ([`tessera_core::access::host_allowed`]): others get 421 Misdirected Request, so a page
+/// that rebinds its DNS name to this machine cannot read the API key, the records or the
+/// objects.
+fn for_host<F, R, E: 'static>(
+    listen: SocketAddr,
+    service: F,
+) -> impl Fn(Request<Incoming>) -> Answer<E> + Clone
+where
+    F: Fn(Request<Incoming>) -> R + Clone + 'static,
+    R: Future<Output = Result<Response<Body>, E>> + 'static,
+{
+    move |request: Request<Incoming>| {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if host_allowed(host, listen) {
+            return Box::pin(service(request));
+        }
+        let message = format!(
+            "this server answers only for Host {listen} (or localhost:{}); DNS rebinding is refused\n",
+            listen.port()
+        );
+        let mut refused = Response::new(
+            Full::new(Bytes::from(message))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *refused.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+        Box::pin(std::future::ready(Ok(refused)))
+    }
 }
 
 /// The page's origins: the listen address, and `localhost` for a loopback one.
@@ -237,41 +332,6 @@ fn page_origins(addr: SocketAddr) -> Vec<String> {
         origins.push(format!("http://localhost:{}", addr.port()));
     }
     origins
-}
-
-/// Accepts HTTP/1.1 connections forever, each served by `service` on a local task.
-async fn accept_loop<F, R, B, E>(listener: tokio::net::TcpListener, service: F)
-where
-    F: Fn(Request<Incoming>) -> R + Clone + 'static,
-    R: Future<Output = Result<Response<B>, E>> + 'static,
-    B: hyper::body::Body + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let service = service.clone();
-        tokio::task::spawn_local(async move {
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper::service::service_fn(service),
-                )
-                .await;
-            if let Err(e) = served
-                && !e.is_incomplete_message()
-            {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-        });
-    }
 }
 
 async fn page_or_api(

@@ -1,11 +1,15 @@
-//! The `tessera` binary on real photos (fetched by `tests/fetch-fixtures.sh`).
+//! The `tessera` binary on real photos (fetched by `tests/fetch-fixtures.sh`): `preprocess`
+//! and `edge` here, `up` in [`up`], the servers' connection limits in [`connections`].
+
+mod connections;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tessera_core::{Manifest, Sha256Digest};
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     std::env::var_os("TESSERA_FIXTURES").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
         PathBuf::from,
@@ -217,7 +221,7 @@ fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             stream
-                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 .unwrap();
             stream.read_to_string(&mut answer).unwrap();
             break;
@@ -227,7 +231,7 @@ fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
     // Not HTTP: the connection fails, which the server logs (at debug level) and survives.
-    raw_request(&format!("127.0.0.1:{port}"), "NONSENSE\r\n\r\n");
+    up::raw_request(&format!("127.0.0.1:{port}"), "NONSENSE\r\n\r\n");
     // SIGINT, as Ctrl-C sends.
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -260,142 +264,4 @@ fn edge_names_missing_configuration() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("TESSERA_S3_ENDPOINT is not set"));
-}
-
-/// Sends one raw HTTP/1.1 request (the path exactly as given, no normalisation).
-fn raw_request(addr: &str, request: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-struct Up {
-    child: std::process::Child,
-    page: String,
-    storage: String,
-    /// Kept open: `tessera up` logs to stderr until it exits.
-    _stderr: std::io::BufReader<std::process::ChildStderr>,
-}
-
-fn start_up(data: &Path) -> Up {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--s3-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(data)
-        .arg("--web")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let page = line.trim().rsplit("http://").next().unwrap().to_owned();
-    let mut storage = String::new();
-    while !storage.starts_with("storage: ") {
-        storage.clear();
-        stderr.read_line(&mut storage).unwrap();
-    }
-    let storage = storage["storage: http://".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    Up {
-        child,
-        page,
-        storage,
-        _stderr: stderr,
-    }
-}
-
-fn stop(mut up: Up) {
-    let killed = Command::new("kill")
-        .args(["-INT", &up.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = up.child.wait().unwrap();
-    assert!(status.success(), "exit status {status}");
-}
-
-#[test]
-fn up_serves_the_page_guards_storage_and_keeps_its_data() {
-    let data = tempfile::tempdir().unwrap();
-    let up = start_up(data.path());
-    let health = raw_request(
-        &up.page,
-        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let page = raw_request(
-        &up.page,
-        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert!(page.contains("<title>Tessera"), "{page}");
-    let config = raw_request(
-        &up.page,
-        "GET /config.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    let credentials: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("local.json")).unwrap()).unwrap();
-    assert!(
-        config.contains(credentials["api_key"].as_str().unwrap()),
-        "{config}"
-    );
-
-    // Storage refuses dot segments before s3s-fs could resolve them outside the bucket,
-    // raw or percent-encoded; other requests reach SigV4 and are refused for no signature.
-    for path in [
-        "/tessera/../local.json",
-        "/tessera/x/%2e%2e/%2e%2e/local.json",
-    ] {
-        let answer = raw_request(
-            &up.storage,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-        );
-        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
-        assert!(answer.contains("segments are refused"), "{path}: {answer}");
-    }
-    let unsigned = raw_request(
-        &up.storage,
-        "GET /tessera/a.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert!(unsigned.starts_with("HTTP/1.1 403"), "{unsigned}");
-    // CORS preflight from the page's origin only.
-    let preflight = |origin: &str| {
-        raw_request(
-            &up.storage,
-            &format!(
-                "OPTIONS /tessera/a.jpg HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\
-                 Access-Control-Request-Method: PUT\r\nConnection: close\r\n\r\n"
-            ),
-        )
-        .to_lowercase()
-    };
-    assert!(
-        preflight(&format!("http://{}", up.page))
-            .contains(&format!("access-control-allow-origin: http://{}", up.page))
-    );
-    assert!(!preflight("http://evil.example").contains("access-control-allow-origin"));
-    stop(up);
-
-    // A restart keeps the credentials (and with them, the data).
-    let up = start_up(data.path());
-    let again: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("local.json")).unwrap()).unwrap();
-    assert_eq!(again, credentials);
-    stop(up);
 }
