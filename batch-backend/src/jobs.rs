@@ -40,16 +40,24 @@ impl JobStore {
                images INTEGER NOT NULL,
                images_done INTEGER NOT NULL DEFAULT 0,
                created_at INTEGER NOT NULL,
-               request TEXT NOT NULL)",
+               request TEXT NOT NULL);
+             -- Versions before the unique index could record several jobs per upload
+             -- (concurrent completions); keep the first of each.
+             DELETE FROM jobs WHERE rowid NOT IN
+               (SELECT MIN(rowid) FROM jobs GROUP BY upload_id);
+             CREATE UNIQUE INDEX IF NOT EXISTS jobs_upload_id ON jobs (upload_id);",
         )?;
         Ok(Self(Mutex::new(connection)))
     }
 
-    /// Records a queued job and returns it.
+    /// Records the job of `request`'s upload, queued, unless that upload has one: one job per
+    /// upload, enforced by a unique index, so concurrent completions of one upload (in this
+    /// process or another on the same file) all get the same job. `.1` is whether this call
+    /// created it.
     ///
     /// # Errors
-    /// SQLite's.
-    pub fn create(&self, request: &JobRequest) -> rusqlite::Result<JobStatus> {
+    /// When the database fails.
+    pub fn create(&self, request: &JobRequest) -> rusqlite::Result<(JobStatus, bool)> {
         let job = JobStatus::queued(
             JobId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a job id"),
             request,
@@ -58,9 +66,11 @@ impl JobStore {
                 .map_or(0, |d| d.as_secs()),
         );
         let body = serde_json::to_string(request).expect("a job request serialises");
-        self.connection().execute(
+        let connection = self.connection();
+        let inserted = connection.execute(
             "INSERT INTO jobs (job_id, status, upload_id, project, images, created_at, request)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (upload_id) DO NOTHING",
             params![
                 job.job_id.as_str(),
                 job.state.as_str(),
@@ -71,13 +81,32 @@ impl JobStore {
                 body
             ],
         )?;
-        Ok(job)
+        if inserted == 1 {
+            return Ok((job, true));
+        }
+        let existing: String = connection.query_row(
+            "SELECT job_id FROM jobs WHERE upload_id = ?1",
+            [&request.upload_id],
+            |row| row.get(0),
+        )?;
+        drop(connection);
+        let existing = JobId::new(existing.as_str()).map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("job id {existing:?} in jobs").into(),
+            )
+        })?;
+        let job = self
+            .get(&existing)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        Ok((job, false))
     }
 
-    /// One job, if it exists.
+    /// The job `job_id`, if recorded.
     ///
     /// # Errors
-    /// SQLite's, or a conversion error for a row this store did not write.
+    /// SQLite's, or a row that does not parse.
     pub fn get(&self, job_id: &JobId) -> rusqlite::Result<Option<JobStatus>> {
         self.connection()
             .query_row(
@@ -137,7 +166,8 @@ impl JobStore {
             match serde_json::from_slice::<JobRequest>(request.body()) {
                 Err(e) => error(ErrorCode::InvalidJson, &format!("request body: {e}")),
                 Ok(job) => match self.create(&job) {
-                    Ok(job) => (StatusCode::CREATED, json!(job)),
+                    Ok((job, true)) => (StatusCode::CREATED, json!(job)),
+                    Ok((job, false)) => (StatusCode::OK, json!(job)),
                     Err(e) => internal(&e),
                 },
             }
@@ -167,6 +197,7 @@ impl Jobs for LocalJobs {
     async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
         self.0
             .create(request)
+            .map(|(job, _created)| job)
             .map_err(|e| JobsError::Backend(Box::new(e)))
     }
 
@@ -228,6 +259,36 @@ mod tests {
             .build()
             .unwrap()
             .block_on(future)
+    }
+
+    /// Ten completions of one upload at once, through two connections to one file (as two
+    /// processes would have): one job, the same for all.
+    #[test]
+    fn one_upload_gets_one_job_under_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.sqlite");
+        let stores = [
+            Arc::new(JobStore::open(&path).unwrap()),
+            Arc::new(JobStore::open(&path).unwrap()),
+        ];
+        let barrier = Arc::new(std::sync::Barrier::new(10));
+        let threads: Vec<_> = (0..10)
+            .map(|i| {
+                let (store, barrier) = (Arc::clone(&stores[i % 2]), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.create(&request()).unwrap()
+                })
+            })
+            .collect();
+        let jobs: Vec<(JobStatus, bool)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(jobs.iter().filter(|(_, created)| *created).count(), 1);
+        assert!(jobs.iter().all(|(job, _)| job.job_id == jobs[0].0.job_id));
+        let rows: i64 = stores[0]
+            .connection()
+            .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[test]

@@ -243,7 +243,8 @@ fn up_refuses_a_non_loopback_listen_unless_exposed() {
 
 /// An upload through the API with a real client, then an attack with the legitimate
 /// presigned URL of its original: other bytes of the same length. Storage refuses them
-/// (400 BadDigest) and keeps the object, before and after `complete`; headers that would be
+/// (400 BadDigest) and keeps the object, before and after `complete` (ten at once, which make
+/// one job); headers that would be
 /// stored with the object are refused unless signed; signed GETs of keys s3s-fs cannot hold
 /// answer 4xx.
 #[test]
@@ -338,14 +339,26 @@ fn storage_keeps_an_object_whose_put_fails_its_checksum() {
             "unchanged before complete"
         );
 
+        // Ten completions at once: all succeed, with one job between them.
         let upload_id = created["upload_id"].as_str().unwrap();
-        let completed = client
-            .post(format!("{api}/v1/uploads/{upload_id}/complete"))
-            .bearer_auth(key)
-            .send()
-            .await
+        let completions = (0..10).map(|_| async {
+            let answer = client
+                .post(format!("{api}/v1/uploads/{upload_id}/complete"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()["job_id"].clone()
+        });
+        let job_ids = futures_util::future::join_all(completions).await;
+        assert!(job_ids.iter().all(|id| *id == job_ids[0]), "{job_ids:?}");
+        let jobs = rusqlite::Connection::open(data.path().join("jobs.sqlite")).unwrap();
+        let rows: i64 = jobs
+            .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(completed.status(), 200);
+        assert_eq!(rows, 1, "one job row for one upload");
+
         assert_eq!(put(original_object, tampered, None).await.status(), 400);
         assert_eq!(
             std::fs::read(&stored).unwrap(),
