@@ -101,6 +101,16 @@ impl From<Orientation> for u16 {
     }
 }
 
+impl TryFrom<u64> for Orientation {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        u16::try_from(value)
+            .ok()
+            .and_then(Self::from_exif)
+            .ok_or_else(|| format!("EXIF orientation {value} is not 1–8"))
+    }
+}
+
 impl TryFrom<u16> for Orientation {
     type Error = String;
     fn try_from(value: u16) -> Result<Self, Self::Error> {
@@ -116,6 +126,81 @@ pub const ACQUISITION_DATES: RangeInclusive<NaiveDate> = RangeInclusive::new(
     NaiveDate::from_ymd_opt(1826, 1, 1).expect("a date"),
     NaiveDate::from_ymd_opt(2199, 12, 31).expect("a date"),
 );
+
+/// Parses `YYYY-MM-DD` exactly (RFC 3339 `full-date`: four, two and two digits), a real
+/// calendar date within [`ACQUISITION_DATES`]; the shape [`DATE_PATTERN`] describes.
+#[must_use]
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|d| ACQUISITION_DATES.contains(d))
+}
+
+/// Every string [`parse_date`] accepts, as a regular expression: a Gregorian calendar date from
+/// 1826-01-01 to 2199-12-31 (29 February in leap years only: every fourth year but 1900 and
+/// 2100). The OpenAPI document gives it for `from`, `to` and the date of `taken_at`.
+pub const DATE_PATTERN: &str = concat!(
+    "(?:(?:182[6-9]|18[3-9][0-9]|19[0-9]{2}|2[01][0-9]{2})-",
+    "(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)",
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+    "|(?:18(?:28|[3579][26]|[468][048])|19(?:[02468][48]|[13579][26]|[2468]0)",
+    "|20(?:[02468][048]|[13579][26])|21(?:[02468][48]|[13579][26]|[2468]0))-02-29)"
+);
+
+/// Every `taken_at` that [`ExifMetadata`] reads and [`ExifMetadata::check`] passes, as a regular
+/// expression: a [`DATE_PATTERN`] date, `T`, a time of day `HH:MM:SS` (no leap second) with an
+/// optional fraction of 1 to 9 digits, no zone.
+#[must_use]
+pub fn taken_at_pattern() -> String {
+    format!("^{DATE_PATTERN}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{{1,9}})?$")
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fffffffff]` exactly: the digits and separators in place, a real
+/// calendar date (any year; the window is [`ExifMetadata::check`]'s), no leap second.
+#[must_use]
+pub fn parse_taken_at(text: &str) -> Option<NaiveDateTime> {
+    let bytes = text.as_bytes();
+    let fraction_ok = match bytes.len() {
+        19 => true,
+        21..=29 => bytes[19] == b'.' && bytes[20..].iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let shape = fraction_ok
+        && bytes[..19].iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape || &text[17..19] >= "60" {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()
+}
+
+fn deserialize_taken_at<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<NaiveDateTime>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    parse_taken_at(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "taken_at {text:?} is not a local date-time YYYY-MM-DDTHH:MM:SS with an optional fraction and no zone"
+        ))
+    })
+}
 
 /// The GPS altitudes Tessera records, in metres: −11,000 (below the Challenger Deep, −10,935 m)
 /// to 100,000 (the Kármán line; stratospheric balloons reach about 50 km).
@@ -145,12 +230,13 @@ pub struct ExifMetadata {
     /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture. EXIF
     /// records no zone here, so neither does Tessera: `2024-03-09T10:00:00`, an RFC 3339
     /// `partial-time` after a `full-date` with no offset; within [`ACQUISITION_DATES`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(
-        value_type = Option<String>,
-        pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$",
-        example = "2024-03-09T10:00:00"
-    ))]
+    /// Read exactly as [`taken_at_pattern`] describes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_taken_at"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "2024-03-09T10:00:00"))]
     pub taken_at: Option<NaiveDateTime>,
     /// `GPSLatitude`/`GPSLongitude`/`GPSAltitude` with their reference tags.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,7 +248,11 @@ pub struct ExifMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera_model: Option<String>,
     /// `Orientation` (0x0112) when present and valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_integer::optional_integer"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u16>, minimum = 1, maximum = 8))]
     pub orientation: Option<Orientation>,
 }
@@ -390,6 +480,72 @@ mod tests {
             problem(None, gps(0.0, 0.0, Some(-20_000.0))),
             Err(MetadataProblem::Altitude(_))
         ));
+    }
+
+    /// [`DATE_PATTERN`] matches exactly what [`parse_date`] accepts, over every day from
+    /// 1800 to 2299 and the shapes around it.
+    #[test]
+    fn the_date_pattern_is_the_parser() {
+        let pattern = regex::Regex::new(&format!("^{DATE_PATTERN}$")).unwrap();
+        for year in 1800..2300 {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let text = format!("{year:04}-{month:02}-{day:02}");
+                    assert_eq!(
+                        pattern.is_match(&text),
+                        parse_date(&text).is_some(),
+                        "{text}"
+                    );
+                }
+            }
+        }
+        for text in [
+            "2024-1-05",
+            "+2024-01-05",
+            "2024-01-05 ",
+            "20240105",
+            "2024/01/05",
+        ] {
+            assert!(
+                !pattern.is_match(text) && parse_date(text).is_none(),
+                "{text}"
+            );
+        }
+    }
+
+    /// [`taken_at_pattern`] matches what [`parse_taken_at`] reads and the window admits.
+    #[test]
+    fn the_taken_at_pattern_is_the_parser() {
+        let pattern = regex::Regex::new(&taken_at_pattern()).unwrap();
+        let accepted = |text: &str| {
+            parse_taken_at(text).is_some_and(|t| ACQUISITION_DATES.contains(&t.date()))
+        };
+        for text in [
+            "2024-03-09T10:00:00",
+            "2024-03-09T23:59:59.5",
+            "2024-03-09T23:59:59.123456789",
+            "2024-02-29T00:00:00",
+            "2023-02-29T00:00:00",
+            "2024-03-09T23:59:60",
+            "2024-03-09T24:00:00",
+            "2024-03-09 10:00:00",
+            "2024-03-09T10:00:00Z",
+            "2024-03-09T10:00:00+02:00",
+            "2024-03-09T10:00:00.",
+            "2024-03-09T10:00:00.1234567890",
+            "1825-12-31T10:00:00",
+            "+10000-01-01T00:00:00",
+            "2024-3-09T10:00:00",
+        ] {
+            assert_eq!(pattern.is_match(text), accepted(text), "{text}");
+        }
+        let json = serde_json::json!({"taken_at": "2024-03-09T10:00:00+02:00"});
+        assert!(serde_json::from_value::<ExifMetadata>(json).is_err());
+        let json = serde_json::json!({"taken_at": null});
+        assert_eq!(
+            serde_json::from_value::<ExifMetadata>(json).unwrap(),
+            ExifMetadata::default()
+        );
     }
 
     #[test]

@@ -75,6 +75,12 @@ macro_rules! key_component {
             #[doc = concat!("The longest accepted ", $what, ", in bytes.")]
             pub const MAX_LEN: usize = $max_len;
 
+            #[doc = concat!("Every accepted ", $what, " as a regular expression (for the OpenAPI document).")]
+            #[must_use]
+            pub fn pattern() -> String {
+                format!("^[a-z0-9][a-z0-9-]{{0,{}}}$", Self::MAX_LEN - 1)
+            }
+
             #[doc = concat!("Validates a ", $what, ".")]
             ///
             /// # Errors
@@ -293,6 +299,28 @@ mod tests {
             assert!(Project::new(bad).is_err(), "{bad:?}");
         }
         assert!(Project::new("palm-survey-2026").is_ok());
+        let pattern = regex::Regex::new(&Project::pattern()).unwrap();
+        for name in [
+            "",
+            "..",
+            "a/b",
+            "A",
+            "a_b",
+            "-a",
+            "a.b",
+            "a-",
+            "0",
+            "palm-survey-2026",
+            &"a".repeat(63),
+            &"a".repeat(64),
+            "a\n",
+        ] {
+            assert_eq!(
+                pattern.is_match(name),
+                Project::new(name).is_ok(),
+                "{name:?}"
+            );
+        }
         assert!(ImageId::new("0190b6c4-1a2b-7c3d-8e4f-001122334455").is_ok());
         assert!(ImageId::new("../x").is_err());
         assert!(JobId::new("0190b6c4-1a2b-7c3d-8e4f-001122334455").is_ok());

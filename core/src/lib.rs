@@ -42,6 +42,7 @@ pub mod access;
 pub mod error;
 pub mod exif;
 pub mod job;
+mod json_integer;
 pub mod keys;
 pub mod limits;
 pub mod manifest;

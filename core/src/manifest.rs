@@ -26,7 +26,21 @@ impl Sha256Digest {
     /// Hashes `bytes`.
     #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
-        let digest = Sha256::digest(bytes);
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        Self::from_bytes(digest)
+    }
+
+    /// The digest whose 64 lower-case hex digits are `hex`; `None` for anything else.
+    #[must_use]
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+        Some(Self::from_bytes(bytes))
+    }
+
+    fn from_bytes(digest: [u8; 32]) -> Self {
         Self {
             hex: hex::encode(digest),
             base64: base64::engine::general_purpose::STANDARD.encode(digest),

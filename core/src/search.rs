@@ -4,12 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
-use crate::exif::ACQUISITION_DATES;
+use crate::exif::parse_date;
 use crate::keys::{ImageId, Project};
 use crate::manifest::Manifest;
 
@@ -19,7 +18,7 @@ use crate::manifest::Manifest;
 pub const DOWNLOAD_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A WGS 84 longitude/latitude box, degrees, edges inclusive. `min_lon > max_lon` is a box
-/// that crosses the antimeridian (e.g. 170,−10,−170,10).
+/// that crosses the antimeridian (e.g. 170,−10,−170,10); `min_lat > max_lat` holds no point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoundingBox {
     /// West edge, −180 to 180.
@@ -28,7 +27,7 @@ pub struct BoundingBox {
     pub min_lat: f64,
     /// East edge, −180 to 180.
     pub max_lon: f64,
-    /// North edge, −90 to 90, at least `min_lat`.
+    /// North edge, −90 to 90.
     pub max_lat: f64,
 }
 
@@ -46,34 +45,53 @@ impl BoundingBox {
 }
 
 /// Where the previous page of a search ended: records sort by (date, image id), ascending.
-/// Sent to clients as opaque URL-safe base64 of `YYYY-MM-DD/{image_id}`.
+/// Written `YYYY-MM-DD~{image_id}` ([`SearchCursor::PATTERN`]). The date is a text key
+/// compared as the stores compare dates, so any eight digits in that shape position a page;
+/// only the shape is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchCursor {
-    /// The last record's acquisition date.
-    pub date: NaiveDate,
+    /// The last record's acquisition date, `YYYY-MM-DD`.
+    pub date: String,
     /// The last record's id.
     pub image_id: ImageId,
 }
 
 impl SearchCursor {
-    /// The opaque form.
+    /// Every string [`SearchCursor::decode`] accepts, as a regular expression (for the
+    /// OpenAPI document).
+    pub const PATTERN: &'static str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}~[a-z0-9][a-z0-9-]{0,63}$";
+
+    /// The cursor after record `manifest`.
     #[must_use]
-    pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}/{}", self.date, self.image_id))
+    pub fn after(manifest: &Manifest) -> Self {
+        Self {
+            date: manifest.date.to_string(),
+            image_id: manifest.image_id.clone(),
+        }
     }
 
-    /// Parses the opaque form; `None` for anything this function did not make.
+    /// The written form.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.date, self.image_id)
+    }
+
+    /// Parses the written form; `None` for anything not matching [`SearchCursor::PATTERN`].
     #[must_use]
     pub fn decode(text: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        let (date, id) = std::str::from_utf8(&raw).ok()?.split_once('/')?;
-        Some(Self {
-            date: date.parse().ok()?,
+        let (date, id) = text.split_once('~')?;
+        let shape = date.len() == 10
+            && date.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        shape.then(|| ()).and(Some(Self {
+            date: date.to_owned(),
             image_id: ImageId::new(id).ok()?,
-        })
+        }))
     }
 }
 
@@ -111,10 +129,7 @@ pub fn cut_page(mut rows: Vec<Manifest>, limit: u32) -> (Vec<Manifest>, Option<S
         return (rows, None);
     }
     rows.truncate(limit);
-    let cursor = rows.last().map(|m| SearchCursor {
-        date: m.date,
-        image_id: m.image_id.clone(),
-    });
+    let cursor = rows.last().map(SearchCursor::after);
     (rows, cursor)
 }
 
@@ -156,7 +171,9 @@ impl QueryError {
 ///
 /// # Errors
 /// [`QueryError`] naming the parameter, the value and what is expected. Values are parsed
-/// into typed fields here, so nothing a client sends reaches SQL as text.
+/// into typed fields here, so nothing a client sends reaches SQL as text. Ranges that hold
+/// nothing (`from` after `to`, `minLat` above `maxLat`) are valid and find nothing, so every
+/// request the OpenAPI document describes is answered 200.
 pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> Result<ImageQuery, QueryError> {
@@ -180,9 +197,7 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
             return Err(QueryError::Repeated(name.to_owned()));
         }
         let date = |p| {
-            NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                .ok()
-                .filter(|d| ACQUISITION_DATES.contains(d))
+            parse_date(value)
                 .ok_or_else(|| invalid(p, "a date YYYY-MM-DD from 1826-01-01 to 2199-12-31"))
         };
         match name {
@@ -193,9 +208,9 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
             "from" => query.from = Some(date("from")?),
             "to" => query.to = Some(date("to")?),
             "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
+                query.limit = Some(value)
+                    .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse().ok())
                     .filter(|l| (1..=ImageQuery::MAX_LIMIT).contains(l))
                     .ok_or_else(|| invalid("limit", "an integer 1 to 200"))?;
             }
@@ -206,10 +221,13 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
                 );
             }
             "bbox" => {
-                let expected = "minLon,minLat,maxLon,maxLat in degrees, longitudes −180 to 180, latitudes −90 to 90, minLat ≤ maxLat";
+                let expected = "minLon,minLat,maxLon,maxLat: four JSON numbers, longitudes -180 to 180, latitudes -90 to 90";
                 let v: Vec<f64> = value
                     .split(',')
-                    .map(|p| p.trim().parse::<f64>())
+                    .map(|p| match p.bytes().any(|b| b.is_ascii_whitespace()) {
+                        true => Err(()),
+                        false => serde_json::from_str::<f64>(p).map_err(drop),
+                    })
                     .collect::<Result<_, _>>()
                     .map_err(|_| invalid("bbox", expected))?;
                 let [min_lon, min_lat, max_lon, max_lat] = v[..] else {
@@ -217,12 +235,7 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
                 };
                 let lon_ok = |x: f64| (-180.0..=180.0).contains(&x);
                 let lat_ok = |y: f64| (-90.0..=90.0).contains(&y);
-                if !(lon_ok(min_lon)
-                    && lon_ok(max_lon)
-                    && lat_ok(min_lat)
-                    && lat_ok(max_lat)
-                    && min_lat <= max_lat)
-                {
+                if !(lon_ok(min_lon) && lon_ok(max_lon) && lat_ok(min_lat) && lat_ok(max_lat)) {
                     return Err(invalid("bbox", expected));
                 }
                 query.bbox = Some(BoundingBox {
@@ -234,15 +247,6 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
             }
             other => return Err(QueryError::Unknown(other.to_owned())),
         }
-    }
-    if let (Some(from), Some(to)) = (query.from, query.to)
-        && from > to
-    {
-        return Err(QueryError::Invalid {
-            parameter: "from",
-            value: from.to_string(),
-            expected: "a date on or before `to`",
-        });
     }
     Ok(query)
 }
@@ -286,7 +290,8 @@ mod tests {
             ErrorCode::InvalidParameter
         );
         assert_eq!(code(&[("bbox", "1,2,3")]), ErrorCode::InvalidParameter);
-        assert_eq!(code(&[("bbox", "0,10,1,5")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("bbox", " 0,0,1,1")]), ErrorCode::InvalidParameter);
+        assert_eq!(code(&[("bbox", "+1,0,1,1")]), ErrorCode::InvalidParameter);
         assert_eq!(code(&[("bbox", "0,0,181,1")]), ErrorCode::InvalidParameter);
         assert_eq!(code(&[("bbox", "NaN,0,1,1")]), ErrorCode::InvalidParameter);
         assert_eq!(code(&[("limit", "0")]), ErrorCode::InvalidParameter);
@@ -295,10 +300,14 @@ mod tests {
             code(&[("cursor", "bm90LWEtY3Vyc29y")]),
             ErrorCode::InvalidParameter
         );
-        assert_eq!(
-            code(&[("from", "2024-02-01"), ("to", "2024-01-01")]),
-            ErrorCode::InvalidParameter
-        );
+        assert_eq!(code(&[("limit", "+5")]), ErrorCode::InvalidParameter);
+        // Empty ranges are valid and find nothing.
+        let empty = parse_image_query([
+            ("from", "2024-02-01"),
+            ("to", "2024-01-01"),
+            ("bbox", "0,10,1,5"),
+        ]);
+        assert!(empty.is_ok());
         assert_eq!(
             code(&[("limit", "1"), ("limit", "2")]),
             ErrorCode::RepeatedParameter
@@ -321,13 +330,23 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {
         let c = SearchCursor {
-            date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            date: "2026-11-21".into(),
             image_id: ImageId::new("abc").unwrap(),
         };
+        assert_eq!(c.encode(), "2026-11-21~abc");
         assert_eq!(SearchCursor::decode(&c.encode()), Some(c));
-        assert_eq!(SearchCursor::decode("!!"), None);
-        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2024-01-01/../x");
-        assert_eq!(SearchCursor::decode(&forged), None);
+        // The date is a text key: any digits in the shape position a page.
+        assert!(SearchCursor::decode("2026-02-31~abc").is_some());
+        for forged in [
+            "!!",
+            "2024-01-01~../x",
+            "2024-1-01~a",
+            "2024-01-01",
+            "2024-01-01~",
+            "+202-01-01~a",
+        ] {
+            assert_eq!(SearchCursor::decode(forged), None, "{forged}");
+        }
     }
 
     #[test]
@@ -347,7 +366,10 @@ mod tests {
         let (page, cursor) = cut_page(rows.clone(), 2);
         assert_eq!(page, rows[..2]);
         let cursor = cursor.unwrap();
-        assert_eq!((cursor.date, cursor.image_id.as_str()), (rows[1].date, "b"));
+        assert_eq!(
+            (cursor.date, cursor.image_id.as_str()),
+            (rows[1].date.to_string(), "b")
+        );
         // A full last page has no cursor: the store fetched limit + 1 and got no more.
         assert_eq!(cut_page(rows.clone(), 3), (rows.clone(), None));
         assert_eq!(cut_page(Vec::new(), 50), (Vec::new(), None));

@@ -6,10 +6,8 @@
 //! [`crate::keys`]. The result is again a `Manifest`, which becomes the metadata record and the
 //! sidecar.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -81,13 +79,33 @@ pub struct DeclaredObject {
     /// Its media type.
     pub content_type: String,
     /// Its size in bytes.
+    #[serde(deserialize_with = "crate::json_integer::integer")]
     pub size_bytes: u64,
     /// Its SHA-256.
-    pub sha256: Sha256Digest,
+    pub sha256: DeclaredSha256,
     /// Width in pixels.
+    #[serde(deserialize_with = "crate::json_integer::integer")]
     pub width: u32,
     /// Height in pixels.
+    #[serde(deserialize_with = "crate::json_integer::integer")]
     pub height: u32,
+}
+
+/// A declared SHA-256: 64 lower-case hex digits. Any other spelling a client sends (the
+/// manifest's `base64`) is ignored; the server derives the base64 that storage checks from
+/// these digits, so the two can never disagree.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DeclaredSha256 {
+    /// 64 lower-case hex digits.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub hex: String,
+}
+
+impl From<Sha256Digest> for DeclaredSha256 {
+    fn from(digest: Sha256Digest) -> Self {
+        Self { hex: digest.hex }
+    }
 }
 
 /// A refused upload request. Every variant names the file (by position) and the problem.
@@ -105,9 +123,9 @@ pub enum UploadError {
         /// The limit.
         max_files: usize,
     },
-    /// A file's object list is not exactly one of each kind.
+    /// A file's object list is not exactly one of each kind, in [`ObjectKind::ALL`] order.
     #[error(
-        "file {file}: objects must be original, processed, augmented-90, -180, -270 and -360, once each"
+        "file {file}: objects must be original, processed, augmented-90, -180, -270 and -360, once each and in that order"
     )]
     ObjectSet {
         /// Position of the file in the request.
@@ -137,18 +155,16 @@ pub enum UploadError {
         /// The limit.
         max_bytes: u64,
     },
-    /// A checksum is not 32 bytes, or its hex and base64 spellings disagree.
-    #[error(
-        "file {file}: {kind:?} has an invalid SHA-256 (64 hex digits and the same 32 bytes in base64 expected)"
-    )]
+    /// A checksum is not 64 lower-case hex digits.
+    #[error("file {file}: {kind:?} has an invalid SHA-256 (64 lower-case hex digits expected)")]
     Checksum {
         /// Position of the file.
         file: usize,
         /// The object.
         kind: ObjectKind,
     },
-    /// The file name is empty or longer than 255 bytes.
-    #[error("file {file}: the name must be 1 to 255 bytes")]
+    /// The file name is empty or longer than 255 characters.
+    #[error("file {file}: the name must be 1 to 255 characters")]
     FileName {
         /// Position of the file.
         file: usize,
@@ -243,16 +259,6 @@ pub fn check_stored(
     Ok(())
 }
 
-fn valid_digest(d: &Sha256Digest) -> bool {
-    let from_hex = hex::decode(&d.hex)
-        .ok()
-        .filter(|b| b.len() == 32 && d.hex.len() == 64);
-    let from_b64 = base64::engine::general_purpose::STANDARD
-        .decode(&d.base64)
-        .ok();
-    from_hex.is_some() && from_hex == from_b64 && d.hex.bytes().all(|b| !b.is_ascii_uppercase())
-}
-
 /// Validates an upload request and decides every key: one [`Manifest`] per file, with a new
 /// id from `new_id`, objects in [`Manifest::objects`] order, and the date from EXIF
 /// `DateTimeOriginal` else `upload_date`.
@@ -289,15 +295,14 @@ fn plan_image(
     image_id: ImageId,
     upload_date: NaiveDate,
 ) -> Result<Manifest, UploadError> {
-    if declared.file_name.is_empty() || declared.file_name.len() > 255 {
+    if !(1..=255).contains(&declared.file_name.chars().count()) {
         return Err(UploadError::FileName { file });
     }
     declared
         .exif
         .check()
         .map_err(|problem| UploadError::Metadata { file, problem })?;
-    let kinds: BTreeSet<_> = declared.objects.iter().map(|o| o.kind as u8).collect();
-    if declared.objects.len() != ObjectKind::ALL.len() || kinds.len() != ObjectKind::ALL.len() {
+    if !declared.objects.iter().map(|o| o.kind).eq(ObjectKind::ALL) {
         return Err(UploadError::ObjectSet { file });
     }
     let by_kind = |kind| {
@@ -357,15 +362,14 @@ fn plan_image(
                 max_bytes,
             });
         }
-        if !valid_digest(&object.sha256) {
-            return Err(UploadError::Checksum { file, kind });
-        }
+        let sha256 = Sha256Digest::from_hex(&object.sha256.hex)
+            .ok_or(UploadError::Checksum { file, kind })?;
         objects.push(ManifestObject {
             kind,
             key,
             content_type: object.content_type.clone(),
             size_bytes: object.size_bytes,
-            sha256: object.sha256.clone(),
+            sha256,
             width: object.width,
             height: object.height,
         });
@@ -413,7 +417,7 @@ mod tests {
                     kind,
                     content_type: "image/jpeg".into(),
                     size_bytes: 1000 + i as u64,
-                    sha256: digest(i as u8),
+                    sha256: digest(i as u8).into(),
                     width: 256,
                     height: 256,
                 })
@@ -444,8 +448,7 @@ mod tests {
 
     #[test]
     fn keys_are_decided_by_the_server() {
-        let mut evil = declared("../../other-project/x.jpg");
-        evil.objects.reverse(); // order does not matter
+        let evil = declared("../../other-project/x.jpg");
         let request = UploadRequest {
             project: "palms".into(),
             files: vec![declared("IMG_1.JPG"), evil],
@@ -505,6 +508,11 @@ mod tests {
             ErrorCode::ObjectSet
         );
         assert_eq!(
+            bad(&|r| r.files[0].objects.swap(2, 3)),
+            ErrorCode::ObjectSet,
+            "one of each kind, in order"
+        );
+        assert_eq!(
             bad(&|r| r.files[0].objects[0].content_type = "image/gif".into()),
             ErrorCode::ContentType
         );
@@ -521,7 +529,7 @@ mod tests {
             ErrorCode::ObjectSize
         );
         assert_eq!(
-            bad(&|r| r.files[0].objects[2].sha256.base64 = digest(9).base64),
+            bad(&|r| r.files[0].objects[2].sha256.hex = digest(9).hex.to_uppercase()),
             ErrorCode::Checksum
         );
         assert_eq!(
@@ -531,6 +539,16 @@ mod tests {
         assert_eq!(
             bad(&|r| r.files[0].file_name = String::new()),
             ErrorCode::FileName
+        );
+        assert_eq!(
+            bad(&|r| r.files[0].file_name = "é".repeat(256)),
+            ErrorCode::FileName
+        );
+        let mut long = request.clone();
+        long.files[0].file_name = "é".repeat(255);
+        assert!(
+            plan(&long).is_ok(),
+            "255 characters (510 bytes) are allowed"
         );
         assert_eq!(
             bad(

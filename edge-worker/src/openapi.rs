@@ -1,155 +1,309 @@
-//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`, built with utoipa: schemas are
-//! derived from the same types the router serialises, so the document cannot drift from them.
+//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`. Schemas are derived with utoipa
+//! from the same types the router serialises, so the document cannot drift from them; the
+//! rules the server enforces beyond the types (patterns, ranges, the six objects of an image
+//! in order, the limits of [`UploadPolicy`]) are then written into it from the same constants
+//! tessera-core checks against, and every status a route answers is listed. A request the
+//! document describes is answered 2xx (or 404/409 for ids and objects that do not exist); one
+//! it does not describe is refused with 4xx. Schemathesis holds the server to both in CI.
 
-use utoipa::openapi::path::{
-    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
-};
-use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{
-    ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, Required,
-    ResponseBuilder,
-};
+use serde_json::{Value, json};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApiBuilder};
 
 use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
 };
 use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
-use tessera_core::exif::{ExifMetadata, GpsPosition};
+use tessera_core::exif::{DATE_PATTERN, ExifMetadata, GpsPosition, taken_at_pattern};
 use tessera_core::job::{JobStage, JobState, JobStatus, Progress};
+use tessera_core::keys::Project;
 use tessera_core::presign::{Method, PresignedRequest};
-use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadRequest};
+use tessera_core::search::{ImageQuery, SearchCursor};
+use tessera_core::upload::{
+    DeclaredImage, DeclaredObject, DeclaredSha256, UploadPolicy, UploadRequest,
+};
 use tessera_core::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 
-fn json(schema: &str) -> Content {
-    Content::new(Some(Ref::from_schema_name(schema)))
-}
-
-fn string_param(
-    name: &str,
-    place: ParameterIn,
-    required: bool,
-    description: &str,
-) -> ParameterBuilder {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(place)
-        .required(if required {
-            Required::True
-        } else {
-            Required::False
-        })
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-}
-
-/// The operation with the error answers every authenticated route shares.
-fn operation(summary: &str, ok: (&str, &str, Option<&str>)) -> OperationBuilder {
-    let (status, description, schema) = ok;
-    let mut ok = ResponseBuilder::new().description(description);
-    if let Some(schema) = schema {
-        ok = ok.content("application/json", json(schema));
+/// The error answers of a route: status → description.
+fn errors(statuses: &[(&str, &str)]) -> Value {
+    let mut responses = serde_json::Map::new();
+    for (status, description) in statuses {
+        let mut response = json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        });
+        if *status == "429" {
+            response["headers"] = json!({"Retry-After": {
+                "description": "seconds until a request is accepted again",
+                "required": true,
+                "schema": {"type": "integer", "minimum": 0},
+            }});
+        }
+        responses.insert((*status).to_owned(), response);
     }
-    let error = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content("application/json", json("ErrorBody"))
-    };
-    OperationBuilder::new()
-        .summary(Some(summary))
-        .security(SecurityRequirement::new("api_key", Vec::<String>::new()))
-        .response(status, ok)
-        .response(
-            "400",
-            error("the request is invalid: `code` says which rule"),
-        )
-        .response("401", error("missing or unknown API key"))
-        .response("413", error("request body over the limit"))
-        .response("429", error("rate limited; see Retry-After"))
+    Value::Object(responses)
+}
+
+/// The statuses every route behind the API key may answer besides its own.
+const KEYED: [(&str, &str); 5] = [
+    ("401", "missing or unknown API key"),
+    ("408", "the request body did not arrive in time"),
+    ("413", "request body over the limit"),
+    (
+        "429",
+        "rate limited (per API key, or per client address after failed authentications); see Retry-After",
+    ),
+    (
+        "500",
+        "an internal failure; logged with its details, answered without them",
+    ),
+];
+
+/// An operation behind the API key: `ok` is (status, description, schema name), `own` the
+/// errors it answers besides [`KEYED`].
+fn keyed(summary: &str, ok: (&str, &str, &str), own: &[(&str, &str)]) -> Value {
+    let (status, description, schema) = ok;
+    let mut responses = errors(&[own, &KEYED[..]].concat());
+    responses[status] = json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+    });
+    json!({
+        "summary": summary,
+        "security": [{"api_key": []}],
+        "responses": responses,
+    })
+}
+
+fn path_id(description: &str) -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": description,
+           "schema": {"type": "string", "minLength": 1}})
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn paths() -> Value {
+    let bad_request = ("400", "the request is invalid: `code` says which rule");
+    let date = json!({"type": "string", "pattern": format!("^{DATE_PATTERN}$")});
+    let longitude = json!({"type": "number", "minimum": -180, "maximum": 180});
+    let latitude = json!({"type": "number", "minimum": -90, "maximum": 90});
+
+    let mut create = keyed(
+        "Validate the client's manifests, decide every key, presign one PUT per object",
+        ("201", "presigned PUTs, six per image", "UploadCreated"),
+        &[bad_request],
+    );
+    create["requestBody"] = json!({
+        "required": true,
+        "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/UploadRequest"},
+            "example": example_upload(),
+        }},
+    });
+    create["responses"]["201"]["links"] = json!({
+        "complete": {
+            "operationId": "completeUpload",
+            "parameters": {"id": "$response.body#/upload_id"},
+        },
+        "image": {
+            "operationId": "getImage",
+            "parameters": {"id": "$response.body#/objects/0/image_id"},
+        },
+    });
+    create["operationId"] = json!("createUpload");
+
+    let mut complete = keyed(
+        "HEAD-verify every object, write the sidecars, record the images, trigger a batch job (idempotent)",
+        ("200", "recorded; the job id", "UploadCompleted"),
+        &[
+            ("404", "no such upload"),
+            (
+                "409",
+                "objects missing or different from the declared size or SHA-256; listed in `objects`",
+            ),
+            (
+                "502",
+                "the batch backend refused the job; complete again to retry",
+            ),
+        ],
+    );
+    complete["operationId"] = json!("completeUpload");
+    complete["parameters"] = json!([path_id("the upload_id from POST /v1/uploads")]);
+    complete["responses"]["200"]["links"] = json!({
+        "job": {"operationId": "getJob", "parameters": {"id": "$response.body#/job_id"}},
+        "image": {"operationId": "getImage", "parameters": {"id": "$response.body#/images/0"}},
+    });
+
+    let mut search = keyed(
+        "Search records by acquisition date and GPS bounding box",
+        ("200", "a page of records", "SearchPage"),
+        &[bad_request],
+    );
+    search["operationId"] = json!("searchImages");
+    let mut bbox = query(
+        "bbox",
+        "minLon,minLat,maxLon,maxLat in WGS 84 degrees; minLon > maxLon crosses the antimeridian, minLat > maxLat finds nothing",
+        json!({"type": "array", "prefixItems": [longitude, latitude, longitude, latitude],
+                   "items": false, "minItems": 4, "maxItems": 4}),
+    );
+    bbox["style"] = json!("form");
+    bbox["explode"] = json!(false);
+
+    search["parameters"] = json!([
+        query(
+            "project",
+            "only this project",
+            json!({"type": "string", "pattern": Project::pattern()})
+        ),
+        query(
+            "from",
+            "acquired on or after this date, YYYY-MM-DD from 1826-01-01 to 2199-12-31",
+            date.clone()
+        ),
+        query(
+            "to",
+            "acquired on or before this date (a `to` before `from` finds nothing)",
+            date
+        ),
+        bbox,
+        query(
+            "limit",
+            "page size",
+            json!({"type": "integer", "minimum": 1,
+            "maximum": ImageQuery::MAX_LIMIT, "default": ImageQuery::DEFAULT_LIMIT})
+        ),
+        query(
+            "cursor",
+            "next_cursor of the previous page",
+            json!({"type": "string", "pattern": SearchCursor::PATTERN})
+        ),
+    ]);
+
+    let mut image = keyed(
+        "One record with presigned GET URLs for its objects",
+        ("200", "the record", "ImageAnswer"),
+        &[("404", "no such image")],
+    );
+    image["operationId"] = json!("getImage");
+    image["parameters"] = json!([path_id("the image_id")]);
+
+    let mut job = keyed(
+        "The batch job's status",
+        ("200", "its state, stage and progress", "JobStatus"),
+        &[
+            ("404", "no such job"),
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    job["operationId"] = json!("getJob");
+    job["parameters"] = json!([path_id("the job_id from complete")]);
+
+    json!({
+        "/v1/uploads": {"post": create},
+        "/v1/uploads/{id}/complete": {"post": complete},
+        "/v1/images": {"get": search},
+        "/v1/images/{id}": {"get": image},
+        "/v1/jobs/{id}": {"get": job},
+        "/v1/openapi.json": {"get": {
+            "summary": "This document; no API key",
+            "operationId": "openApi",
+            "responses": {"200": {"description": "the OpenAPI 3.1 document",
+                "content": {"application/json": {"schema": {"type": "object"}}}}},
+        }},
+        "/health": {"get": {
+            "summary": "Liveness; no API key",
+            "operationId": "health",
+            "responses": {"200": {"description": "the server answers",
+                "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"status": {"const": "ok"}}, "required": ["status"]}}}}},
+        }},
+    })
+}
+
+/// A valid `POST /v1/uploads` body: one image with its six objects.
+fn example_upload() -> Value {
+    let objects: Vec<Value> = ObjectKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let original = *kind == ObjectKind::Original;
+            json!({
+                "kind": kind,
+                "content_type": "image/jpeg",
+                "size_bytes": if original { 2_482_113 } else { 9_000 + i },
+                "sha256": {"hex": Sha256Digest::of(format!("example {i}").as_bytes()).hex},
+                "width": if original { 4000 } else { 256 },
+                "height": if original { 3000 } else { 256 },
+            })
+        })
+        .collect();
+    json!({
+        "project": "palm-survey",
+        "files": [{
+            "file_name": "IMG_0042.JPG",
+            "exif": {"taken_at": "2024-03-09T10:00:00",
+                     "gps": {"latitude": 5.55, "longitude": -0.2, "altitude_m": 61.0}},
+            "objects": objects,
+        }],
+    })
+}
+
+/// Writes into the derived schemas the rules the server checks beyond the types.
+fn constrain(schemas: &mut Value) {
+    let policy = UploadPolicy::default();
+    let request = &mut schemas["UploadRequest"]["properties"];
+    request["project"]["pattern"] = json!(Project::pattern());
+    request["files"]["minItems"] = json!(1);
+    request["files"]["maxItems"] = json!(policy.max_files);
+
+    let image = &mut schemas["DeclaredImage"]["properties"];
+    image["file_name"]["minLength"] = json!(1);
+    image["file_name"]["maxLength"] = json!(255);
+    let declared_object = &mut schemas["DeclaredObject"]["properties"];
+    for side in ["width", "height"] {
+        declared_object[side] = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX,
+            "description": declared_object[side]["description"].clone()});
+    }
+    let declared_object = schemas["DeclaredObject"].clone();
+    let positions: Vec<Value> = ObjectKind::ALL
+        .iter()
+        .map(|&kind| {
+            let (content_type, max_bytes) = if kind == ObjectKind::Original {
+                (
+                    json!({"enum": ["image/jpeg", "image/png", "image/tiff"]}),
+                    policy.max_original_bytes,
+                )
+            } else {
+                (json!({"const": "image/jpeg"}), policy.max_derivative_bytes)
+            };
+            let mut position = declared_object.clone();
+            position["properties"]["kind"] = json!({"const": kind});
+            position["properties"]["content_type"] = content_type;
+            position["properties"]["size_bytes"] =
+                json!({"type": "integer", "minimum": 1, "maximum": max_bytes});
+            position
+        })
+        .collect();
+    schemas["DeclaredImage"]["properties"]["objects"] = json!({
+        "description": "exactly six objects, one of each kind, in this order",
+        "type": "array",
+        "prefixItems": positions,
+        "items": false,
+        "minItems": 6,
+        "maxItems": 6,
+    });
+    schemas["ExifMetadata"]["properties"]["taken_at"]["pattern"] = json!(taken_at_pattern());
 }
 
 /// Builds the document.
 #[must_use]
-pub fn document() -> OpenApi {
-    let id = |description| string_param("id", ParameterIn::Path, true, description);
-    let paths = PathsBuilder::new()
-        .path(
-            "/v1/uploads",
-            PathItem::new(
-                HttpMethod::Post,
-                operation(
-                    "Validate the client's manifests, decide every key, presign one PUT per object",
-                    ("201", "presigned PUTs, six per image", Some("UploadCreated")),
-                )
-                .request_body(Some(
-                    RequestBodyBuilder::new()
-                        .required(Some(Required::True))
-                        .content("application/json", json("UploadRequest"))
-                        .build(),
-                )),
-            ),
-        )
-        .path(
-            "/v1/uploads/{id}/complete",
-            PathItem::new(
-                HttpMethod::Post,
-                operation(
-                    "HEAD-verify every object, write the sidecars, record the images, trigger a batch job (idempotent)",
-                    ("200", "recorded; the job id", Some("UploadCompleted")),
-                )
-                .parameter(id("the upload_id from POST /v1/uploads"))
-                .response("404", ResponseBuilder::new().description("no such upload").content("application/json", json("ErrorBody")))
-                .response("409", ResponseBuilder::new().description("objects missing or different from the declared size or SHA-256; listed in `objects`").content("application/json", json("ErrorBody")))
-                .response("502", ResponseBuilder::new().description("the batch backend refused the job; complete again to retry").content("application/json", json("ErrorBody"))),
-            ),
-        )
-        .path(
-            "/v1/images",
-            PathItem::new(
-                HttpMethod::Get,
-                operation("Search records by acquisition date and GPS bounding box", ("200", "a page of records", Some("SearchPage")))
-                    .parameter(string_param("project", ParameterIn::Query, false, "only this project"))
-                    .parameter(string_param("from", ParameterIn::Query, false, "acquired on or after, YYYY-MM-DD"))
-                    .parameter(string_param("to", ParameterIn::Query, false, "acquired on or before, YYYY-MM-DD"))
-                    .parameter(string_param("bbox", ParameterIn::Query, false, "minLon,minLat,maxLon,maxLat in WGS 84 degrees; minLon > maxLon crosses the antimeridian"))
-                    .parameter(string_param("limit", ParameterIn::Query, false, "page size 1–200, default 50"))
-                    .parameter(string_param("cursor", ParameterIn::Query, false, "next_cursor of the previous page")),
-            ),
-        )
-        .path(
-            "/v1/images/{id}",
-            PathItem::new(
-                HttpMethod::Get,
-                operation("One record with presigned GET URLs for its objects", ("200", "the record", Some("ImageAnswer")))
-                    .parameter(id("the image_id"))
-                    .response("404", ResponseBuilder::new().description("no such image").content("application/json", json("ErrorBody"))),
-            ),
-        )
-        .path(
-            "/v1/jobs/{id}",
-            PathItem::new(
-                HttpMethod::Get,
-                operation("The batch job's status", ("200", "its state, stage and progress", Some("JobStatus")))
-                    .parameter(id("the job_id from complete"))
-                    .response("404", ResponseBuilder::new().description("no such job").content("application/json", json("ErrorBody")))
-                    .response("502", ResponseBuilder::new().description("the batch backend did not answer; try again").content("application/json", json("ErrorBody"))),
-            ),
-        )
-        .path(
-            "/health",
-            PathItem::new(
-                HttpMethod::Get,
-                OperationBuilder::new()
-                    .summary(Some("Liveness; no API key"))
-                    .response("200", ResponseBuilder::new().description("`{\"status\":\"ok\"}`")),
-            ),
-        )
-        .build();
+pub fn document() -> Value {
     let components = ComponentsBuilder::new()
         .schema_from::<UploadRequest>()
         .schema_from::<DeclaredImage>()
         .schema_from::<DeclaredObject>()
+        .schema_from::<DeclaredSha256>()
         .schema_from::<ExifMetadata>()
         .schema_from::<GpsPosition>()
         .schema_from::<ObjectKind>()
@@ -173,29 +327,30 @@ pub fn document() -> OpenApi {
         .schema_from::<JobState>()
         .schema_from::<JobStage>()
         .schema_from::<Progress>()
-        .security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("an API key, sent as `Authorization: Bearer <key>`"))
-                    .build(),
-            ),
-        )
         .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Tessera edge API")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some(
-                    "Presigned uploads of images and their derivatives, metadata records and search, batch job status.",
-                ))
-                .build(),
-        )
-        .paths(paths)
-        .components(Some(components))
-        .build()
+    let mut document = serde_json::to_value(
+        OpenApiBuilder::new()
+            .info(
+                InfoBuilder::new()
+                    .title("Tessera edge API")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .description(Some(
+                        "Presigned uploads of images and their derivatives, metadata records and search, batch job status. \
+                         Every error is an ErrorBody with a stable `code`; a path answers 405 with `Allow` for other methods.",
+                    ))
+                    .build(),
+            )
+            .components(Some(components))
+            .build(),
+    )
+    .expect("the document serialises");
+    constrain(&mut document["components"]["schemas"]);
+    document["components"]["securitySchemes"] = json!({"api_key": {
+        "type": "http", "scheme": "bearer",
+        "description": "an API key, sent as `Authorization: Bearer <key>`",
+    }});
+    document["paths"] = paths();
+    document
 }
 
 #[cfg(test)]
@@ -205,7 +360,7 @@ mod tests {
     /// The document lists every `ErrorCode` as serde writes it; each must be its `as_str()`.
     #[test]
     fn every_error_code_is_written_as_its_wire_name() {
-        let document = serde_json::to_value(document()).unwrap();
+        let document = document();
         let codes = document["components"]["schemas"]["ErrorCode"]["enum"]
             .as_array()
             .unwrap();
@@ -213,6 +368,45 @@ mod tests {
         for code in codes {
             let parsed: ErrorCode = serde_json::from_value(code.clone()).unwrap();
             assert_eq!(parsed.as_str(), code.as_str().unwrap());
+        }
+    }
+
+    /// The example body is a valid request: the planner accepts it.
+    #[test]
+    fn the_example_upload_is_accepted() {
+        let request: UploadRequest = serde_json::from_value(example_upload()).unwrap();
+        let mut n = 0;
+        let planned = tessera_core::upload::plan_upload(
+            &request,
+            &UploadPolicy::default(),
+            || {
+                n += 1;
+                tessera_core::keys::ImageId::new(format!("id{n}")).unwrap()
+            },
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        );
+        assert!(planned.is_ok(), "{planned:?}");
+    }
+
+    /// Every status a keyed route answers is documented, with an `ErrorBody`.
+    #[test]
+    fn every_keyed_route_documents_its_errors() {
+        let document = document();
+        for (path, method, own) in [
+            ("/v1/uploads", "post", &["400"][..]),
+            ("/v1/uploads/{id}/complete", "post", &["404", "409", "502"]),
+            ("/v1/images", "get", &["400"]),
+            ("/v1/images/{id}", "get", &["404"]),
+            ("/v1/jobs/{id}", "get", &["404", "502"]),
+        ] {
+            let responses = &document["paths"][path][method]["responses"];
+            for status in own.iter().chain(&["401", "408", "413", "429", "500"]) {
+                assert_eq!(
+                    responses[*status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
         }
     }
 }

@@ -192,7 +192,7 @@ fn upload_request(names: &[&str]) -> Value {
                     kind,
                     content_type: "image/jpeg".into(),
                     size_bytes: 1000 + kind as u64,
-                    sha256: Sha256Digest::of(format!("{name}/{kind:?}").as_bytes()),
+                    sha256: Sha256Digest::of(format!("{name}/{kind:?}").as_bytes()).into(),
                     width: 256,
                     height: 256,
                 })
@@ -221,7 +221,9 @@ fn put_everything(storage: &ScriptedStorage, planned: &Value, request: &Value) {
         storage.store(
             target["key"].as_str().unwrap(),
             declared["size_bytes"].as_u64().unwrap(),
-            declared["sha256"]["base64"].as_str().unwrap(),
+            &Sha256Digest::from_hex(declared["sha256"]["hex"].as_str().unwrap())
+                .unwrap()
+                .base64,
         );
     }
 }
@@ -254,7 +256,7 @@ fn upload_complete_is_verified_recorded_and_triggers_one_job() {
     assert_eq!(
         refused["objects"],
         json!([{"key": tampered, "problem": format!("sha256 {other} instead of {}",
-            request["files"][0]["objects"][3]["sha256"]["base64"].as_str().unwrap())}])
+            Sha256Digest::from_hex(request["files"][0]["objects"][3]["sha256"]["hex"].as_str().unwrap()).unwrap().base64)}])
     );
     assert!(
         jobs.requests.borrow().is_empty(),

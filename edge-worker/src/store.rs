@@ -359,10 +359,7 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
         )?;
     }
     let mut query = search(&[]);
-    query.cursor = Some(tessera_core::search::SearchCursor {
-        date: a1.date,
-        image_id: a1.image_id.clone(),
-    });
+    query.cursor = Some(tessera_core::search::SearchCursor::after(&a1));
     check(
         "a cursor continues after its record, ties broken by id",
         ids(&store.search(&query).await.map_err(fail("search"))?),
