@@ -2,7 +2,8 @@
 # Every test of the project, from a fresh machine of this kind or a warm one. `.ci/run` calls
 # this; so can you. Installs what it needs (idempotently), fetches the real test data, then
 # checks formatting, lints, the wasm32 builds, and runs all test suites: cargo's, the wasm
-# bindings in headless Chromium, and the page against `tessera up` with Playwright.
+# bindings in headless Chromium, the page against `tessera up` with Playwright, and the API
+# under Schemathesis.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -74,3 +75,6 @@ step "the page against tessera up in headless Chromium (Playwright); screenshots
 bash scripts/build-web.sh
 cargo build --release --locked -p tessera-batch
 node --test --test-concurrency=1 tests/browser/
+
+step "the edge API under Schemathesis against tessera up: every check and phase, 120 s, fails on any finding"
+bash tests/api/fuzz.sh

@@ -131,20 +131,21 @@ pub const ACQUISITION_DATES: RangeInclusive<NaiveDate> = RangeInclusive::new(
 /// calendar date within [`ACQUISITION_DATES`]; the shape [`DATE_PATTERN`] describes.
 #[must_use]
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let shape = text.len() == 10
-        && text.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    if !shape {
+    if !is_date_shaped(text) {
         return None;
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .filter(|d| ACQUISITION_DATES.contains(d))
+}
+
+/// Whether `text` is four digits, `-`, two digits, `-`, two digits.
+pub(crate) fn is_date_shaped(text: &str) -> bool {
+    text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 /// Every string [`parse_date`] accepts, as a regular expression: a Gregorian calendar date from

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
-use crate::exif::parse_date;
+use crate::exif::{is_date_shaped, parse_date};
 use crate::keys::{ImageId, Project};
 use crate::manifest::Manifest;
 
@@ -80,18 +80,13 @@ impl SearchCursor {
     #[must_use]
     pub fn decode(text: &str) -> Option<Self> {
         let (date, id) = text.split_once('~')?;
-        let shape = date.len() == 10
-            && date.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
-        shape.then(|| ()).and(Some(Self {
+        if !is_date_shaped(date) {
+            return None;
+        }
+        Some(Self {
             date: date.to_owned(),
             image_id: ImageId::new(id).ok()?,
-        }))
+        })
     }
 }
 

@@ -80,7 +80,10 @@ fn path_id(description: &str) -> Value {
 }
 
 fn query(name: &str, description: &str, schema: Value) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+    let mut parameter =
+        json!({"name": name, "in": "query", "required": false, "description": description});
+    parameter["schema"] = schema;
+    parameter
 }
 
 fn paths() -> Value {
