@@ -9,6 +9,16 @@ use std::process::Command;
 
 use tessera_core::{Manifest, Sha256Digest};
 
+/// The variables `tessera edge` needs, with storage and the batch backend at a closed port.
+pub(crate) const EDGE_ENV: [(&str, &str); 6] = [
+    ("TESSERA_S3_ENDPOINT", "http://127.0.0.1:9"),
+    ("TESSERA_S3_BUCKET", "b"),
+    ("TESSERA_S3_ACCESS_KEY_ID", "ak"),
+    ("TESSERA_S3_SECRET_ACCESS_KEY", "sk"),
+    ("TESSERA_BACKEND_URL", "http://127.0.0.1:9"),
+    ("TESSERA_BACKEND_TOKEN", "t"),
+];
+
 pub(crate) fn fixtures() -> PathBuf {
     std::env::var_os("TESSERA_FIXTURES").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
@@ -204,15 +214,8 @@ fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
             "--database",
         ])
         .arg(dir.path().join("m.sqlite"))
-        .envs([
-            ("TESSERA_S3_ENDPOINT", "http://127.0.0.1:9"),
-            ("TESSERA_S3_BUCKET", "b"),
-            ("TESSERA_S3_ACCESS_KEY_ID", "ak"),
-            ("TESSERA_S3_SECRET_ACCESS_KEY", "sk"),
-            ("TESSERA_BACKEND_URL", "http://127.0.0.1:9"),
-            ("TESSERA_BACKEND_TOKEN", "t"),
-            ("RUST_LOG", "debug"),
-        ])
+        .envs(EDGE_ENV)
+        .env("RUST_LOG", "debug")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -303,16 +303,23 @@ fn storage_keeps_an_object_whose_put_fails_its_checksum() {
                 .map_or_else(|| original.clone(), <[u8]>::to_vec);
             if kind == ObjectKind::Original {
                 original_object = Some(object);
-                // Headers S3 would store with the object are refused unless signed (the
+                // Unsigned x-amz-* headers S3 would store with the object are refused (the
                 // refusal comes before the body is read; a short body is written whole).
-                let answer =
-                    put(object, vec![0], Some(("content-disposition", "attachment"))).await;
+                let answer = put(object, vec![0], Some(("x-amz-meta-owner", "mallory"))).await;
                 assert_eq!(answer.status(), 403);
                 let text = answer.text().await.unwrap();
                 assert!(
-                    text.contains("content-disposition") && text.contains("not signed"),
+                    text.contains("x-amz-meta-owner") && text.contains("not signed"),
                     "{text}"
                 );
+                // Unsigned Content-* and Cache-Control are dropped, not stored.
+                let answer = put(
+                    object,
+                    body.clone(),
+                    Some(("content-disposition", "attachment; filename=evil.html")),
+                )
+                .await;
+                assert_eq!(answer.status(), 200);
             }
             assert_eq!(
                 put(object, body, None).await.status(),
@@ -375,6 +382,21 @@ fn storage_keeps_an_object_whose_put_fails_its_checksum() {
             access_key_id: credentials["access_key_id"].as_str().unwrap().into(),
             secret_access_key: credentials["secret_access_key"].as_str().unwrap().into(),
         };
+        // The dropped header was not stored.
+        let get = storage
+            .presign(
+                Method::Get,
+                original_object["key"].as_str().unwrap(),
+                &[],
+                Duration::from_secs(60),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let answer = client.get(&get.url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(answer.headers().get("content-disposition").is_none());
+        assert_eq!(answer.bytes().await.unwrap(), original);
+
         for key in [
             "original-uploads/",
             "/etc/passwd",

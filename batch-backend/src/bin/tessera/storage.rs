@@ -9,8 +9,9 @@
 //!   hands the bytes to s3s-fs. A presigned PUT signs `x-amz-checksum-sha256`, so no other
 //!   bytes can replace an object through its URL, before or after `complete`.
 //! - **Only signed metadata is stored.** A write that carries a header S3 would store with the
-//!   object (`Content-Disposition`, `Cache-Control`, `x-amz-meta-*`, …) without signing it is
-//!   refused ([`unsigned_stored_header`]), so a presigned URL cannot be used to attach them.
+//!   object without signing it is refused (`x-amz-meta-*`, `x-amz-website-redirect-location`,
+//!   …) or has it dropped (`Content-Disposition`, `Cache-Control`, …), so a presigned URL
+//!   cannot be used to attach them ([`unsigned_stored_headers`]).
 //! - **Keys s3s-fs cannot hold are refused with 4xx**: `.`/`..` segments, a leading `/` or an
 //!   empty segment (400), and a `GET`/`HEAD` of a key ending in `/` (404, no such object),
 //!   instead of a 500 from the file system.
@@ -58,7 +59,7 @@ pub(crate) fn storage_service(
         credentials.secret_access_key.as_str(),
     ));
     let s3 = builder.build();
-    let guarded = tower::service_fn(move |request: Request<Incoming>| {
+    let guarded = tower::service_fn(move |mut request: Request<Incoming>| {
         let s3 = s3.clone();
         async move {
             if has_dot_segment(request.uri().path()) {
@@ -68,14 +69,18 @@ pub(crate) fn storage_service(
                     "object keys with '.' or '..' segments are refused",
                 ));
             }
-            if matches!(*request.method(), Method::PUT | Method::POST)
-                && let Some(name) = unsigned_stored_header(request.uri(), request.headers())
-            {
-                return Ok(refusal(
-                    StatusCode::FORBIDDEN,
-                    "AccessDenied",
-                    &format!("header {name} would be stored with the object but is not signed"),
-                ));
+            if matches!(*request.method(), Method::PUT | Method::POST) {
+                let unsigned = unsigned_stored_headers(request.uri(), request.headers());
+                if let Some(name) = unsigned.iter().find(|n| n.as_str().starts_with("x-amz-")) {
+                    return Ok(refusal(
+                        StatusCode::FORBIDDEN,
+                        "AccessDenied",
+                        &format!("header {name} would be stored with the object but is not signed"),
+                    ));
+                }
+                for name in unsigned {
+                    request.headers_mut().remove(name);
+                }
             }
             s3.call(request.map(s3s::Body::from)).await
         }
@@ -128,12 +133,14 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The first header of a write that S3 stores with the object (system metadata, user metadata,
+/// The headers of a write that S3 stores with the object (system metadata, user metadata,
 /// ACLs, tags, storage options) but that the request's SigV4 signature does not cover, read
 /// from `X-Amz-SignedHeaders` (presigned) or the `Authorization` header's `SignedHeaders=`.
-/// Real S3 refuses unsigned `x-amz-*` headers and stores unsigned `Content-*`; the local
-/// storage refuses both.
-fn unsigned_stored_header<'a>(uri: &http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+/// As S3 does, the storage refuses such `x-amz-*` headers (403); unlike S3, which stores
+/// unsigned `Content-*`, `Cache-Control` and `Expires`, it drops them, so a presigned URL
+/// cannot attach a `Content-Disposition` to an object, while a browser that adds
+/// `Cache-Control: no-cache` to its PUT (as Chromium does with its cache disabled) still works.
+fn unsigned_stored_headers(uri: &http::Uri, headers: &HeaderMap) -> Vec<http::HeaderName> {
     let from_query = uri.query().and_then(|query| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-signedheaders"))
@@ -148,9 +155,10 @@ fn unsigned_stored_header<'a>(uri: &http::Uri, headers: &'a HeaderMap) -> Option
     let signed: Vec<&str> = signed.split(';').collect();
     headers
         .keys()
-        .map(http::HeaderName::as_str)
-        .filter(|name| is_stored_header(name))
-        .find(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name)))
+        .filter(|name| is_stored_header(name.as_str()))
+        .filter(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name.as_str())))
+        .cloned()
+        .collect()
 }
 
 /// Whether S3 keeps header `name` (lower case) with the object it writes.
@@ -418,7 +426,7 @@ mod tests {
             ("x-amz-checksum-sha256", "x"),
             ("user-agent", "curl"),
         ]);
-        assert_eq!(unsigned_stored_header(&presigned, &sent), None);
+        assert!(unsigned_stored_headers(&presigned, &sent).is_empty());
         for extra in [
             "content-disposition",
             "Cache-Control",
@@ -431,11 +439,9 @@ mod tests {
                 http::HeaderName::from_bytes(extra.as_bytes()).unwrap(),
                 HeaderValue::from_static("v"),
             );
-            assert_eq!(
-                unsigned_stored_header(&presigned, &with),
-                Some(extra.to_ascii_lowercase().as_str()),
-                "{extra}"
-            );
+            let unsigned = unsigned_stored_headers(&presigned, &with);
+            assert_eq!(unsigned.len(), 1, "{extra}");
+            assert_eq!(unsigned[0].as_str(), extra.to_ascii_lowercase(), "{extra}");
         }
         let signed_in_header = headers(&[
             (
@@ -445,7 +451,7 @@ mod tests {
             ("x-amz-meta-owner", "me"),
         ]);
         let plain: http::Uri = "/tessera/k".parse().unwrap();
-        assert_eq!(unsigned_stored_header(&plain, &signed_in_header), None);
+        assert!(unsigned_stored_headers(&plain, &signed_in_header).is_empty());
     }
 
     #[test]
