@@ -8,8 +8,26 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A server that is killed if a test fails before it stops it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `tessera edge` on a free port with `--client-timeout`, under `ulimit -n` when given.
-fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Child, String) {
+fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Running, String) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -35,9 +53,11 @@ fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Child, String)
             "TESSERA_API_KEY_HASHES",
             tessera_core::access::api_key_hash("k"),
         )
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let child = Running(Some(child));
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while health(&addr).is_none() {
@@ -79,7 +99,8 @@ fn seconds_until_closed(mut stream: TcpStream, limit: Duration) -> f64 {
     }
 }
 
-fn stop(child: Child) -> String {
+fn stop(mut running: Running) -> String {
+    let child = running.0.take().expect("running");
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
