@@ -76,5 +76,5 @@ bash scripts/build-web.sh
 cargo build --release --locked -p tessera-batch
 node --test --test-concurrency=1 tests/browser/
 
-step "the edge API under Schemathesis against tessera up: every check and phase, 120 s, fails on any finding"
+step "the edge API under Schemathesis against tessera up: every check and phase, 60 s, fails on any finding"
 bash tests/api/fuzz.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the edge API of `tessera up` (the native host, real storage and SQLite) with
-# Schemathesis: every check and phase, bounded by TESSERA_FUZZ_SECONDS (default 120); exits
+# Schemathesis: every check and phase, bounded by TESSERA_FUZZ_SECONDS (default 60); exits
 # non-zero on any finding. Runs the release `tessera` binary (scripts/test.sh builds it), or
 # TESSERA_BIN.
 set -euo pipefail
@@ -25,4 +25,4 @@ export TESSERA_API_KEY
 TESSERA_API_KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$data/stack/local.json")
 cd tests/api
 "$venv/bin/st" run "http://127.0.0.1:$api_port/v1/openapi.json" \
-  --max-time "${TESSERA_FUZZ_SECONDS:-120}" --seed "${TESSERA_FUZZ_SEED:-$RANDOM}" --no-color
+  --max-time "${TESSERA_FUZZ_SECONDS:-60}" --seed "${TESSERA_FUZZ_SEED:-$RANDOM}" --no-color
