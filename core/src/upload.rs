@@ -6,6 +6,7 @@
 //! [`crate::keys`]. The result is again a `Manifest`, which becomes the metadata record and the
 //! sidecar.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -40,6 +41,18 @@ impl Default for UploadPolicy {
         }
     }
 }
+
+/// The formats an original may declare, by content type: those [`crate::limits::probe`]
+/// accepts.
+pub const ORIGINAL_FORMATS: [ImageFormat; 3] =
+    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Tiff];
+
+/// The content type of every derivative: they are baseline JPEGs.
+pub const DERIVATIVE_CONTENT_TYPE: &str = "image/jpeg";
+
+/// How long a declared file name may be, in characters (Unicode scalar values, as JSON
+/// Schema's `maxLength` counts them).
+pub const FILE_NAME_CHARS: RangeInclusive<usize> = 1..=255;
 
 /// Lifetime of the URLs the edge signs for its own immediate use while completing an upload:
 /// the `HEAD` that checks each object and the `PUT` of each metadata sidecar. They are used
@@ -132,7 +145,7 @@ pub enum UploadError {
         file: usize,
     },
     /// The original is not image/jpeg, image/png or image/tiff, or a derivative not image/jpeg.
-    #[error("file {file}: {kind:?} has content type {content_type:?}; allowed: {allowed}")]
+    #[error("file {file}: {kind:?} has content type {content_type:?}; allowed: {}", allowed.join(", "))]
     ContentType {
         /// Position of the file.
         file: usize,
@@ -141,7 +154,7 @@ pub enum UploadError {
         /// What was declared.
         content_type: String,
         /// What is allowed.
-        allowed: &'static str,
+        allowed: Vec<&'static str>,
     },
     /// An object is empty or larger than the policy allows.
     #[error("file {file}: {kind:?} is {size_bytes} bytes; allowed 1 to {max_bytes}")]
@@ -295,7 +308,7 @@ fn plan_image(
     image_id: ImageId,
     upload_date: NaiveDate,
 ) -> Result<Manifest, UploadError> {
-    if !(1..=255).contains(&declared.file_name.chars().count()) {
+    if !FILE_NAME_CHARS.contains(&declared.file_name.chars().count()) {
         return Err(UploadError::FileName { file });
     }
     declared
@@ -305,28 +318,17 @@ fn plan_image(
     if !declared.objects.iter().map(|o| o.kind).eq(ObjectKind::ALL) {
         return Err(UploadError::ObjectSet { file });
     }
-    let by_kind = |kind| {
-        declared
-            .objects
-            .iter()
-            .find(|o| o.kind == kind)
-            .expect("all six kinds")
-    };
-
-    let original = by_kind(ObjectKind::Original);
-    let format = match original.content_type.as_str() {
-        "image/jpeg" => ImageFormat::Jpeg,
-        "image/png" => ImageFormat::Png,
-        "image/tiff" => ImageFormat::Tiff,
-        other => {
-            return Err(UploadError::ContentType {
-                file,
-                kind: ObjectKind::Original,
-                content_type: other.to_owned(),
-                allowed: "image/jpeg, image/png, image/tiff",
-            });
-        }
-    };
+    // In ObjectKind::ALL order from here: the original first.
+    let original = &declared.objects[0];
+    let format = ORIGINAL_FORMATS
+        .into_iter()
+        .find(|f| f.content_type() == original.content_type)
+        .ok_or_else(|| UploadError::ContentType {
+            file,
+            kind: ObjectKind::Original,
+            content_type: original.content_type.clone(),
+            allowed: ORIGINAL_FORMATS.map(ImageFormat::content_type).to_vec(),
+        })?;
     let (date, date_source) = match declared.exif.acquisition_date() {
         Some(date) => (date, DateSource::Exif),
         None => (upload_date, DateSource::Upload),
@@ -338,20 +340,20 @@ fn plan_image(
         date,
     };
     let mut objects = Vec::with_capacity(ObjectKind::ALL.len());
-    for kind in ObjectKind::ALL {
-        let object = by_kind(kind);
+    for object in &declared.objects {
+        let kind = object.kind;
         let key = naming.key(kind, format);
         let max_bytes = if kind == ObjectKind::Original {
             policy.max_original_bytes
         } else {
             policy.max_derivative_bytes
         };
-        if kind != ObjectKind::Original && object.content_type != "image/jpeg" {
+        if kind != ObjectKind::Original && object.content_type != DERIVATIVE_CONTENT_TYPE {
             return Err(UploadError::ContentType {
                 file,
                 kind,
                 content_type: object.content_type.clone(),
-                allowed: "image/jpeg",
+                allowed: vec![DERIVATIVE_CONTENT_TYPE],
             });
         }
         if object.size_bytes == 0 || object.size_bytes > max_bytes {

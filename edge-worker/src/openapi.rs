@@ -16,10 +16,12 @@ use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
 use tessera_core::exif::{DATE_PATTERN, ExifMetadata, GpsPosition, taken_at_pattern};
 use tessera_core::job::{JobStage, JobState, JobStatus, Progress};
 use tessera_core::keys::Project;
+use tessera_core::limits::ImageFormat;
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{ImageQuery, SearchCursor};
 use tessera_core::upload::{
-    DeclaredImage, DeclaredObject, DeclaredSha256, UploadPolicy, UploadRequest,
+    DERIVATIVE_CONTENT_TYPE, DeclaredImage, DeclaredObject, DeclaredSha256, FILE_NAME_CHARS,
+    ORIGINAL_FORMATS, UploadPolicy, UploadRequest,
 };
 use tessera_core::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 
@@ -261,8 +263,8 @@ fn constrain(schemas: &mut Value) {
     request["files"]["maxItems"] = json!(policy.max_files);
 
     let image = &mut schemas["DeclaredImage"]["properties"];
-    image["file_name"]["minLength"] = json!(1);
-    image["file_name"]["maxLength"] = json!(255);
+    image["file_name"]["minLength"] = json!(FILE_NAME_CHARS.start());
+    image["file_name"]["maxLength"] = json!(FILE_NAME_CHARS.end());
     let declared_object = &mut schemas["DeclaredObject"]["properties"];
     for side in ["width", "height"] {
         declared_object[side] = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX,
@@ -273,12 +275,13 @@ fn constrain(schemas: &mut Value) {
         .iter()
         .map(|&kind| {
             let (content_type, max_bytes) = if kind == ObjectKind::Original {
-                (
-                    json!({"enum": ["image/jpeg", "image/png", "image/tiff"]}),
-                    policy.max_original_bytes,
-                )
+                let types = ORIGINAL_FORMATS.map(ImageFormat::content_type);
+                (json!({ "enum": types }), policy.max_original_bytes)
             } else {
-                (json!({"const": "image/jpeg"}), policy.max_derivative_bytes)
+                (
+                    json!({ "const": DERIVATIVE_CONTENT_TYPE }),
+                    policy.max_derivative_bytes,
+                )
             };
             let mut position = declared_object.clone();
             position["properties"]["kind"] = json!({"const": kind});
@@ -320,7 +323,7 @@ pub fn document() -> Value {
         .schema_from::<Manifest>()
         .schema_from::<ManifestObject>()
         .schema_from::<DateSource>()
-        .schema_from::<tessera_core::limits::ImageFormat>()
+        .schema_from::<ImageFormat>()
         .schema_from::<ImageAnswer>()
         .schema_from::<Download>()
         .schema_from::<ErrorBody>()
