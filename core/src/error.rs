@@ -192,8 +192,8 @@ impl std::fmt::Display for ErrorCode {
 pub struct ObjectProblem {
     /// The object's key.
     pub key: String,
-    /// `missing`, or what differs (`size 10 instead of 12`, `sha256 … instead of …`); see
-    /// [`crate::upload::StoredProblem`].
+    /// `missing`, or what differs: `size 10 instead of 12`, `sha256 … instead of …`.
+    // The Display of crate::upload::StoredProblem (this text is the API's description).
     pub problem: String,
 }
 

@@ -217,8 +217,8 @@ pub struct GpsPosition {
     /// Longitude in decimal degrees, −180 to 180, negative west (from `GPSLongitudeRef` = `W`).
     #[cfg_attr(feature = "openapi", schema(minimum = -180.0, maximum = 180.0))]
     pub longitude: f64,
-    /// Altitude in metres above sea level, negative below (`GPSAltitudeRef` = 1); within
-    /// [`ALTITUDE_M`].
+    /// Altitude in metres above sea level, negative below (`GPSAltitudeRef` = 1), −11,000 to
+    /// 100,000.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = -11_000.0, maximum = 100_000.0))]
     pub altitude_m: Option<f64>,
@@ -230,8 +230,10 @@ pub struct GpsPosition {
 pub struct ExifMetadata {
     /// `DateTimeOriginal` (0x9003): the camera's local wall-clock time of capture. EXIF
     /// records no zone here, so neither does Tessera: `2024-03-09T10:00:00`, an RFC 3339
-    /// `partial-time` after a `full-date` with no offset; within [`ACQUISITION_DATES`].
-    /// Read exactly as [`taken_at_pattern`] describes.
+    /// `partial-time` after a `full-date` with no offset, on a date from 1826-01-01 to
+    /// 2199-12-31.
+    // The window is ACQUISITION_DATES, the shape taken_at_pattern() (field docs are the API's
+    // descriptions, so they name no Rust items).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

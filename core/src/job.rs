@@ -75,7 +75,7 @@ impl JobRequest {
 }
 
 /// Where a job is in its life. `queued` → `running` → `succeeded` or `failed`; `cancelled` on
-/// request; a failed or cancelled job can be queued again ([`transition`]).
+/// request; a failed or cancelled job can be queued again.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

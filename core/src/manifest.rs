@@ -113,7 +113,7 @@ impl From<Rotation> for ObjectKind {
 pub struct ManifestObject {
     /// What it is.
     pub kind: ObjectKind,
-    /// Its key under the layout of [`crate::keys`].
+    /// Its key in storage, under Tessera's object-key layout.
     pub key: String,
     /// Its media type, e.g. `image/jpeg`.
     pub content_type: String,

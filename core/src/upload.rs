@@ -63,14 +63,14 @@ pub const VERIFY_URL_LIFETIME: Duration = Duration::from_secs(60);
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct UploadRequest {
-    /// The project, see [`Project`].
+    /// The project: 1 to 63 characters `a-z`, `0-9` and `-`, starting with a letter or digit.
     pub project: String,
     /// One entry per image: the manifest the client's `preprocess` produced. Its ids and keys
     /// are ignored.
     pub files: Vec<DeclaredImage>,
 }
 
-/// What a client declares about one image (the fields of its [`Manifest`] the server uses).
+/// What a client declares about one image: the fields of its manifest that the server uses.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct DeclaredImage {
