@@ -8,18 +8,21 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A server that is killed if a test fails before it stops it.
-struct Running(Option<Child>);
+/// A server that is killed if a test fails before it stops it, and its data folder.
+struct Running {
+    child: Option<Child>,
+    _data: tempfile::TempDir,
+}
 
 impl Running {
     fn id(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
+        self.child.as_ref().expect("running").id()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -29,11 +32,7 @@ impl Drop for Running {
 /// `tessera edge` on a free port with `--client-timeout`, under `ulimit -n` when given.
 fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Running, String) {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let limit = open_files.map_or_else(String::new, |n| format!("ulimit -n {n} && "));
     let child = Command::new("sh")
         .arg("-c")
@@ -47,7 +46,7 @@ fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Running, Strin
             &client_timeout_s.to_string(),
             "--database",
         ])
-        .arg(dir.keep().join("m.sqlite"))
+        .arg(dir.path().join("m.sqlite"))
         .envs(crate::EDGE_ENV)
         .env(
             "TESSERA_API_KEY_HASHES",
@@ -57,7 +56,10 @@ fn start_edge(client_timeout_s: u64, open_files: Option<u32>) -> (Running, Strin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let child = Running(Some(child));
+    let child = Running {
+        child: Some(child),
+        _data: dir,
+    };
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while health(&addr).is_none() {
@@ -100,7 +102,7 @@ fn seconds_until_closed(mut stream: TcpStream, limit: Duration) -> f64 {
 }
 
 fn stop(mut running: Running) -> String {
-    let child = running.0.take().expect("running");
+    let child = running.child.take().expect("running");
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

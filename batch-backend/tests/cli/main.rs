@@ -19,6 +19,15 @@ pub(crate) const EDGE_ENV: [(&str, &str); 6] = [
     ("TESSERA_BACKEND_TOKEN", "t"),
 ];
 
+/// A port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub(crate) fn fixtures() -> PathBuf {
     std::env::var_os("TESSERA_FIXTURES").map_or_else(
         || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tessera/fixtures"),
@@ -199,11 +208,7 @@ fn usage_errors_are_clear() {
 #[test]
 fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
             "edge",
