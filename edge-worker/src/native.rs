@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -217,17 +217,30 @@ pub async fn answer<S: Store, O: Outbound, J: Jobs>(
     let (parts, body) = request.into_parts();
     let admitted = match edge.admit(&parts, SystemTime::now()) {
         Admission::Admitted(admitted) => admitted,
-        Admission::Answered(answer) => return answer,
+        Admission::Answered(answer) if body.is_end_stream() => return answer,
+        Admission::Answered(answer) => return closing(answer),
     };
     let limit = edge.config.max_body_bytes;
     let body =
         match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             // Over the limit, or the client went away: answer as the router would.
-            Ok(Err(_)) => return edge.body_too_large(),
-            Err(_) => return edge.body_timed_out(),
+            Ok(Err(_)) => return closing(edge.body_too_large()),
+            Err(_) => return closing(edge.body_timed_out()),
         };
     let mut new_id = || uuid::Uuid::new_v4().to_string();
     edge.respond(admitted, body, SystemTime::now(), &mut new_id)
         .await
+}
+
+/// Marks an answer given before the request's body was read to its end with
+/// `Connection: close` (RFC 9112 §9.6). hyper closes such a connection after the answer
+/// rather than read an unknown rest; saying so keeps a client from reusing it for its next
+/// request and losing that request to the close.
+fn closing(mut answer: Response<Bytes>) -> Response<Bytes> {
+    answer.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    answer
 }
