@@ -36,6 +36,7 @@
 //! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
 //! | [`retry`] | which failures clients retry, and the backoff |
 //! | [`job`] | the batch job contract: request, states, stages, progress, transitions |
+//! | [`mosaic`] | stitching GeoTIFFs: input checks, CRS and grid, overlap order, nodata, the COG, the 8-bit stretch |
 //! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
 pub mod access;
@@ -46,6 +47,7 @@ mod json_integer;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod mosaic;
 pub mod pixels;
 pub mod preprocess;
 pub mod presign;
