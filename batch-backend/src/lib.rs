@@ -6,3 +6,5 @@
 //! and the core into the command-line tool.
 
 pub mod jobs;
+pub mod raster;
+pub mod stages;

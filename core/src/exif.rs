@@ -374,9 +374,11 @@ pub fn read_exif(bytes: &[u8]) -> ExifMetadata {
     }
 }
 
-/// Parses EXIF's `YYYY:MM:DD HH:MM:SS`; `None` for blanks (`    :  :     :  :  `),
-/// impossible dates and dates outside [`ACQUISITION_DATES`].
-fn parse_exif_datetime(ascii: &[u8]) -> Option<NaiveDateTime> {
+/// Parses EXIF's `YYYY:MM:DD HH:MM:SS` (EXIF 2.32 §4.6.4, TIFF 6.0's `DateTime` tag too);
+/// `None` for blanks (`    :  :     :  :  `), impossible dates and dates outside
+/// [`ACQUISITION_DATES`].
+#[must_use]
+pub fn parse_exif_datetime(ascii: &[u8]) -> Option<NaiveDateTime> {
     let text = std::str::from_utf8(ascii).ok()?.trim_matches(['\0', ' ']);
     NaiveDateTime::parse_from_str(text, "%Y:%m:%d %H:%M:%S")
         .ok()

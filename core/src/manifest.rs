@@ -30,6 +30,23 @@ impl Sha256Digest {
         Self::from_bytes(digest)
     }
 
+    /// Hashes everything `reader` yields, 64 KiB at a time (files too large to hold).
+    ///
+    /// # Errors
+    /// The reader's.
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) => return Ok(Self::from_bytes(hasher.finalize().into())),
+                Ok(n) => hasher.update(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The digest whose 64 lower-case hex digits are `hex`; `None` for anything else.
     #[must_use]
     pub fn from_hex(hex: &str) -> Option<Self> {
@@ -195,5 +212,22 @@ impl Manifest {
     pub fn original(&self) -> &ManifestObject {
         self.object(ObjectKind::Original)
             .expect("every manifest has its original")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sha256Digest;
+
+    #[test]
+    fn streaming_hash_equals_the_one_shot_hash() {
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let streamed = Sha256Digest::of_reader(std::io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(streamed, Sha256Digest::of(&bytes));
+        // FIPS 180-4 example "abc".
+        assert_eq!(
+            Sha256Digest::of_reader(&b"abc"[..]).unwrap().hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -707,16 +707,66 @@ impl Stretch {
     }
 }
 
-/// The size of the preview: the mosaic scaled to fit [`PREVIEW_MAX_SIDE`] keeping its aspect
-/// ratio (never enlarged), at least 1 px a side.
+/// Where a mosaic came from, written into the COG as GDAL metadata (the TIFF
+/// `GDAL_METADATA` tag; `gdalinfo` lists it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The project the inputs belong to, if known.
+    pub project: Option<String>,
+    /// The inputs used, in the order they were laid down.
+    pub inputs: Vec<ProvenanceInput>,
+    /// The options the mosaic was made with.
+    pub options: MosaicOptions,
+    /// The software and version, `tessera 0.1.0`.
+    pub software: String,
+}
+
+/// One input of a mosaic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenanceInput {
+    /// Its object key, or its path as given.
+    pub source: String,
+    /// SHA-256 of its bytes, 64 hex digits.
+    pub sha256: String,
+    /// When it was acquired, from its TIFF `DateTime` tag, where present and plausible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquired: Option<chrono::NaiveDateTime>,
+}
+
+impl Provenance {
+    /// The metadata items: `TESSERA_PROJECT` (when known), `TESSERA_SOFTWARE`,
+    /// `TESSERA_OPTIONS` and `TESSERA_INPUTS` (JSON), and TIFF's `TIFFTAG_SOFTWARE`.
+    #[must_use]
+    pub fn metadata_items(&self) -> Vec<(&'static str, String)> {
+        let mut items = vec![
+            ("TESSERA_SOFTWARE", self.software.clone()),
+            ("TIFFTAG_SOFTWARE", self.software.clone()),
+            ("TESSERA_OPTIONS", json(&self.options)),
+            ("TESSERA_INPUTS", json(&self.inputs)),
+        ];
+        if let Some(project) = &self.project {
+            items.insert(0, ("TESSERA_PROJECT", project.clone()));
+        }
+        items
+    }
+}
+
+/// JSON text of plain data (no maps with non-string keys, so it always serialises).
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+/// `width` × `height` scaled to fit `max_side` keeping the aspect ratio (never enlarged), at
+/// least 1 px a side: the preview's size ([`PREVIEW_MAX_SIDE`]) and the stretch sample's
+/// ([`STRETCH_SAMPLE_SIDE`]).
 #[must_use]
-pub fn preview_size(width: usize, height: usize) -> (usize, usize) {
+pub fn fit_within(width: usize, height: usize, max_side: usize) -> (usize, usize) {
     let longest = width.max(height);
-    if longest <= PREVIEW_MAX_SIDE {
+    if longest <= max_side {
         return (width, height);
     }
-    let scale = PREVIEW_MAX_SIDE as f64 / longest as f64;
-    let side = |v: usize| ((v as f64 * scale).round() as usize).clamp(1, PREVIEW_MAX_SIDE);
+    let scale = max_side as f64 / longest as f64;
+    let side = |v: usize| ((v as f64 * scale).round() as usize).clamp(1, max_side);
     (side(width), side(height))
 }
 
@@ -914,9 +964,9 @@ mod tests {
 
     #[test]
     fn preview_fits_the_longest_side() {
-        assert_eq!(preview_size(900, 900), (900, 900));
-        assert_eq!(preview_size(4000, 2000), (1024, 512));
-        assert_eq!(preview_size(100_000, 10), (1024, 1));
+        assert_eq!(fit_within(900, 900, PREVIEW_MAX_SIDE), (900, 900));
+        assert_eq!(fit_within(4000, 2000, PREVIEW_MAX_SIDE), (1024, 512));
+        assert_eq!(fit_within(100_000, 10, 1024), (1024, 1));
     }
 
     #[test]

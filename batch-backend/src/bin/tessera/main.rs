@@ -5,6 +5,7 @@
 //! | `preprocess.rs` | `tessera preprocess`: the core pipeline over files on disk |
 //! | `edge.rs` | `tessera edge`: the edge API on its native host |
 //! | `up.rs` | `tessera up`: storage, edge, jobs and page in one process |
+//! | `mosaic.rs` | `tessera mosaic`: GeoTIFFs → a Cloud-Optimized GeoTIFF mosaic (the stitch stage) |
 //!
 //! The batch backend itself is the `tessera_batch` library.
 
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod edge;
+mod mosaic;
 mod preprocess;
 mod storage;
 mod up;
@@ -56,6 +58,12 @@ enum Command {
     /// edge API with SQLite, the batch job API, and the page. Prints the URL to open; stops
     /// cleanly on Ctrl-C. Build the page's wasm first: `bash scripts/build-web.sh`.
     Up(up::UpArgs),
+    /// Stitch georeferenced GeoTIFFs into one Cloud-Optimized GeoTIFF with GDAL: inputs in
+    /// other CRSs are warped to the most common one, finer inputs win where inputs overlap,
+    /// uncovered areas are nodata or masked. Writes an 8-bit RGBA rendition (VRT) and a
+    /// preview PNG beside it. Bad inputs are reported at the end and do not stop the others;
+    /// the exit code is 1 when any input was refused.
+    Mosaic(mosaic::MosaicArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Command::Preprocess(args) => preprocess::run(&args),
         Command::Edge(args) => edge::run(&args),
         Command::Up(args) => up::run_command(args),
+        Command::Mosaic(args) => mosaic::run(&args),
     };
     match result {
         Ok(code) => code,
