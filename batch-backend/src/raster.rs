@@ -627,7 +627,12 @@ pub fn write_rendition(
     // The mask band is already 0/255; `-a_nodata none` keeps GDAL from carrying the
     // mosaic's nodata value over to 8-bit values it does not mean.
     args.extend(["-a_nodata".into(), "none".into()]);
-    gdal_translate(&source, out, &args, &mut |_| {})?.close()?;
+    let rendition = gdal_translate(&source, out, &args, &mut |_| {})?;
+    // GDAL 3.6 leaves a `-b mask` band Undefined whatever `-colorinterp` says.
+    rendition
+        .rasterband(4)?
+        .set_color_interpretation(ColorInterpretation::AlphaBand)?;
+    rendition.close()?;
     Ok(())
 }
 

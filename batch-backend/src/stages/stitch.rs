@@ -137,6 +137,9 @@ pub fn stitch(
             Err(problem) => refused.push(refused_input(input, problem)),
         }
     }
+    // Reported in the order the inputs were given.
+    let position = |name: &str| inputs.iter().position(|i| i.source == name);
+    refused.sort_by_key(|r| position(&r.input));
     if admitted.is_empty() {
         return Err(StitchError::NoInputs { refused });
     }
