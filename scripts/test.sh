@@ -14,11 +14,12 @@ step "toolchain"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 
-step "Chromium and chromedriver (Debian)"
-if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+step "Debian packages: Chromium and chromedriver; GDAL 3.6 (library, tools, Python bindings)"
+debian_packages=(chromium chromium-driver libgdal-dev gdal-bin python3-gdal)
+if ! dpkg -s "${debian_packages[@]}" >/dev/null 2>&1; then
   as_root=(); [ "$(id -u)" = 0 ] || as_root=(sudo)
   "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debian_packages[@]}" >/dev/null
 fi
 
 step "tools: worker-build, wasm-bindgen, npm packages (cached by version)"

@@ -12,6 +12,8 @@
 #   exif-parser@0.1.12 (npm, MIT)         starfish.jpg, a phone photo
 #   scikit-image==0.26.0 (PyPI)           skimage/data images, CC0 / public domain
 #   deepforest==2.1.0 (PyPI, MIT)         DJI drone photo, NEON GeoTIFF and annotated crops (CC0)
+#   solaris==0.4.0 (PyPI, Apache-2.0)     sample_geotiff.tif and the 100 abutting 90×90 tiles cut
+#                                         from it (SpaceNet imagery, CC-BY-SA-4.0)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +34,7 @@ install_files() {
   mkdir -p "$cache/$pkg"
   while IFS= read -r line; do
     name=${line#*  "$pkg"/}
+    mkdir -p "$(dirname "$cache/$pkg/$name")"
     cp "$src/$name" "$cache/$pkg/$name"
   done < <(pinned "$pkg")
   if ! (cd "$cache" && pinned "$pkg" | sha256sum --check --quiet -); then
@@ -65,5 +68,6 @@ npm_package exif-parser-0.1.12 exif-parser@0.1.12 test
 wheel scikit-image-0.26.0 scikit-image==0.26.0 skimage/data \
   --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp
 wheel deepforest-2.1.0 deepforest==2.1.0 deepforest/data
+wheel solaris-0.4.0 solaris==0.4.0 solaris/data
 
 echo "$cache"

@@ -182,7 +182,7 @@ pub fn stitch(
     };
     let partial = out.with_extension("partial.tif");
     let written = raster::write_mosaic(&request, &partial, &mut |f| {
-        progress(StitchProgress::Writing(f))
+        progress(StitchProgress::Writing(f));
     })
     .and_then(|()| std::fs::rename(&partial, out).map_err(anyhow::Error::from));
     if let Err(e) = written {

@@ -1,7 +1,9 @@
-//! The `tessera` binary on real photos (fetched by `tests/fetch-fixtures.sh`): `preprocess`
-//! and `edge` here, `up` in [`up`], the servers' connection limits in [`connections`].
+//! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
+//! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
+//! [`connections`], `mosaic` in [`mosaic`].
 
 mod connections;
+mod mosaic;
 mod up;
 
 use std::path::{Path, PathBuf};
