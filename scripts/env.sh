@@ -13,3 +13,12 @@ ensure_wasm_tools() {
     || cargo install wasm-bindgen-cli --version 0.2.130
   npm ci --no-audit --no-fund --loglevel=error
 }
+
+# Installs the Debian packages named that are missing (one apt-get run), as root or via sudo.
+ensure_debian_packages() {
+  dpkg -s "$@" >/dev/null 2>&1 && return 0
+  local as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}

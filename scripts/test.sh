@@ -15,12 +15,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 
 step "Debian packages: Chromium and chromedriver; GDAL 3.6 (library, tools, Python bindings)"
-debian_packages=(chromium chromium-driver libgdal-dev gdal-bin python3-gdal)
-if ! dpkg -s "${debian_packages[@]}" >/dev/null 2>&1; then
-  as_root=(); [ "$(id -u)" = 0 ] || as_root=(sudo)
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debian_packages[@]}" >/dev/null
-fi
+ensure_debian_packages chromium chromium-driver libgdal-dev gdal-bin python3-gdal
 
 step "tools: worker-build, wasm-bindgen, npm packages (cached by version)"
 cargo install --list | grep -q "^worker-build v0.8.7:" || cargo install worker-build --version 0.8.7 --locked

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
+ensure_debian_packages libgdal-dev   # `tessera` links GDAL 3.6 (the mosaic stage)
 ensure_wasm_tools
 bash scripts/build-web.sh
 cargo build --release --locked -p tessera-batch

@@ -42,8 +42,11 @@ pub const GRID_TOLERANCE_PX: f64 = 1e-6;
 pub const COG_BLOCK_SIZE: u32 = 512;
 
 /// GDAL's raster block cache, in MiB (`GDAL_CACHEMAX`). Set explicitly so that memory stays
-/// bounded whatever the mosaic's size: GDAL's default is 5 % of physical memory.
-pub const GDAL_CACHE_MIB: u32 = 256;
+/// bounded whatever the mosaic's size: GDAL's default is 5 % of physical memory. Writing a
+/// 16,000² RGB COG peaks at about 170 MiB plus twice the cache (measured with
+/// `gdal_translate -of COG`: 300 MB at 64, 441 MB at 128, 635 MB at 256) and runs no faster
+/// with more, so 64 MiB keeps a mosaic of any size well under 512 MiB.
+pub const GDAL_CACHE_MIB: u32 = 64;
 
 /// Percentiles of the per-band stretch of UInt16/float data to 8 bits (2–98 %, the usual
 /// "percent clip" of GIS viewers: QGIS's cumulative cut, `rio color`'s examples).

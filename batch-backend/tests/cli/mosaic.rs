@@ -487,3 +487,75 @@ fn bomb() -> Vec<u8> {
     tiff.extend(0u32.to_le_bytes());
     tiff
 }
+
+#[test]
+fn a_large_mosaic_stays_under_512_mib() {
+    // 64 tiles of 2,000 × 2,000 RGB (a 16,000² mosaic, 768 MB of pixels) from real imagery:
+    // OSBS_029 enlarged five times by GDAL, copied and georeferenced side by side.
+    let dir = tempfile::tempdir().unwrap();
+    let tiles = dir.path().join("tiles");
+    std::fs::create_dir(&tiles).unwrap();
+    let base = dir.path().join("base.tif");
+    gdal_tool(
+        "gdal_translate",
+        &[
+            "-q",
+            "-outsize",
+            "2000",
+            "2000",
+            "-r",
+            "bilinear",
+            "-co",
+            "COMPRESS=DEFLATE",
+            "-co",
+            "TILED=YES",
+        ]
+        .map(OsStr::new)
+        .into_iter()
+        .chain([osbs().as_os_str(), base.as_os_str()])
+        .collect::<Vec<_>>(),
+    );
+    for i in 0..8 {
+        for j in 0..8 {
+            let tile = tiles.join(format!("t{i}{j}.tif"));
+            std::fs::copy(&base, &tile).unwrap();
+            let (x, y) = (
+                404_211.9 + 200.0 * f64::from(i),
+                3_285_142.9 - 200.0 * f64::from(j),
+            );
+            let ullr = [x, y, x + 200.0, y - 200.0].map(|v| format!("{v:.1}"));
+            let mut args: Vec<&OsStr> = vec!["-a_ullr".as_ref()];
+            args.extend(ullr.iter().map(OsStr::new));
+            args.push(tile.as_os_str());
+            gdal_tool("gdal_edit.py", &args);
+        }
+    }
+    let out = dir.path().join("large.tif");
+    let (status, peak_kib) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["mosaic", "--out"])
+            .arg(&out)
+            .arg(&tiles),
+    );
+    assert!(status.success());
+    let ds = Dataset::open(&out).unwrap();
+    assert_eq!(ds.raster_size(), (16_000, 16_000));
+    assert!(peak_kib < 512 * 1024, "peak resident memory {peak_kib} KiB");
+    eprintln!("large mosaic: peak resident memory {} MiB", peak_kib / 1024);
+}
+
+/// Runs `command` and returns its exit status and peak resident set size in KiB (`wait4`'s
+/// `ru_maxrss`, for that child alone): std's `Child::wait` does not report it.
+#[allow(unsafe_code)]
+fn run_measured(command: &mut Command) -> (std::process::ExitStatus, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let child = command.spawn().expect("spawn");
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 writes only into the two locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for; the pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+}
