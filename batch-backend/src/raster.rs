@@ -10,19 +10,18 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
 use std::sync::Once;
 
 use anyhow::{Context, Result, anyhow, bail};
-use gdal::programs::raster::{BuildVRTOptions, build_vrt};
 use gdal::raster::{ColorInterpretation, GdalDataType, ResampleAlg};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 use tessera_core::limits;
 use tessera_core::mosaic::{
-    Bounds, Crs, GDAL_CACHE_MIB, GeoTransform, InputProblem, MosaicGrid, Nodata, RasterProbe,
-    Resampling, SampleType, Stretch, cog_creation_options,
+    Bounds, Crs, FOOTPRINT_DENSIFY_POINTS, GDAL_CACHE_MIB, GeoTransform, InputProblem, MosaicGrid,
+    Nodata, RasterProbe, Resampling, SampleType, Stretch, cog_creation_options,
 };
 
 /// A rectangle of pixels: column and row of the top-left pixel, width and height.
@@ -165,27 +164,6 @@ impl GdalRaster {
     pub fn tiff_datetime(&self) -> Option<String> {
         self.dataset.metadata_item("TIFFTAG_DATETIME", "")
     }
-
-    /// Its footprint transformed into `crs` (edges densified with 21 points each, GDAL's
-    /// `OCTTransformBounds`), in the traditional x = easting/longitude order.
-    ///
-    /// # Errors
-    /// GDAL's, when the CRS cannot be parsed or the bounds cannot be transformed.
-    pub fn footprint_in(&self, crs: &Crs) -> Result<Bounds> {
-        let gt = self.probe.geotransform.context("no geotransform")?;
-        let b = gt.bounds(self.probe.width, self.probe.height);
-        let mut source = self.dataset.spatial_ref()?;
-        source.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-        let target = spatial_ref(crs)?;
-        let [min_x, min_y, max_x, max_y] = CoordTransform::new(&source, &target)?
-            .transform_bounds(&[b.min_x, b.min_y, b.max_x, b.max_y], 21)?;
-        Ok(Bounds {
-            min_x,
-            min_y,
-            max_x,
-            max_y,
-        })
-    }
 }
 
 impl Raster for GdalRaster {
@@ -308,6 +286,28 @@ fn spatial_ref(crs: &Crs) -> Result<SpatialRef> {
     Ok(srs)
 }
 
+/// `bounds` in CRS `from` transformed into CRS `to` (edges densified with
+/// [`FOOTPRINT_DENSIFY_POINTS`] points each, GDAL's `OCTTransformBounds`), in the traditional
+/// x = easting/longitude order.
+///
+/// # Errors
+/// GDAL's, when a CRS cannot be parsed or the bounds cannot be transformed.
+pub fn transform_bounds(bounds: Bounds, from: &Crs, to: &Crs) -> Result<Bounds> {
+    let source = spatial_ref(from)?;
+    let target = spatial_ref(to)?;
+    let densify = i32::try_from(FOOTPRINT_DENSIFY_POINTS).expect("a small count");
+    let [min_x, min_y, max_x, max_y] = CoordTransform::new(&source, &target)?.transform_bounds(
+        &[bounds.min_x, bounds.min_y, bounds.max_x, bounds.max_y],
+        densify,
+    )?;
+    Ok(Bounds {
+        min_x,
+        min_y,
+        max_x,
+        max_y,
+    })
+}
+
 /// The end of the farthest strip or tile any band's header points at (GDAL's `TIFF`
 /// metadata domain, `BLOCK_OFFSET_x_y` and `BLOCK_SIZE_x_y`), in bytes from the file's start.
 fn data_end(dataset: &Dataset) -> Result<u64> {
@@ -340,10 +340,10 @@ fn data_end(dataset: &Dataset) -> Result<u64> {
 /// One input of [`write_mosaic`], in overlap order (last wins).
 #[derive(Debug)]
 pub struct MosaicInput<'a> {
-    /// The opened input.
-    pub raster: &'a GdalRaster,
-    /// `Some(window)`: warp it into this window of the mosaic grid (another CRS, or another
-    /// grid when resampling once on warp is better); `None`: place it as it is.
+    /// The GeoTIFF.
+    pub path: &'a Path,
+    /// `Some(window)`: warp it into this window of the mosaic grid (it is in another CRS);
+    /// `None`: place it as it is.
     pub warp_into: Option<MosaicGrid>,
 }
 
@@ -365,10 +365,11 @@ pub struct MosaicRequest<'a> {
 }
 
 /// Writes the mosaic as a Cloud-Optimized GeoTIFF at `out`: inputs in another CRS warped
-/// (GDALWarp into in-memory VRTs on the mosaic's grid), one VRT over all inputs
-/// (GDALBuildVRT with `-strict`: nothing is silently skipped), then GDALTranslate to the COG
-/// driver with [`cog_creation_options`]. Only GDAL's block cache holds pixels. `progress`
-/// is called with the fraction done, 0.0–1.0.
+/// (GDALWarp into VRT files on the mosaic's grid, in a temporary folder beside `out`), one
+/// VRT over all inputs by file name (GDALBuildVRT with `-strict`: nothing is silently
+/// skipped; GDAL keeps at most its dataset pool, 100 files, open however many inputs there
+/// are), then GDALTranslate to the COG driver with [`cog_creation_options`]. Only GDAL's
+/// block cache holds pixels. `progress` is called with the fraction done, 0.0–1.0.
 ///
 /// # Errors
 /// GDAL's, with its message.
@@ -378,24 +379,26 @@ pub fn write_mosaic(
     progress: &mut dyn FnMut(f64),
 ) -> Result<()> {
     configure();
-    let target = spatial_ref(request.crs)?;
-    let wkt = target.to_wkt()?;
-    let warped: Vec<Option<Dataset>> = request
-        .inputs
-        .iter()
-        .map(|input| {
-            input
-                .warp_into
-                .map(|window| warp(input.raster, &wkt, &window, request))
-                .transpose()
-        })
-        .collect::<Result<_>>()?;
-    let sources: Vec<&Dataset> = request
-        .inputs
-        .iter()
-        .zip(&warped)
-        .map(|(input, warped)| warped.as_ref().unwrap_or(&input.raster.dataset))
-        .collect();
+    let scratch = tempfile::Builder::new()
+        .prefix(".tessera-warp-")
+        .tempdir_in(
+            out.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .context("creating a folder for warped inputs")?;
+    let wkt = spatial_ref(request.crs)?.to_wkt()?;
+    let mut sources = Vec::with_capacity(request.inputs.len());
+    for (i, input) in request.inputs.iter().enumerate() {
+        match input.warp_into {
+            None => sources.push(input.path.to_owned()),
+            Some(window) => {
+                let vrt = scratch.path().join(format!("{i}.vrt"));
+                warp(input.path, &wkt, &window, request, &vrt)?;
+                sources.push(vrt);
+            }
+        }
+    }
     let grid = request.grid;
     let bounds = grid.bounds();
     let (pw, ph) = grid.geotransform.pixel_size();
@@ -416,8 +419,7 @@ pub fn write_mosaic(
         Nodata::Value(v) => args.extend(["-vrtnodata".into(), v.to_string()]),
         Nodata::Mask => args.push("-addalpha".into()),
     }
-    let mut vrt = build_vrt(None, &sources, Some(BuildVRTOptions::new(args)?))
-        .context("building the VRT mosaic")?;
+    let mut vrt = build_vrt(&sources, &args).context("building the VRT mosaic")?;
     if vrt.raster_size() != (grid.width, grid.height) {
         bail!(
             "GDAL laid the VRT out as {:?} pixels, not the planned {} × {}",
@@ -446,14 +448,54 @@ pub fn write_mosaic(
     Ok(())
 }
 
-/// Warps one input into `window` of the mosaic grid as an in-memory VRT (gdalwarp
+/// `GDALBuildVRT` over files by name into an in-memory VRT.
+fn build_vrt(sources: &[PathBuf], args: &[String]) -> Result<Dataset> {
+    let names = sources
+        .iter()
+        .map(|p| {
+            Ok(CString::new(
+                p.to_str().context("input path is not UTF-8")?,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let options = Args::new(args)?;
+    let count = c_int::try_from(names.len()).context("too many inputs for GDAL")?;
+    let empty = CString::default();
+    // SAFETY: the names, options and output name live until GDALBuildVRT returns; it returns
+    // a new dataset handle (or null) that `Dataset` then owns and closes.
+    unsafe {
+        let opts = gdal_sys::GDALBuildVRTOptionsNew(options.as_ptr(), null_mut());
+        if opts.is_null() {
+            bail!("gdalbuildvrt options refused: {}", last_error());
+        }
+        let mut usage_error: c_int = 0;
+        let handle = gdal_sys::GDALBuildVRT(
+            empty.as_ptr(),
+            count,
+            null_mut(),
+            name_ptrs.as_mut_ptr(),
+            opts,
+            &raw mut usage_error,
+        );
+        gdal_sys::GDALBuildVRTOptionsFree(opts);
+        if handle.is_null() {
+            bail!("{}", last_error());
+        }
+        Ok(Dataset::from_c_dataset(handle))
+    }
+}
+
+/// Warps one input into `window` of the mosaic grid as a VRT file at `out` (gdalwarp
 /// `-of VRT -t_srs -te -ts -r`), its uncovered pixels nodata or alpha as the mosaic's.
 fn warp(
-    raster: &GdalRaster,
+    path: &Path,
     wkt: &str,
     window: &MosaicGrid,
     request: &MosaicRequest<'_>,
-) -> Result<Dataset> {
+    out: &Path,
+) -> Result<()> {
+    let source = Dataset::open(path)?;
     let b = window.bounds();
     let mut args: Vec<String> = vec![
         "-of".into(),
@@ -476,30 +518,31 @@ fn warp(
         Nodata::Mask => args.push("-dstalpha".into()),
     }
     let options = Args::new(&args)?;
-    // SAFETY: the options and the source handle outlive the call; GDALWarp returns a new
-    // dataset handle (or null) that `Dataset` then owns and closes.
+    let out_c = CString::new(out.to_str().context("path is not UTF-8")?)?;
+    // SAFETY: the options, output name and source handle outlive the call; GDALWarp returns a
+    // new dataset handle (or null) that `Dataset` then owns and closes (writing the VRT).
     unsafe {
         let opts = gdal_sys::GDALWarpAppOptionsNew(options.as_ptr(), null_mut());
         if opts.is_null() {
             bail!("gdalwarp options refused: {}", last_error());
         }
-        let mut source = raster.dataset.c_dataset();
+        let mut handle = source.c_dataset();
         let mut usage_error: c_int = 0;
-        let empty = CString::default();
-        let handle = gdal_sys::GDALWarp(
-            empty.as_ptr(),
+        let warped = gdal_sys::GDALWarp(
+            out_c.as_ptr(),
             null_mut(),
             1,
-            &raw mut source,
+            &raw mut handle,
             opts,
             &raw mut usage_error,
         );
         gdal_sys::GDALWarpAppOptionsFree(opts);
-        if handle.is_null() {
-            bail!("warping {}: {}", raster.path(), last_error());
+        if warped.is_null() {
+            bail!("warping {}: {}", path.display(), last_error());
         }
-        Ok(Dataset::from_c_dataset(handle))
+        Dataset::from_c_dataset(warped).close()?;
     }
+    Ok(())
 }
 
 /// `GDALTranslate(out, source, args)` with a progress callback.
@@ -643,15 +686,17 @@ pub fn write_rendition(
 pub fn write_preview(rendition: &Path, size: (usize, usize), out: &Path) -> Result<()> {
     configure();
     let source = Dataset::open(rendition)?;
-    let args: Vec<String> = vec![
-        "-of".into(),
-        "PNG".into(),
-        "-outsize".into(),
-        size.0.to_string(),
-        size.1.to_string(),
-        "-r".into(),
-        "average".into(),
-    ];
+    // zlib level 1: the preview is for eyes, and level 6 takes twice as long for 3 % less.
+    let mut args: Vec<String> = vec!["-of".into(), "PNG".into(), "-co".into(), "ZLEVEL=1".into()];
+    if source.raster_size() != size {
+        args.extend([
+            "-outsize".into(),
+            size.0.to_string(),
+            size.1.to_string(),
+            "-r".into(),
+            "average".into(),
+        ]);
+    }
     gdal_translate(&source, out, &args, &mut |_| {})?.close()?;
     Ok(())
 }

@@ -38,6 +38,11 @@ pub const DEFAULT_MAX_INPUT_PIXELS: u64 = 50_000_000_000;
 /// text in GeoTIFF tags differ from exact multiples by about 10⁻¹⁰ m.
 pub const GRID_TOLERANCE_PX: f64 = 1e-6;
 
+/// Points added along each edge when an input's footprint is transformed into the mosaic's
+/// CRS (GDAL's `OCTTransformBounds`; 21 is its documented recommendation), so that curved
+/// edges are enclosed.
+pub const FOOTPRINT_DENSIFY_POINTS: u32 = 21;
+
 /// Block (tile) size of the COG, in pixels a side.
 pub const COG_BLOCK_SIZE: u32 = 512;
 

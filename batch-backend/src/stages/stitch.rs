@@ -12,7 +12,7 @@ use tessera_core::Sha256Digest;
 use tessera_core::exif::parse_exif_datetime;
 use tessera_core::mosaic::{
     Crs, Frame, InputProblem, MosaicGrid, MosaicOptions, Nodata, PREVIEW_MAX_SIDE, Placement,
-    Provenance, ProvenanceInput, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
+    Provenance, ProvenanceInput, RasterProbe, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
     overlap_order,
 };
 
@@ -104,10 +104,11 @@ pub fn stitch(
     raster::configure();
     let total = inputs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let opened: Vec<Result<(GdalRaster, ProvenanceInput), InputProblem>> = inputs
+    // Probed in parallel and closed again: a job of 10,000 inputs never holds 10,000 files.
+    let probed: Vec<Result<(RasterProbe, ProvenanceInput), InputProblem>> = inputs
         .par_iter()
         .map(|input| {
-            let result = open(input, options.max_input_pixels);
+            let result = probe(input, options.max_input_pixels);
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(StitchProgress::Probed(n, total));
             result
@@ -116,24 +117,22 @@ pub fn stitch(
 
     let mut refused = Vec::new();
     let mut checked = Vec::new();
-    for (input, result) in inputs.iter().zip(opened) {
+    for (input, result) in inputs.iter().zip(probed) {
         match result {
             Ok(ok) => checked.push((input, ok)),
             Err(problem) => refused.push(refused_input(input, problem)),
         }
     }
-    let probes: Vec<_> = checked.iter().map(|(_, (r, _))| r.probe()).collect();
+    let probes: Vec<&RasterProbe> = checked.iter().map(|(_, (p, _))| p).collect();
     let Some(frame) = Frame::choose(&probes) else {
         return Err(StitchError::NoInputs { refused });
     };
 
     let mut admitted = Vec::new();
-    for (input, (raster, provenance)) in &checked {
-        let placed = frame
-            .admits(raster.probe())
-            .and_then(|()| place(raster, &frame.crs));
+    for (input, (probe, provenance)) in &checked {
+        let placed = frame.admits(probe).and_then(|()| place(probe, &frame.crs));
         match placed {
-            Ok(placement) => admitted.push((*input, raster, provenance, placement)),
+            Ok(placement) => admitted.push((*input, provenance, placement, probe.nodata)),
             Err(problem) => refused.push(refused_input(input, problem)),
         }
     }
@@ -143,18 +142,18 @@ pub fn stitch(
     if admitted.is_empty() {
         return Err(StitchError::NoInputs { refused });
     }
-    let placements: Vec<Placement> = admitted.iter().map(|a| a.3).collect();
+    let placements: Vec<Placement> = admitted.iter().map(|a| a.2).collect();
     let grid = MosaicGrid::plan(&placements, options.resolution);
     let areas: Vec<f64> = placements
         .iter()
         .map(|p| p.pixel_size.0 * p.pixel_size.1)
         .collect();
     let order = overlap_order(&areas);
-    let nodata = Nodata::choose(admitted.iter().map(|a| a.1.probe().nodata));
+    let nodata = Nodata::choose(admitted.iter().map(|a| a.3));
 
     let provenance = Provenance {
         project: project.map(str::to_owned),
-        inputs: order.iter().map(|&i| admitted[i].2.clone()).collect(),
+        inputs: order.iter().map(|&i| admitted[i].1.clone()).collect(),
         options: *options,
         software: format!(
             "tessera {} (GDAL {})",
@@ -166,12 +165,12 @@ pub fn stitch(
         inputs: order
             .iter()
             .map(|&i| MosaicInput {
-                raster: admitted[i].1,
+                path: &admitted[i].0.path,
                 warp_into: admitted[i]
-                    .3
+                    .2
                     .native
                     .is_none()
-                    .then(|| grid.window(admitted[i].3.footprint)),
+                    .then(|| grid.window(admitted[i].2.footprint)),
             })
             .collect(),
         crs: &frame.crs,
@@ -206,7 +205,7 @@ pub fn stitch(
         sample_type: frame.sample_type,
         used: order
             .iter()
-            .map(|&i| (admitted[i].0.source.clone(), admitted[i].3.native.is_none()))
+            .map(|&i| (admitted[i].0.source.clone(), admitted[i].2.native.is_none()))
             .collect(),
         refused,
     })
@@ -219,11 +218,11 @@ fn refused_input(input: &StitchInput, problem: InputProblem) -> Refused {
     }
 }
 
-/// Opens, probes, checks and hashes one input.
-fn open(
+/// Probes, checks and hashes one input (the file is closed again).
+fn probe(
     input: &StitchInput,
     max_pixels: u64,
-) -> Result<(GdalRaster, ProvenanceInput), InputProblem> {
+) -> Result<(RasterProbe, ProvenanceInput), InputProblem> {
     let raster = GdalRaster::open(&input.path, max_pixels)?;
     raster.probe().check(max_pixels)?;
     let sha256 = std::fs::File::open(&input.path)
@@ -239,24 +238,20 @@ fn open(
         sha256: sha256.hex,
         acquired,
     };
-    Ok((raster, provenance))
+    Ok((raster.probe().clone(), provenance))
 }
 
 /// Where an admitted input lies in the frame's CRS.
-fn place(raster: &GdalRaster, crs: &Crs) -> Result<Placement, InputProblem> {
-    let probe = raster.probe();
-    let gt = probe
-        .geotransform
-        .expect("checked inputs are georeferenced");
-    if probe.crs.as_ref() == Some(crs) {
+fn place(probe: &RasterProbe, crs: &Crs) -> Result<Placement, InputProblem> {
+    let (own_crs, gt) = probe.check(u64::MAX)?;
+    if own_crs == crs {
         return Ok(Placement {
             footprint: gt.bounds(probe.width, probe.height),
             pixel_size: gt.pixel_size(),
             native: Some(gt),
         });
     }
-    let footprint = raster
-        .footprint_in(crs)
+    let footprint = raster::transform_bounds(gt.bounds(probe.width, probe.height), own_crs, crs)
         .map_err(|e| InputProblem::Unplaceable {
             crs: crs.id.clone(),
             reason: format!("{e:#}"),
