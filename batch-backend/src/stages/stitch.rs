@@ -115,30 +115,31 @@ pub fn stitch(
         })
         .collect();
 
-    let mut refused = Vec::new();
+    // Refusals keep the index of their input, to be reported in the order given.
+    let mut refused: Vec<(usize, Refused)> = Vec::new();
     let mut checked = Vec::new();
-    for (input, result) in inputs.iter().zip(probed) {
+    for (index, (input, result)) in inputs.iter().zip(probed).enumerate() {
         match result {
-            Ok(ok) => checked.push((input, ok)),
-            Err(problem) => refused.push(refused_input(input, problem)),
+            Ok(ok) => checked.push((index, input, ok)),
+            Err(problem) => refused.push((index, refused_input(input, problem))),
         }
     }
-    let probes: Vec<&RasterProbe> = checked.iter().map(|(_, (p, _))| p).collect();
+    let probes: Vec<&RasterProbe> = checked.iter().map(|(_, _, (p, _))| p).collect();
     let Some(frame) = Frame::choose(&probes) else {
-        return Err(StitchError::NoInputs { refused });
+        return Err(StitchError::NoInputs {
+            refused: in_order(refused),
+        });
     };
 
     let mut admitted = Vec::new();
-    for (input, (probe, provenance)) in &checked {
+    for (index, input, (probe, provenance)) in &checked {
         let placed = frame.admits(probe).and_then(|()| place(probe, &frame.crs));
         match placed {
             Ok(placement) => admitted.push((*input, provenance, placement, probe.nodata)),
-            Err(problem) => refused.push(refused_input(input, problem)),
+            Err(problem) => refused.push((*index, refused_input(input, problem))),
         }
     }
-    // Reported in the order the inputs were given.
-    let position = |name: &str| inputs.iter().position(|i| i.source == name);
-    refused.sort_by_key(|r| position(&r.input));
+    let refused = in_order(refused);
     if admitted.is_empty() {
         return Err(StitchError::NoInputs { refused });
     }
@@ -209,6 +210,11 @@ pub fn stitch(
             .collect(),
         refused,
     })
+}
+
+fn in_order(mut refused: Vec<(usize, Refused)>) -> Vec<Refused> {
+    refused.sort_by_key(|(index, _)| *index);
+    refused.into_iter().map(|(_, r)| r).collect()
 }
 
 fn refused_input(input: &StitchInput, problem: InputProblem) -> Refused {
