@@ -61,7 +61,9 @@ echo "identical"
 step "the Workers module builds (worker-build); the workerd test builds its test variant (wrangler.toml [env.test])"
 (cd edge-worker && worker-build --release)
 
-step "cargo test"
+step "cargo test (ONNX Runtime 1.31.1 from its PyPI wheel for tessera detect; the evaluation venv's Python as its reference)"
+ensure_onnxruntime
+export TESSERA_EVAL_PYTHON="$eval_venv/bin/python"
 cargo test --workspace --locked
 
 step "tessera-wasm's bindings in headless Chromium (wasm-bindgen-test)"

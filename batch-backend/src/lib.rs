@@ -2,9 +2,12 @@
 //!
 //! The batch backend: [`jobs`], the job API and its SQLite store, which the edge triggers
 //! (over HTTP with a service token, or in-process in the local stack through
-//! [`jobs::LocalJobs`]). The `tessera` binary (`src/bin/tessera/`) composes it with the edge
-//! and the core into the command-line tool.
+//! [`jobs::LocalJobs`]); the [`stages`] a job runs (stitch, detect), orchestration only, over
+//! the adapters: [`raster`] (the only module that imports `gdal`) and [`inference`] (the only
+//! one that imports `ort`). The `tessera` binary (`src/bin/tessera/`) composes it with the
+//! edge and the core into the command-line tool.
 
+pub mod inference;
 pub mod jobs;
 pub mod raster;
 pub mod stages;

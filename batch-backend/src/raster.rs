@@ -308,6 +308,22 @@ pub fn transform_bounds(bounds: Bounds, from: &Crs, to: &Crs) -> Result<Bounds> 
     })
 }
 
+/// `points` (x, y in CRS `from`) as WGS 84 longitude and latitude in degrees (EPSG:4326 in
+/// the traditional longitude-first order, as GeoJSON wants; GDAL's OSR/PROJ).
+///
+/// # Errors
+/// GDAL's, when the CRS cannot be parsed or a point cannot be transformed.
+pub fn to_wgs84(points: &[(f64, f64)], from: &Crs) -> Result<Vec<(f64, f64)>> {
+    let source = spatial_ref(from)?;
+    let mut wgs84 = SpatialRef::from_epsg(4326)?;
+    wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    let mut ys: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let mut zs = vec![0.0; points.len()];
+    CoordTransform::new(&source, &wgs84)?.transform_coords(&mut xs, &mut ys, &mut zs)?;
+    Ok(xs.into_iter().zip(ys).collect())
+}
+
 /// The end of the farthest strip or tile any band's header points at (GDAL's `TIFF`
 /// metadata domain, `BLOCK_OFFSET_x_y` and `BLOCK_SIZE_x_y`), in bytes from the file's start.
 fn data_end(dataset: &Dataset) -> Result<u64> {

@@ -36,10 +36,13 @@
 //! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
 //! | [`retry`] | which failures clients retry, and the backoff |
 //! | [`job`] | the batch job contract: request, states, stages, progress, transitions |
+//! | [`detect`] | detection: the window grid, model descriptions and normalisation, decoding, NMS in windows and in world coordinates |
+//! | [`results`] | the files a detection run publishes: COCO JSON and GeoJSON |
 //! | [`mosaic`] | stitching GeoTIFFs: input checks, CRS and grid, overlap order, nodata, the COG, the 8-bit stretch |
 //! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
 pub mod access;
+pub mod detect;
 pub mod error;
 pub mod exif;
 pub mod job;
@@ -51,6 +54,7 @@ pub mod mosaic;
 pub mod pixels;
 pub mod preprocess;
 pub mod presign;
+pub mod results;
 pub mod retry;
 pub mod search;
 pub mod upload;

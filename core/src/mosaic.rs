@@ -93,6 +93,14 @@ impl GeoTransform {
         Self([min_x, pixel_width, 0.0, max_y, 0.0, -pixel_height])
     }
 
+    /// The CRS coordinates of pixel position `(col, row)` (pixel corners at integers), rotation
+    /// terms included.
+    #[must_use]
+    pub fn apply(&self, col: f64, row: f64) -> (f64, f64) {
+        let [x0, a, b, y0, d, e] = self.0;
+        (x0 + col * a + row * b, y0 + col * d + row * e)
+    }
+
     /// Pixel width and height in CRS units, both positive for a north-up raster.
     #[must_use]
     pub const fn pixel_size(&self) -> (f64, f64) {

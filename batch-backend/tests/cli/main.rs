@@ -1,8 +1,9 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
-//! [`connections`], `mosaic` in [`mosaic`].
+//! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`].
 
 mod connections;
+mod detect;
 mod mosaic;
 mod up;
 

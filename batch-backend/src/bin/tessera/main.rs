@@ -5,6 +5,7 @@
 //! | `preprocess.rs` | `tessera preprocess`: the core pipeline over files on disk |
 //! | `edge.rs` | `tessera edge`: the edge API on its native host |
 //! | `up.rs` | `tessera up`: storage, edge, jobs and page in one process |
+//! | `detect.rs` | `tessera detect`: crown detection over GeoTIFFs (the detect stage), COCO and GeoJSON |
 //! | `mosaic.rs` | `tessera mosaic`: GeoTIFFs → a Cloud-Optimized GeoTIFF mosaic (the stitch stage) |
 //!
 //! The batch backend itself is the `tessera_batch` library.
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod detect;
 mod edge;
 mod mosaic;
 mod preprocess;
@@ -64,6 +66,13 @@ enum Command {
     /// preview PNG beside it. Bad inputs are reported at the end and do not stop the others;
     /// the exit code is 1 when any input was refused.
     Mosaic(mosaic::MosaicArgs),
+    /// Detect palm and tree crowns in GeoTIFFs with an ONNX model (the shipped one by
+    /// default) through ONNX Runtime (ORT_DYLIB_PATH names its library; `source
+    /// scripts/env.sh && ensure_onnxruntime` fetches it). Model-size windows with overlap,
+    /// merged by NMS in world coordinates across windows and files; writes COCO JSON and
+    /// GeoJSON (WGS 84). Bad files are reported at the end and do not stop the others; the
+    /// exit code is 1 when any file failed.
+    Detect(detect::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
         Command::Edge(args) => edge::run(&args),
         Command::Up(args) => up::run_command(args),
         Command::Mosaic(args) => mosaic::run(&args),
+        Command::Detect(args) => detect::run(&args),
     };
     match result {
         Ok(code) => code,

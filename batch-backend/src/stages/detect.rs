@@ -1,0 +1,337 @@
+//! The detect stage: crown detection over GeoTIFFs of any size. Orchestration only: windows,
+//! decoding and merging are [`tessera_core::detect`]'s, pixels are GDAL's
+//! ([`crate::raster`]), inference is ONNX Runtime's ([`crate::inference`]).
+//!
+//! Each file is read window by window (8-bit RGB: Byte data as it is, other types stretched
+//! as the mosaic's rendition) on a reader thread that fills batches of normalised windows
+//! into a bounded queue, while this thread runs them through the model: reading overlaps
+//! inference and memory holds at most [`QUEUED_BATCHES`] batches, whatever the raster's size.
+//! Detections of every window and file are merged in world coordinates. A bad file is
+//! reported and never stops the others.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
+use tessera_core::mosaic::{
+    Crs, GeoTransform, RasterProbe, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
+};
+
+use crate::inference::Detector;
+use crate::raster::{self, GdalRaster, Raster};
+
+/// Batches the reader may have ready ahead of inference.
+pub const QUEUED_BATCHES: usize = 2;
+
+/// One input file.
+#[derive(Debug, Clone)]
+pub struct DetectInput {
+    /// The file on disk.
+    pub path: PathBuf,
+    /// Its object key, or the path as given.
+    pub source: String,
+}
+
+/// What the stage is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectOptions {
+    /// Detections scoring below this are not reported.
+    pub score: f32,
+    /// Window overlap, a fraction of the window side.
+    pub overlap: f64,
+    /// Per-input pixel limit.
+    pub max_input_pixels: u64,
+}
+
+/// A file that was run.
+#[derive(Debug, Clone)]
+pub struct DetectedFile {
+    /// Its name ([`DetectInput::source`]).
+    pub source: String,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Its CRS, when georeferenced.
+    pub crs: Option<Crs>,
+    /// Its geotransform, when georeferenced.
+    pub geotransform: Option<GeoTransform>,
+    /// Windows run.
+    pub windows: usize,
+}
+
+/// The stage's result.
+#[derive(Debug, Clone, Default)]
+pub struct DetectReport {
+    /// Files run, in the order given; [`Placed::source`] indexes this list.
+    pub files: Vec<DetectedFile>,
+    /// Merged detections scoring at least the threshold, best first. Georeferenced files'
+    /// boxes are in their CRS; others' in their pixels (y down), merged only within the file.
+    pub detections: Vec<Placed>,
+    /// Files that failed: name and reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Progress: windows done so far, of all windows of the files opened so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectProgress {
+    /// Windows run.
+    pub done: usize,
+    /// Windows known.
+    pub total: usize,
+}
+
+/// Runs `detector` over every input.
+pub fn detect(
+    inputs: &[DetectInput],
+    detector: &mut Detector,
+    options: &DetectOptions,
+    progress: &mut dyn FnMut(DetectProgress),
+) -> DetectReport {
+    let mut report = DetectReport::default();
+    let mut candidates: Vec<(Option<String>, Placed)> = Vec::new();
+    let mut counts = DetectProgress { done: 0, total: 0 };
+    for input in inputs {
+        match detect_file(
+            input,
+            detector,
+            options,
+            report.files.len(),
+            &mut counts,
+            progress,
+        ) {
+            Ok((file, found)) => {
+                let group = file.crs.as_ref().map(|c| c.id.clone());
+                let group = group.or_else(|| Some(format!("pixels of {}", input.source)));
+                candidates.extend(found.into_iter().map(|p| (group.clone(), p)));
+                report.files.push(file);
+            }
+            Err(e) => report.failed.push((input.source.clone(), format!("{e:#}"))),
+        }
+    }
+    // Merge within each frame: one CRS, or one non-georeferenced file's pixels.
+    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged = Vec::new();
+    let mut rest = candidates.as_slice();
+    while let Some((group, _)) = rest.first() {
+        let n = rest.iter().take_while(|(g, _)| g == group).count();
+        merged.extend(merge(rest[..n].iter().map(|(_, p)| p.clone()).collect()));
+        rest = &rest[n..];
+    }
+    merged.retain(|p| p.world.score >= options.score);
+    merged.sort_by(|a, b| b.world.score.total_cmp(&a.world.score));
+    report.detections = merged;
+    report
+}
+
+/// One batch of normalised windows, ready for the model.
+struct Batch {
+    windows: Vec<Window>,
+    pixels: Vec<f32>,
+}
+
+fn detect_file(
+    input: &DetectInput,
+    detector: &mut Detector,
+    options: &DetectOptions,
+    index: usize,
+    counts: &mut DetectProgress,
+    progress: &mut dyn FnMut(DetectProgress),
+) -> anyhow::Result<(DetectedFile, Vec<Placed>)> {
+    let raster = GdalRaster::open(&input.path, options.max_input_pixels)
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let probe = raster.probe().clone();
+    let description = detector.description().clone();
+    let size = description.size;
+    let grid = window_grid(probe.width, probe.height, size, options.overlap);
+    let windows = grid.len();
+    counts.total += windows;
+    let batch_size = detector.batch();
+    let (send, receive) = mpsc::sync_channel::<anyhow::Result<Batch>>(QUEUED_BATCHES);
+    let mut found = Vec::new();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        // The reader owns the dataset (GDAL handles are not shared between threads): GDAL
+        // reads and normalisation, at most QUEUED_BATCHES ahead of the model. Dropping
+        // `receive` stops it.
+        scope.spawn(move || {
+            let plane = 3 * size * size;
+            let rgb = match RgbReader::new(&raster, &description) {
+                Ok(rgb) => rgb,
+                Err(e) => return drop(send.send(Err(e))),
+            };
+            let mut window_rgb = vec![0u8; size * size * 3];
+            for chunk in grid.chunks(batch_size) {
+                let mut pixels = vec![0.0f32; batch_size * plane];
+                let mut read = Ok(());
+                for (i, window) in chunk.iter().enumerate() {
+                    read = rgb.read(window, &mut window_rgb);
+                    if read.is_err() {
+                        break;
+                    }
+                    description.normalise(&window_rgb, &mut pixels[i * plane..(i + 1) * plane]);
+                }
+                let failed = read.is_err();
+                let batch = read.map(|()| Batch {
+                    windows: chunk.to_vec(),
+                    pixels,
+                });
+                if send.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for batch in receive {
+            let batch = batch?;
+            let per_window = detector.run(&batch.pixels, batch.windows.len())?;
+            for (window, detections) in batch.windows.iter().zip(per_window) {
+                found.extend(
+                    detections
+                        .into_iter()
+                        .map(|d| place(d, *window, &probe, index)),
+                );
+            }
+            counts.done += batch.windows.len();
+            progress(*counts);
+        }
+        Ok(())
+    })?;
+    let file = DetectedFile {
+        source: input.source.clone(),
+        width: probe.width,
+        height: probe.height,
+        crs: probe.crs.clone(),
+        geotransform: probe.geotransform,
+        windows,
+    };
+    Ok((file, found))
+}
+
+/// A window's detection placed in the raster's pixels and in world coordinates (the
+/// bounding box of its corners through the geotransform; pixels when not georeferenced).
+fn place(d: Detection, window: Window, probe: &RasterProbe, source: usize) -> Placed {
+    let (ox, oy) = (window.x as f64, window.y as f64);
+    let pixel = [
+        d.bbox[0] + ox,
+        d.bbox[1] + oy,
+        d.bbox[2] + ox,
+        d.bbox[3] + oy,
+    ];
+    // Cut: touching a window edge that is not the raster's edge (within half a pixel).
+    let side = window.size as f64;
+    let near = |a: f64, b: f64| (a - b).abs() <= 0.5;
+    let (w, h) = (probe.width as f64, probe.height as f64);
+    let cut = (near(d.bbox[0], 0.0) && window.x > 0)
+        || (near(d.bbox[1], 0.0) && window.y > 0)
+        || (near(d.bbox[2], side) && ox + side < w)
+        || (near(d.bbox[3], side) && oy + side < h);
+    let world = match (&probe.crs, probe.geotransform) {
+        (Some(_), Some(gt)) => {
+            let corners = [
+                gt.apply(pixel[0], pixel[1]),
+                gt.apply(pixel[2], pixel[1]),
+                gt.apply(pixel[2], pixel[3]),
+                gt.apply(pixel[0], pixel[3]),
+            ];
+            let xs = corners.map(|c| c.0);
+            let ys = corners.map(|c| c.1);
+            let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
+            let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+            [min(xs), min(ys), max(xs), max(ys)]
+        }
+        _ => pixel,
+    };
+    Placed {
+        world: Detection {
+            bbox: world,
+            score: d.score,
+            class: d.class,
+        },
+        pixel,
+        source,
+        cut,
+    }
+}
+
+/// Reads windows of a raster as 8-bit RGB: bands 1–3 (a grey raster's band 1 three times);
+/// Byte data as it is, other sample types stretched per band between the percentiles of
+/// [`Stretch::from_samples`] (the mosaic rendition's rule), computed from an overview.
+/// Pixels outside the raster (a raster smaller than a window) are the model's mean colour,
+/// which normalises to 0.
+struct RgbReader<'a> {
+    raster: &'a GdalRaster,
+    bands: [usize; 3],
+    stretches: [Stretch; 3],
+    /// The model's mean colour, 8-bit: padding outside the raster.
+    mean: [u8; 3],
+}
+
+impl<'a> RgbReader<'a> {
+    fn new(raster: &'a GdalRaster, description: &ModelDescription) -> anyhow::Result<Self> {
+        let probe = raster.probe();
+        let bands = if probe.bands >= 3 {
+            [1, 2, 3]
+        } else {
+            [1, 1, 1]
+        };
+        let stretches = if probe.sample_type == SampleType::Byte {
+            [Stretch::IDENTITY; 3]
+        } else {
+            let sample = fit_within(probe.width, probe.height, STRETCH_SAMPLE_SIDE);
+            let all = raster::Window {
+                x: 0,
+                y: 0,
+                width: probe.width,
+                height: probe.height,
+            };
+            let mut valid = vec![0u8; sample.0 * sample.1];
+            raster.read_valid(all, sample, &mut valid)?;
+            let mut values = vec![0.0; valid.len()];
+            let mut stretch = |band: usize| -> anyhow::Result<Stretch> {
+                raster.read_window(band, all, sample, &mut values)?;
+                let samples = values
+                    .iter()
+                    .zip(&valid)
+                    .filter(|&(_, &v)| v != 0)
+                    .map(|(&x, _)| x)
+                    .collect();
+                Ok(Stretch::from_samples(samples).unwrap_or(Stretch::IDENTITY))
+            };
+            [stretch(bands[0])?, stretch(bands[1])?, stretch(bands[2])?]
+        };
+        Ok(Self {
+            raster,
+            bands,
+            stretches,
+            mean: description.mean.map(|m| (m * 255.0).round() as u8),
+        })
+    }
+
+    /// Fills `rgb` (`size × size × 3`, HWC) with `window`.
+    fn read(&self, window: &Window, rgb: &mut [u8]) -> anyhow::Result<()> {
+        let probe = self.raster.probe();
+        let size = window.size;
+        let w = size.min(probe.width - window.x);
+        let h = size.min(probe.height - window.y);
+        let read = raster::Window {
+            x: window.x,
+            y: window.y,
+            width: w,
+            height: h,
+        };
+        if w < size || h < size {
+            for px in rgb.chunks_exact_mut(3) {
+                px.copy_from_slice(&self.mean);
+            }
+        }
+        let mut plane = vec![0.0f64; w * h];
+        for (c, (&band, stretch)) in self.bands.iter().zip(&self.stretches).enumerate() {
+            self.raster.read_window(band, read, (w, h), &mut plane)?;
+            for row in 0..h {
+                for col in 0..w {
+                    rgb[(row * size + col) * 3 + c] = stretch.apply(plane[row * w + col]);
+                }
+            }
+        }
+        Ok(())
+    }
+}

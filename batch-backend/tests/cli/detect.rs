@@ -1,0 +1,220 @@
+//! `tessera detect` with the real ONNX Runtime (`ORT_DYLIB_PATH`, set by `scripts/test.sh`
+//! through `ensure_onnxruntime`) on real GeoTIFFs: the shipped model's detections on
+//! OSBS_029 against the project's Python decoding and MODEL.md, GeoJSON vertices against
+//! `gdaltransform`, and each bad input's message.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::fixtures;
+
+fn osbs() -> PathBuf {
+    fixtures().join("deepforest-2.1.0/OSBS_029.tif")
+}
+
+fn detect(args: &[&OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("detect")
+        .args(args)
+        .output()
+        .expect("run tessera detect")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn osbs_029_detections_equal_the_python_reference_and_the_model_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = detect(&[
+        "--score".as_ref(),
+        "0.01".as_ref(),
+        "--out".as_ref(),
+        dir.path().as_os_str(),
+        osbs().as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    // The evaluation venv's Python (scripts/test.sh sets TESSERA_EVAL_PYTHON): ONNX Runtime's
+    // Python API, model/common.py's decoding and pycocotools.
+    let python = std::env::var_os("TESSERA_EVAL_PYTHON")
+        .expect("TESSERA_EVAL_PYTHON: the evaluation venv's python (scripts/test.sh sets it)");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model");
+    let check = Command::new(python)
+        .arg(model.join("compare_rust.py"))
+        .arg(dir.path().join("detections.coco.json"))
+        .current_dir(&model)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn geojson_vertices_are_the_pixel_corners_through_the_geotransform_and_proj() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = detect(&["--out".as_ref(), dir.path().as_os_str(), osbs().as_os_str()]);
+    assert!(run.status.success(), "{}", text(&run));
+    let coco = read_json(&dir.path().join("detections.coco.json"));
+    let gt: Vec<f64> = coco["images"][0]["tessera:geo_transform"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(coco["images"][0]["tessera:crs"], "EPSG:32617");
+    let geojson = read_json(&dir.path().join("detections.geojson"));
+    let features = geojson["features"].as_array().unwrap();
+    assert!(!features.is_empty());
+    assert_eq!(
+        features.len(),
+        coco["annotations"].as_array().unwrap().len()
+    );
+
+    // Every corner of every box, through the geotransform, then gdaltransform to WGS 84.
+    let mut input = String::new();
+    for f in features {
+        let b: Vec<f64> = f["properties"]["pixel_bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (c, r) in [(b[0], b[1]), (b[2], b[1]), (b[2], b[3]), (b[0], b[3])] {
+            let x = gt[0] + c * gt[1] + r * gt[2];
+            let y = gt[3] + c * gt[4] + r * gt[5];
+            input.push_str(&format!("{x:.10} {y:.10}\n"));
+        }
+    }
+    let mut child = Command::new("gdaltransform")
+        .args(["-s_srs", "EPSG:32617", "-t_srs", "EPSG:4326", "-output_xy"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gdaltransform (gdal-bin)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    // gdaltransform answers in the traditional GIS order, longitude first.
+    let expected: Vec<(f64, f64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Vec<f64> = l.split_whitespace().map(|t| t.parse().unwrap()).collect();
+            (v[0], v[1])
+        })
+        .collect();
+    let mut worst = 0.0f64;
+    for (f, corners) in features.iter().zip(expected.chunks(4)) {
+        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+        assert_eq!(ring.len(), 5);
+        assert_eq!(ring[0], ring[4], "closed ring");
+        for &(lon, lat) in corners {
+            let nearest = ring[..4]
+                .iter()
+                .map(|p| {
+                    let (x, y) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+                    (x - lon).abs().max((y - lat).abs())
+                })
+                .fold(f64::INFINITY, f64::min);
+            worst = worst.max(nearest);
+        }
+    }
+    assert!(worst < 1e-7, "a vertex is {worst}° from gdaltransform's");
+}
+
+#[test]
+fn bad_models_and_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    // A file that is not ONNX.
+    std::fs::write(p("notes.onnx"), "not a model").unwrap();
+    let run = detect(&[
+        "--model".as_ref(),
+        p("notes.onnx").as_os_str(),
+        "--out".as_ref(),
+        p("out").as_os_str(),
+        osbs().as_os_str(),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    assert!(
+        text(&run).contains("notes.onnx: not a usable ONNX model"),
+        "{}",
+        text(&run)
+    );
+    assert!(
+        !p("out").exists(),
+        "refused before any file is read or written"
+    );
+
+    // Inputs: a PNG, a truncated GeoTIFF, a TIFF without georeferencing (run in pixel space:
+    // in COCO without `tessera:crs`, absent from the GeoJSON) and a good one.
+    let png = fixtures().join("deepforest-2.1.0/OSBS_029.png");
+    std::fs::copy(&png, p("photo.png")).unwrap();
+    let plain = Command::new("gdal_translate")
+        .args(["-q".as_ref(), png.as_os_str(), p("plain.tif").as_os_str()])
+        .status()
+        .expect("gdal_translate (gdal-bin)");
+    assert!(plain.success());
+    let tif = std::fs::read(osbs()).unwrap();
+    std::fs::write(p("cut.tif"), &tif[..tif.len() / 3]).unwrap();
+    let run = detect(&[
+        "--out".as_ref(),
+        p("out").as_os_str(),
+        p("photo.png").as_os_str(),
+        p("cut.tif").as_os_str(),
+        p("plain.tif").as_os_str(),
+        osbs().as_os_str(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("photo.png: not a TIFF: image/png"), "{err}");
+    assert!(err.contains("cut.tif: truncated"), "{err}");
+    let coco = read_json(&p("out/detections.coco.json"));
+    let images = coco["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    assert!(
+        images[0]["file_name"]
+            .as_str()
+            .unwrap()
+            .ends_with("plain.tif")
+    );
+    assert!(images[0].get("tessera:crs").is_none());
+    assert_eq!(images[1]["tessera:crs"], "EPSG:32617");
+    let per_image = |id: u64| {
+        coco["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["image_id"] == id)
+            .count()
+    };
+    // The same pixels give the same detections, georeferenced or not.
+    assert!(per_image(1) > 0);
+    assert_eq!(per_image(1), per_image(2));
+    let geojson = read_json(&p("out/detections.geojson"));
+    assert_eq!(geojson["features"].as_array().unwrap().len(), per_image(2));
+}
+
+#[test]
+fn a_missing_onnx_runtime_says_what_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["detect", "--out"])
+        .arg(dir.path())
+        .arg(osbs())
+        .env("ORT_DYLIB_PATH", dir.path().join("missing.so"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run).contains("ensure_onnxruntime"), "{}", text(&run));
+}

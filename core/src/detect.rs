@@ -1,0 +1,392 @@
+//! Detection over rasters of any size: the window grid, decoding a model's output, and
+//! non-maximum suppression (NMS) within a window and across windows and files in world
+//! coordinates. ONNX Runtime runs the model (batch-backend's `inference.rs`); everything it
+//! is asked and everything done with its answers is decided here.
+//!
+//! Boxes are `[x1, y1, x2, y2]`: left, top, right, bottom, in pixels of a window or of a
+//! raster (x to the right, y down, pixel corners at integers), or in CRS units in world
+//! coordinates (then y up: `y1` is the south edge).
+
+use serde::{Deserialize, Serialize};
+
+/// Windows overlap by this fraction of their side: a crown up to a quarter of a window across
+/// (100 px, 10 m at 0.1 m GSD for the shipped 400 px model) lies whole in at least one window.
+/// DeepForest's `predict_tile` defaults to 0.05 and SAHI to 0.2; crowns are large relative to
+/// the window, so more.
+pub const DEFAULT_OVERLAP: f64 = 0.25;
+
+/// Candidates scoring below this are dropped before NMS (`model/MODEL.md`, "Decoding").
+pub const MIN_CANDIDATE_SCORE: f32 = 0.01;
+
+/// Greedy NMS within a window suppresses a box whose IoU with a better one exceeds this
+/// (`model/MODEL.md`; the usual 0.5 of torchvision and Ultralytics).
+pub const WINDOW_NMS_IOU: f32 = 0.5;
+
+/// At most this many detections per window survive NMS (`model/MODEL.md`; COCO's maxDets).
+pub const MAX_PER_WINDOW: usize = 300;
+
+/// Detections scoring below this are not reported (`model/MODEL.md`; `--score`).
+pub const DEFAULT_SCORE: f32 = 0.3;
+
+/// Across windows and files, a box cut by a window edge is suppressed by a better box it
+/// overlaps by more than this intersection-over-smaller (SAHI's `postprocess_match_threshold`
+/// with its `IOS` metric): the cut part of a crown lies almost inside the whole one, while
+/// its IoU with it may be small.
+pub const MERGE_IOS: f32 = 0.5;
+
+/// What a detector expects and answers: enough to run any model of the accepted layouts.
+/// The shipped model's is [`ModelDescription::tessera_crowns`] (`model/MODEL.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDescription {
+    /// The input tensor's name (`images`): float32 `[batch, 3, size, size]`, NCHW, RGB.
+    pub input: String,
+    /// The window side in pixels.
+    pub size: usize,
+    /// Per-channel mean subtracted from `pixel / 255` (RGB).
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation dividing it (RGB).
+    pub std: [f32; 3],
+    /// Class names, in the model's class order.
+    pub classes: Vec<String>,
+    /// The ground sampling distance the model was trained at, metres per pixel: the range.
+    pub gsd_m: (f64, f64),
+}
+
+impl ModelDescription {
+    /// `model/tessera-crowns.onnx`: 400 px windows, ImageNet normalisation, one class
+    /// `crown`, trained at 0.05–0.5 m GSD; YOLOv8 layout `[1, 5, 10000]`.
+    #[must_use]
+    pub fn tessera_crowns() -> Self {
+        Self {
+            input: "images".into(),
+            size: 400,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            classes: vec!["crown".into()],
+            gsd_m: (0.05, 0.5),
+        }
+    }
+
+    /// Writes one window's model input: `rgb` is 8-bit RGB, row-major, `size × size × 3`
+    /// (HWC); `out` receives `(rgb / 255 − mean) / std` as float32 `3 × size × size` (CHW),
+    /// as `model/common.py`'s `normalise`.
+    ///
+    /// # Panics
+    /// When the lengths are not `size² × 3`.
+    pub fn normalise(&self, rgb: &[u8], out: &mut [f32]) {
+        let plane = self.size * self.size;
+        assert!(
+            rgb.len() == plane * 3 && out.len() == plane * 3,
+            "window buffers"
+        );
+        for c in 0..3 {
+            let (mean, std) = (self.mean[c], self.std[c]);
+            let dst = &mut out[c * plane..(c + 1) * plane];
+            for (o, px) in dst.iter_mut().zip(rgb.chunks_exact(3)) {
+                *o = (f32::from(px[c]) / 255.0 - mean) / std;
+            }
+        }
+    }
+}
+
+/// A square window of the raster: top-left corner `(x, y)` and side `size`, in raster pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Column of the left edge.
+    pub x: usize,
+    /// Row of the top edge.
+    pub y: usize,
+    /// Side in pixels (the model's input side).
+    pub size: usize,
+}
+
+/// The windows covering a `width` × `height` raster with windows of side `size` overlapping
+/// by `overlap` (a fraction of `size`), row by row. Every window is full size (one static
+/// input shape): the last column and row are shifted inward to end at the raster's edge. A
+/// raster smaller than a window gets one window at (0, 0), read with padding.
+#[must_use]
+pub fn window_grid(width: usize, height: usize, size: usize, overlap: f64) -> Vec<Window> {
+    let stride = ((size as f64 * (1.0 - overlap)).round() as usize).clamp(1, size);
+    let starts = |extent: usize| -> Vec<usize> {
+        if extent <= size {
+            return vec![0];
+        }
+        let mut v: Vec<usize> = (0..extent - size).step_by(stride).collect();
+        v.push(extent - size);
+        v
+    };
+    let (xs, ys) = (starts(width), starts(height));
+    ys.iter()
+        .flat_map(|&y| xs.iter().map(move |&x| Window { x, y, size }))
+        .collect()
+}
+
+/// One detection: a box, its score and class.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// `[x1, y1, x2, y2]` (see the module documentation for the frame).
+    pub bbox: [f64; 4],
+    /// Confidence in `[0, 1]`.
+    pub score: f32,
+    /// Index into the model's class names.
+    pub class: usize,
+}
+
+/// Why a model's output cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The output's shape is not `[1, 4 + classes, N]`.
+    #[error("output shape {shape:?} is not [1, 4 + {classes}, N] for {classes} class(es)")]
+    Shape {
+        /// The shape found.
+        shape: Vec<usize>,
+        /// Classes the model description names.
+        classes: usize,
+    },
+}
+
+/// Decodes a YOLOv8-layout output `[1, 4 + classes, N]` (rows `cx, cy, w, h` in window
+/// pixels, then one score per class; column-major candidates) of a window of side `size`, as
+/// `model/evaluate.py` does: candidates scoring at least [`MIN_CANDIDATE_SCORE`] (a
+/// candidate's class is its best-scoring one), greedy NMS at [`WINDOW_NMS_IOU`], the best
+/// [`MAX_PER_WINDOW`], boxes then clipped to the window. Best first.
+///
+/// # Errors
+/// [`DecodeError::Shape`] when `shape` is not `[1, 4 + classes, N]` or `data` is not that
+/// long.
+pub fn decode_yolo(
+    data: &[f32],
+    shape: &[usize],
+    classes: usize,
+    size: usize,
+) -> Result<Vec<Detection>, DecodeError> {
+    let bad = || DecodeError::Shape {
+        shape: shape.to_vec(),
+        classes,
+    };
+    let [1, rows, n] = *shape else {
+        return Err(bad());
+    };
+    if rows != 4 + classes || classes == 0 || data.len() != rows * n {
+        return Err(bad());
+    }
+    let at = |row: usize, i: usize| data[row * n + i];
+    let candidates: Vec<Detection> =
+        (0..n)
+            .filter_map(|i| {
+                let (class, score) = (0..classes).map(|c| (c, at(4 + c, i))).fold(
+                    (0, f32::NEG_INFINITY),
+                    |best, c| if c.1 > best.1 { c } else { best },
+                );
+                (score >= MIN_CANDIDATE_SCORE).then(|| {
+                    let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
+                    Detection {
+                        bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+                            .map(f64::from),
+                        score,
+                        class,
+                    }
+                })
+            })
+            .collect();
+    let kept = nms(&candidates, |k, i| {
+        iou(&candidates[k], &candidates[i]) > f64::from(WINDOW_NMS_IOU)
+    });
+    let side = size as f64;
+    Ok(kept
+        .into_iter()
+        .take(MAX_PER_WINDOW)
+        .map(|i| {
+            let mut d = candidates[i];
+            d.bbox = d.bbox.map(|v| v.clamp(0.0, side));
+            d
+        })
+        .collect())
+}
+
+/// Greedy NMS: indices of the kept detections, best score first (ties keep input order, as a
+/// stable sort). Detection `i` is dropped when `suppresses(k, i)` holds for a kept `k`.
+pub fn nms(detections: &[Detection], suppresses: impl Fn(usize, usize) -> bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..detections.len()).collect();
+    order.sort_by(|&a, &b| detections[b].score.total_cmp(&detections[a].score));
+    let mut kept: Vec<usize> = Vec::new();
+    for i in order {
+        if !kept.iter().any(|&k| suppresses(k, i)) {
+            kept.push(i);
+        }
+    }
+    kept
+}
+
+fn intersection(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    w * h
+}
+
+fn area(a: &[f64; 4]) -> f64 {
+    (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0)
+}
+
+/// Intersection over union of two boxes; `+ 1e-9` in the denominator as `model/common.py`'s
+/// `iou_matrix`, so that empty boxes give 0.
+#[must_use]
+pub fn iou(a: &Detection, b: &Detection) -> f64 {
+    let inter = intersection(&a.bbox, &b.bbox);
+    inter / (area(&a.bbox) + area(&b.bbox) - inter + 1e-9)
+}
+
+/// Intersection over the smaller box's area (SAHI's IOS).
+#[must_use]
+pub fn ios(a: &Detection, b: &Detection) -> f64 {
+    intersection(&a.bbox, &b.bbox) / (area(&a.bbox).min(area(&b.bbox)) + 1e-9)
+}
+
+/// A detection placed in world coordinates, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placed {
+    /// The box in world coordinates (CRS units) and its score and class.
+    pub world: Detection,
+    /// The box in its raster's pixels.
+    pub pixel: [f64; 4],
+    /// Which input it came from (an index into the caller's list).
+    pub source: usize,
+    /// Whether the box touches an edge of its window that is not the raster's edge: the
+    /// crown may continue in the next window.
+    pub cut: bool,
+}
+
+/// Merges detections from every window of every input, in world coordinates: greedy NMS,
+/// class-agnostic, where a better box suppresses another when their IoU exceeds
+/// [`WINDOW_NMS_IOU`], or when either was cut by a window edge and their
+/// intersection-over-smaller exceeds [`MERGE_IOS`]. A crown on a seam between two windows or
+/// two files is reported once; inputs that overlap on the ground give no duplicates.
+/// Returns the kept detections, best first.
+#[must_use]
+pub fn merge(placed: Vec<Placed>) -> Vec<Placed> {
+    let worlds: Vec<Detection> = placed.iter().map(|p| p.world).collect();
+    let kept = nms(&worlds, |k, i| {
+        let (a, b) = (&worlds[k], &worlds[i]);
+        iou(a, b) > f64::from(WINDOW_NMS_IOU)
+            || ((placed[k].cut || placed[i].cut) && ios(a, b) > f64::from(MERGE_IOS))
+    });
+    let mut slots: Vec<Option<Placed>> = placed.into_iter().map(Some).collect();
+    kept.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(bbox: [f64; 4], score: f32) -> Detection {
+        Detection {
+            bbox,
+            score,
+            class: 0,
+        }
+    }
+
+    #[test]
+    fn windows_cover_the_raster_full_size_with_the_last_shifted_inward() {
+        let grid = window_grid(1000, 400, 400, 0.25);
+        let xs: Vec<usize> = grid.iter().map(|w| w.x).collect();
+        assert_eq!(xs, [0, 300, 600]);
+        assert!(grid.iter().all(|w| w.y == 0 && w.size == 400));
+        assert_eq!(
+            window_grid(250, 90, 400, 0.25),
+            [Window {
+                x: 0,
+                y: 0,
+                size: 400
+            }]
+        );
+        let g = window_grid(1001, 1001, 400, 0.25);
+        assert_eq!(g.len(), 16);
+        assert_eq!(
+            g.last().unwrap(),
+            &Window {
+                x: 601,
+                y: 601,
+                size: 400
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_the_yolo_layout_like_the_model_card() {
+        // Three candidates: two overlapping (IoU > 0.5), one below the candidate score.
+        let (n, classes) = (3, 1);
+        #[rustfmt::skip]
+        let data = [
+            10.0, 12.0, 300.0, // cx
+            10.0, 10.0, 300.0, // cy
+            8.0, 8.0, 20.0,    // w
+            8.0, 8.0, 20.0,    // h
+            0.9, 0.8, 0.005,   // score
+        ];
+        let d = decode_yolo(&data, &[1, 4 + classes, n], classes, 400).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].bbox, [6.0, 6.0, 14.0, 14.0]);
+        assert!(matches!(
+            decode_yolo(&data, &[1, 6, 3], 1, 400),
+            Err(DecodeError::Shape { .. })
+        ));
+        // Boxes are clipped after NMS.
+        let edge = [1.0_f32, 1.0, 4.0, 4.0, 0.5];
+        assert_eq!(
+            decode_yolo(&edge, &[1, 5, 1], 1, 400).unwrap()[0].bbox,
+            [0.0, 0.0, 3.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn normalises_like_model_common_py() {
+        let m = ModelDescription {
+            size: 1,
+            ..ModelDescription::tessera_crowns()
+        };
+        let mut out = [0.0; 3];
+        m.normalise(&[255, 0, 128], &mut out);
+        let expect = [
+            (1.0 - 0.485) / 0.229,
+            (0.0 - 0.456) / 0.224,
+            (128.0 / 255.0 - 0.406) / 0.225,
+        ];
+        for (a, b) in out.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_and_stable_ties() {
+        let d = [
+            det([0.0, 0.0, 10.0, 10.0], 0.5),
+            det([1.0, 0.0, 11.0, 10.0], 0.5),
+            det([50.0, 50.0, 60.0, 60.0], 0.9),
+        ];
+        assert_eq!(nms(&d, |k, i| iou(&d[k], &d[i]) > 0.5), [2, 0]);
+    }
+
+    #[test]
+    fn a_crown_cut_by_a_window_edge_is_merged_into_the_whole_one() {
+        let whole = det([0.0, 0.0, 10.0, 10.0], 0.8);
+        let cut = det([6.0, 0.0, 10.0, 10.0], 0.6); // IoU 0.4, IoS 1.0
+        let neighbour = det([6.0, 0.0, 16.0, 10.0], 0.7); // IoU 0.25, IoS 0.4
+        let place = |world: Detection, cut: bool| Placed {
+            world,
+            pixel: world.bbox,
+            source: 0,
+            cut,
+        };
+        let merged = merge(vec![
+            place(whole, false),
+            place(cut, true),
+            place(neighbour, false),
+        ]);
+        let scores: Vec<f32> = merged.iter().map(|p| p.world.score).collect();
+        assert_eq!(scores, [0.8, 0.7]);
+        // Uncut, the same overlap is two crowns.
+        assert_eq!(merge(vec![place(whole, false), place(cut, false)]).len(), 2);
+    }
+}

@@ -1,0 +1,186 @@
+//! The files a detection run publishes: COCO JSON for machine-learning tools and GeoJSON for
+//! GIS tools. Both are built here from plain numbers; the adapter reprojects GeoJSON's
+//! coordinates to WGS 84 (GDAL's OSR/PROJ) before handing them over.
+
+use serde_json::{Value, json};
+
+use crate::mosaic::GeoTransform;
+
+/// One image of a COCO file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoImage {
+    /// Its file name (object key or path).
+    pub file_name: String,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Its CRS id (`EPSG:32617`), when georeferenced.
+    pub crs: Option<String>,
+    /// Its geotransform, GDAL order, when georeferenced.
+    pub geotransform: Option<GeoTransform>,
+}
+
+/// One detection of a COCO file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CocoDetection {
+    /// Index into the images.
+    pub image: usize,
+    /// `[x1, y1, x2, y2]` in the image's pixels.
+    pub bbox: [f64; 4],
+    /// Confidence.
+    pub score: f32,
+    /// Index into the class names.
+    pub class: usize,
+}
+
+/// A COCO detection file (<https://cocodataset.org/#format-data>): `images` (ids from 1, with
+/// `tessera:crs` and `tessera:geo_transform` so the file stands alone), `annotations` (ids
+/// from 1, `bbox` as `[x, y, width, height]` in pixels, `area`, `iscrowd` 0, `score`) and
+/// `categories` (ids from 1). pycocotools loads it as a ground truth or, through its
+/// `annotations`, as results.
+#[must_use]
+pub fn coco(images: &[CocoImage], detections: &[CocoDetection], classes: &[String]) -> Value {
+    let images: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| {
+            let mut v = json!({
+                "id": i + 1,
+                "file_name": im.file_name,
+                "width": im.width,
+                "height": im.height,
+            });
+            if let (Some(crs), Some(gt)) = (&im.crs, im.geotransform) {
+                v["tessera:crs"] = json!(crs);
+                v["tessera:geo_transform"] = json!(gt.0);
+            }
+            v
+        })
+        .collect();
+    let annotations: Vec<Value> = detections
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let [x1, y1, x2, y2] = d.bbox;
+            json!({
+                "id": i + 1,
+                "image_id": d.image + 1,
+                "category_id": d.class + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": 0,
+                "score": d.score,
+            })
+        })
+        .collect();
+    let categories: Vec<Value> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"id": i + 1, "name": name}))
+        .collect();
+    json!({"images": images, "annotations": annotations, "categories": categories})
+}
+
+/// One GeoJSON feature: a detection's box as a polygon in WGS 84.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoFeature {
+    /// The box's corners (top-left, top-right, bottom-right, bottom-left in the image), as
+    /// longitude and latitude in degrees.
+    pub corners: [(f64, f64); 4],
+    /// Confidence.
+    pub score: f32,
+    /// Class name.
+    pub class: String,
+    /// The source file.
+    pub source: String,
+    /// `[x1, y1, x2, y2]` in the source's pixels.
+    pub pixel_bbox: [f64; 4],
+}
+
+/// A GeoJSON FeatureCollection (RFC 7946): one Polygon per detection, its exterior ring
+/// counter-clockwise (§3.1.6) and closed, with `score`, `class`, `source` and `pixel_bbox`
+/// properties.
+#[must_use]
+pub fn geojson(features: &[GeoFeature]) -> Value {
+    let features: Vec<Value> = features
+        .iter()
+        .map(|f| {
+            // Image corners in order TL, TR, BR, BL run clockwise on a north-up map; RFC 7946
+            // wants exterior rings counter-clockwise: TL, BL, BR, TR. A ring's orientation is
+            // checked by its signed area, so rotated or flipped rasters are handled too.
+            let mut ring: Vec<(f64, f64)> = f.corners.to_vec();
+            if signed_area(&ring) < 0.0 {
+                ring.reverse();
+            }
+            ring.push(ring[0]);
+            let ring: Vec<[f64; 2]> = ring.into_iter().map(|(x, y)| [x, y]).collect();
+            json!({
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "score": f.score,
+                    "class": f.class,
+                    "source": f.source,
+                    "pixel_bbox": f.pixel_bbox,
+                },
+            })
+        })
+        .collect();
+    json!({"type": "FeatureCollection", "features": features})
+}
+
+/// Twice the signed area of a ring (shoelace formula): positive when counter-clockwise.
+fn signed_area(ring: &[(f64, f64)]) -> f64 {
+    ring.iter()
+        .zip(ring.iter().cycle().skip(1))
+        .map(|(a, b)| a.0 * b.1 - b.0 * a.1)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coco_boxes_are_xywh_with_ids_from_one() {
+        let images = [CocoImage {
+            file_name: "a.tif".into(),
+            width: 400,
+            height: 300,
+            crs: Some("EPSG:32617".into()),
+            geotransform: Some(GeoTransform([1.0, 0.1, 0.0, 2.0, 0.0, -0.1])),
+        }];
+        let d = [CocoDetection {
+            image: 0,
+            bbox: [10.0, 20.0, 30.0, 60.0],
+            score: 0.5,
+            class: 0,
+        }];
+        let c = coco(&images, &d, &["crown".into()]);
+        assert_eq!(c["annotations"][0]["bbox"], json!([10.0, 20.0, 20.0, 40.0]));
+        assert_eq!(c["annotations"][0]["image_id"], 1);
+        assert_eq!(
+            c["images"][0]["tessera:geo_transform"],
+            json!([1.0, 0.1, 0.0, 2.0, 0.0, -0.1])
+        );
+        assert_eq!(c["categories"][0], json!({"id": 1, "name": "crown"}));
+    }
+
+    #[test]
+    fn geojson_rings_are_closed_and_counter_clockwise() {
+        let f = GeoFeature {
+            corners: [(0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)],
+            score: 0.9,
+            class: "crown".into(),
+            source: "a.tif".into(),
+            pixel_bbox: [0.0, 0.0, 10.0, 10.0],
+        };
+        let g = geojson(&[f]);
+        let ring = &g["features"][0]["geometry"]["coordinates"][0];
+        assert_eq!(
+            ring,
+            &json!([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+        );
+    }
+}
