@@ -153,6 +153,32 @@ impl GdalRaster {
         Ok(Self { dataset, probe })
     }
 
+    /// The GeoTIFFs at `paths` (already probed: one CRS, one band count and sample type) as
+    /// one virtual raster on `grid` (GDALBuildVRT with `-strict`; later files win where they
+    /// overlap), so that windows run across the seams between files.
+    ///
+    /// # Errors
+    /// GDAL's.
+    pub fn virtual_mosaic(paths: &[PathBuf], grid: &MosaicGrid) -> Result<Self> {
+        configure();
+        let b = grid.bounds();
+        let (pw, ph) = grid.geotransform.pixel_size();
+        let args: Vec<String> = vec![
+            "-strict".into(),
+            "-te".into(),
+            b.min_x.to_string(),
+            b.min_y.to_string(),
+            b.max_x.to_string(),
+            b.max_y.to_string(),
+            "-tr".into(),
+            pw.to_string(),
+            ph.to_string(),
+        ];
+        let dataset = build_vrt(paths, &args).context("building the virtual mosaic")?;
+        let probe = probe(&dataset)?.map_err(|p| anyhow!("{p}"))?;
+        Ok(Self { dataset, probe })
+    }
+
     /// The path it was opened from.
     #[must_use]
     pub fn path(&self) -> String {

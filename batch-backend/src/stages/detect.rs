@@ -14,7 +14,8 @@ use std::sync::mpsc;
 
 use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
 use tessera_core::mosaic::{
-    Crs, GeoTransform, RasterProbe, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
+    Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, Placement, RasterProbe, Resolution,
+    STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
 };
 
 use crate::inference::Detector;
@@ -56,8 +57,8 @@ pub struct DetectedFile {
     pub crs: Option<Crs>,
     /// Its geotransform, when georeferenced.
     pub geotransform: Option<GeoTransform>,
-    /// Windows run.
-    pub windows: usize,
+    /// Its band count and sample type.
+    pub kind: (usize, SampleType),
 }
 
 /// The stage's result.
@@ -70,6 +71,8 @@ pub struct DetectReport {
     pub detections: Vec<Placed>,
     /// Files that failed: name and reason.
     pub failed: Vec<(String, String)>,
+    /// Windows run.
+    pub windows: usize,
 }
 
 /// Progress: windows done so far, of all windows of the files opened so far.
@@ -81,7 +84,10 @@ pub struct DetectProgress {
     pub total: usize,
 }
 
-/// Runs `detector` over every input.
+/// Runs `detector` over every input. Georeferenced files that share a CRS, a pixel size, a
+/// band count and a sample type are run as one virtual mosaic (a VRT over the files), so
+/// windows cross the seams between files and a crown on a seam is seen whole; every other
+/// file is run alone.
 pub fn detect(
     inputs: &[DetectInput],
     detector: &mut Detector,
@@ -89,32 +95,62 @@ pub fn detect(
     progress: &mut dyn FnMut(DetectProgress),
 ) -> DetectReport {
     let mut report = DetectReport::default();
-    let mut candidates: Vec<(Option<String>, Placed)> = Vec::new();
-    let mut counts = DetectProgress { done: 0, total: 0 };
+    let mut paths = Vec::new();
     for input in inputs {
-        match detect_file(
-            input,
-            detector,
-            options,
-            report.files.len(),
-            &mut counts,
-            progress,
-        ) {
-            Ok((file, found)) => {
-                let group = file.crs.as_ref().map(|c| c.id.clone());
-                let group = group.or_else(|| Some(format!("pixels of {}", input.source)));
-                candidates.extend(found.into_iter().map(|p| (group.clone(), p)));
-                report.files.push(file);
+        match GdalRaster::open(&input.path, options.max_input_pixels) {
+            Ok(raster) => {
+                let probe = raster.probe();
+                report.files.push(DetectedFile {
+                    source: input.source.clone(),
+                    width: probe.width,
+                    height: probe.height,
+                    crs: probe.crs.clone(),
+                    geotransform: probe.geotransform,
+                    kind: (probe.bands, probe.sample_type),
+                });
+                paths.push(input.path.clone());
             }
-            Err(e) => report.failed.push((input.source.clone(), format!("{e:#}"))),
+            Err(problem) => report
+                .failed
+                .push((input.source.clone(), problem.to_string())),
         }
     }
+    let mut candidates: Vec<(String, Placed)> = Vec::new();
+    let mut counts = DetectProgress { done: 0, total: 0 };
+    for group in groups(&report.files) {
+        let run = run_group(
+            &group,
+            &paths,
+            &report.files,
+            detector,
+            options,
+            &mut counts,
+            progress,
+        );
+        match run {
+            Ok(found) => {
+                let frame = report.files[group[0]].crs.as_ref().map_or_else(
+                    || format!("pixels of {}", report.files[group[0]].source),
+                    |c| c.id.clone(),
+                );
+                candidates.extend(found.into_iter().map(|p| (frame.clone(), p)));
+            }
+            Err(e) => {
+                for &i in &group {
+                    report
+                        .failed
+                        .push((report.files[i].source.clone(), format!("{e:#}")));
+                }
+            }
+        }
+    }
+    report.windows = counts.total;
     // Merge within each frame: one CRS, or one non-georeferenced file's pixels.
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged = Vec::new();
     let mut rest = candidates.as_slice();
-    while let Some((group, _)) = rest.first() {
-        let n = rest.iter().take_while(|(g, _)| g == group).count();
+    while let Some((frame, _)) = rest.first() {
+        let n = rest.iter().take_while(|(f, _)| f == frame).count();
         merged.extend(merge(rest[..n].iter().map(|(_, p)| p.clone()).collect()));
         rest = &rest[n..];
     }
@@ -124,28 +160,99 @@ pub fn detect(
     report
 }
 
+/// Files that run together: georeferenced north-up files with the same CRS, pixel size (to
+/// [`GRID_TOLERANCE_PX`] of a pixel), bands and sample type form one group, in the order
+/// given; any other file is a group of its own.
+fn groups(files: &[DetectedFile]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let joins = |g: &Vec<usize>| {
+            let first = &files[g[0]];
+            match (
+                f.crs.as_ref(),
+                f.geotransform,
+                first.crs.as_ref(),
+                first.geotransform,
+            ) {
+                (Some(a), Some(ga), Some(b), Some(gb)) if ga.is_north_up() && gb.is_north_up() => {
+                    let (wa, ha) = ga.pixel_size();
+                    let (wb, hb) = gb.pixel_size();
+                    a == b
+                        && (wa - wb).abs() <= GRID_TOLERANCE_PX * wb
+                        && (ha - hb).abs() <= GRID_TOLERANCE_PX * hb
+                        && f.kind == first.kind
+                }
+                _ => false,
+            }
+        };
+        match groups.iter_mut().find(|g| joins(g)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
 /// One batch of normalised windows, ready for the model.
 struct Batch {
     windows: Vec<Window>,
     pixels: Vec<f32>,
 }
 
-fn detect_file(
-    input: &DetectInput,
+/// Runs one group: the file itself, or the group's virtual mosaic. Each detection is given
+/// to the file it lies in (the last of the group containing its box's centre, as the VRT's
+/// "last wins") with its box in that file's pixels.
+fn run_group(
+    group: &[usize],
+    paths: &[PathBuf],
+    files: &[DetectedFile],
     detector: &mut Detector,
     options: &DetectOptions,
-    index: usize,
     counts: &mut DetectProgress,
     progress: &mut dyn FnMut(DetectProgress),
-) -> anyhow::Result<(DetectedFile, Vec<Placed>)> {
-    let raster = GdalRaster::open(&input.path, options.max_input_pixels)
-        .map_err(|p| anyhow::anyhow!("{p}"))?;
+) -> anyhow::Result<Vec<Placed>> {
+    let raster = if let [only] = group {
+        GdalRaster::open(&paths[*only], options.max_input_pixels)
+            .map_err(|p| anyhow::anyhow!("{p}"))?
+    } else {
+        let placements: Vec<Placement> = group
+            .iter()
+            .map(|&i| {
+                let gt = files[i]
+                    .geotransform
+                    .expect("grouped files are georeferenced");
+                Placement {
+                    footprint: gt.bounds(files[i].width, files[i].height),
+                    pixel_size: gt.pixel_size(),
+                    native: Some(gt),
+                }
+            })
+            .collect();
+        let grid = MosaicGrid::plan(&placements, Resolution::Highest);
+        let group_paths: Vec<PathBuf> = group.iter().map(|&i| paths[i].clone()).collect();
+        GdalRaster::virtual_mosaic(&group_paths, &grid)?
+    };
+    let probe = raster.probe().clone();
+    let found = run_raster(raster, detector, options, counts, progress)?;
+    Ok(found
+        .into_iter()
+        .map(|d| assign(d, &probe, group, files))
+        .collect())
+}
+
+/// Runs every window of `raster`; detections in its pixels (`pixel`) and world coordinates.
+fn run_raster(
+    raster: GdalRaster,
+    detector: &mut Detector,
+    options: &DetectOptions,
+    counts: &mut DetectProgress,
+    progress: &mut dyn FnMut(DetectProgress),
+) -> anyhow::Result<Vec<Placed>> {
     let probe = raster.probe().clone();
     let description = detector.description().clone();
     let size = description.size;
     let grid = window_grid(probe.width, probe.height, size, options.overlap);
-    let windows = grid.len();
-    counts.total += windows;
+    counts.total += grid.len();
     let batch_size = detector.batch();
     let (send, receive) = mpsc::sync_channel::<anyhow::Result<Batch>>(QUEUED_BATCHES);
     let mut found = Vec::new();
@@ -184,31 +291,55 @@ fn detect_file(
             let batch = batch?;
             let per_window = detector.run(&batch.pixels, batch.windows.len())?;
             for (window, detections) in batch.windows.iter().zip(per_window) {
-                found.extend(
-                    detections
-                        .into_iter()
-                        .map(|d| place(d, *window, &probe, index)),
-                );
+                found.extend(detections.into_iter().map(|d| place(d, *window, &probe)));
             }
             counts.done += batch.windows.len();
             progress(*counts);
         }
         Ok(())
     })?;
-    let file = DetectedFile {
-        source: input.source.clone(),
-        width: probe.width,
-        height: probe.height,
-        crs: probe.crs.clone(),
-        geotransform: probe.geotransform,
-        windows,
+    Ok(found)
+}
+
+/// Gives a detection of a group's raster to one of the group's files.
+fn assign(mut p: Placed, probe: &RasterProbe, group: &[usize], files: &[DetectedFile]) -> Placed {
+    let (Some(_), Some(gt)) = (&probe.crs, probe.geotransform) else {
+        p.source = group[0];
+        return p;
     };
-    Ok((file, found))
+    let [x1, y1, x2, y2] = p.world.bbox;
+    let centre = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+    let owner = group
+        .iter()
+        .rev()
+        .copied()
+        .find(|&i| {
+            let b = files[i]
+                .geotransform
+                .expect("georeferenced")
+                .bounds(files[i].width, files[i].height);
+            (b.min_x..=b.max_x).contains(&centre.0) && (b.min_y..=b.max_y).contains(&centre.1)
+        })
+        .unwrap_or(group[0]);
+    p.source = owner;
+    if group.len() > 1 {
+        // From the group raster's pixels to the owner's: both north-up on one CRS.
+        let own = files[owner].geotransform.expect("georeferenced");
+        let (pw, ph) = own.pixel_size();
+        let (ox, oy) = gt.apply(0.0, 0.0);
+        let dx = (ox - own.0[0]) / pw;
+        let dy = (own.0[3] - oy) / ph;
+        let (gw, gh) = gt.pixel_size();
+        let (sx, sy) = (gw / pw, gh / ph);
+        let [a, b, c, d] = p.pixel;
+        p.pixel = [a * sx + dx, b * sy + dy, c * sx + dx, d * sy + dy];
+    }
+    p
 }
 
 /// A window's detection placed in the raster's pixels and in world coordinates (the
 /// bounding box of its corners through the geotransform; pixels when not georeferenced).
-fn place(d: Detection, window: Window, probe: &RasterProbe, source: usize) -> Placed {
+fn place(d: Detection, window: Window, probe: &RasterProbe) -> Placed {
     let (ox, oy) = (window.x as f64, window.y as f64);
     let pixel = [
         d.bbox[0] + ox,
@@ -247,7 +378,7 @@ fn place(d: Detection, window: Window, probe: &RasterProbe, source: usize) -> Pl
             class: d.class,
         },
         pixel,
-        source,
+        source: 0,
         cut,
     }
 }

@@ -218,3 +218,109 @@ fn a_missing_onnx_runtime_says_what_to_run() {
     assert_eq!(run.status.code(), Some(2));
     assert!(text(&run).contains("ensure_onnxruntime"), "{}", text(&run));
 }
+
+/// The world boxes and scores of a run, best first, rounded to a micrometre.
+fn world_detections(dir: &Path) -> Vec<(Vec<i64>, String)> {
+    let coco = read_json(&dir.join("detections.coco.json"));
+    let images = coco["images"].as_array().unwrap();
+    let mut out: Vec<(Vec<i64>, String)> = coco["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let image = &images[usize::try_from(a["image_id"].as_u64().unwrap() - 1).unwrap()];
+            let gt: Vec<f64> = image["tessera:geo_transform"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let b: Vec<f64> = a["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let world = [
+                gt[0] + b[0] * gt[1],
+                gt[3] + (b[1] + b[3]) * gt[5],
+                gt[0] + (b[0] + b[2]) * gt[1],
+                gt[3] + b[1] * gt[5],
+            ];
+            (
+                world.iter().map(|v| (v * 1e6).round() as i64).collect(),
+                format!("{:.6}", a["score"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn run_ok(dir: &Path, inputs: &[PathBuf]) {
+    let mut args: Vec<&OsStr> = vec![
+        "--score".as_ref(),
+        "0.01".as_ref(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ];
+    args.extend(inputs.iter().map(|p| p.as_os_str()));
+    let run = detect(&args);
+    assert!(run.status.success(), "{}", text(&run));
+}
+
+#[test]
+fn tiles_of_one_grid_give_the_detections_of_their_mosaic() {
+    // The 100 solaris tiles run as one virtual mosaic: the same world boxes and scores as
+    // their parent, to a micrometre (they hold the same pixels on the same grid), each box
+    // given to the tile holding its centre, in that tile's pixels.
+    let data = fixtures().join("solaris-0.4.0");
+    let (tiles, parent) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_ok(tiles.path(), &[data.join("rastertile_test_expected")]);
+    run_ok(parent.path(), &[data.join("sample_geotiff.tif")]);
+    let from_tiles = world_detections(tiles.path());
+    assert!(!from_tiles.is_empty());
+    assert_eq!(from_tiles, world_detections(parent.path()));
+    let coco = read_json(&tiles.path().join("detections.coco.json"));
+    assert_eq!(coco["images"].as_array().unwrap().len(), 100);
+    for a in coco["annotations"].as_array().unwrap() {
+        let b: Vec<f64> = a["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (cx, cy) = (b[0] + b[2] / 2.0, b[1] + b[3] / 2.0);
+        assert!(
+            (0.0..=90.0).contains(&cx) && (0.0..=90.0).contains(&cy),
+            "centre in its tile: {b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crown_across_a_file_seam_is_reported_once() {
+    // OSBS_029 cut into two abutting files at column 200: the crowns on the seam are seen
+    // whole, once, exactly as in the uncut tile.
+    let dir = tempfile::tempdir().unwrap();
+    let half = |x: &str, name: &str| {
+        let out = dir.path().join(name);
+        let ok = Command::new("gdal_translate")
+            .args(["-q", "-srcwin", x, "0", "200", "400"])
+            .arg(osbs())
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        out
+    };
+    let (west, east) = (half("0", "west.tif"), half("200", "east.tif"));
+    let (split, whole) = (dir.path().join("split"), dir.path().join("whole"));
+    run_ok(&split, &[west, east]);
+    run_ok(&whole, &[osbs()]);
+    let from_halves = world_detections(&split);
+    assert_eq!(from_halves, world_detections(&whole));
+    // x = 404211.9 + 20 m is the seam; some boxes cross it.
+    let seam = ((404_211.9 + 20.0) * 1e6) as i64;
+    assert!(from_halves.iter().any(|(b, _)| b[0] < seam && b[2] > seam));
+}

@@ -100,7 +100,7 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     write_outputs(&report, detector.description(), &args.out)?;
 
-    let windows: usize = report.files.iter().map(|f| f.windows).sum();
+    let windows = report.windows;
     println!(
         "{} detection(s) scoring ≥ {} in {} file(s), {windows} window(s), on {:?}",
         report.detections.len(),
