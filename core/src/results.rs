@@ -1,6 +1,7 @@
-//! The files a detection run publishes: COCO JSON for machine-learning tools and GeoJSON for
-//! GIS tools. Both are built here from plain numbers; the adapter reprojects GeoJSON's
-//! coordinates to WGS 84 (GDAL's OSR/PROJ) before handing them over.
+//! The files a detection run publishes: COCO JSON for machine-learning tools, GeoJSON for GIS
+//! tools, and a STAC Item that catalogues them with the rasters. All are built here from plain
+//! numbers; the adapter reprojects coordinates to WGS 84 (GDAL's OSR/PROJ) before handing them
+//! over.
 
 use serde_json::{Value, json};
 
@@ -130,6 +131,75 @@ pub fn geojson(features: &[GeoFeature]) -> Value {
     json!({"type": "FeatureCollection", "features": features})
 }
 
+/// One raster of a STAC Item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StacRaster {
+    /// Where the raster is (object key, URL or path).
+    pub href: String,
+    /// Its CRS id (`EPSG:32617`).
+    pub crs: String,
+    /// Width and height in pixels.
+    pub size: (usize, usize),
+    /// Its geotransform, GDAL order.
+    pub geotransform: GeoTransform,
+    /// Its corners in WGS 84 longitude and latitude.
+    pub footprint: [(f64, f64); 4],
+}
+
+/// A STAC Item (STAC 1.1.0, <https://github.com/radiantearth/stac-spec>) with the projection
+/// extension v2.0.0: geometry and `bbox` the WGS 84 bounds of the rasters, `datetime` as
+/// given (RFC 3339), one `data` asset per raster carrying `proj:code`, `proj:shape`
+/// (`[rows, cols]`) and `proj:transform` (the affine coefficients `[a, b, c, d, e, f]` of
+/// `x = a·col + b·row + c`, `y = d·col + e·row + f`, i.e. GDAL's `[gt1, gt2, gt0, gt4, gt5,
+/// gt3]`), and the COCO and GeoJSON files as `metadata` assets.
+#[must_use]
+pub fn stac_item(
+    id: &str,
+    datetime: &str,
+    rasters: &[StacRaster],
+    coco: &str,
+    geojson: &str,
+) -> Value {
+    let corners = rasters.iter().flat_map(|r| r.footprint);
+    let (mut w, mut s, mut e, mut n) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for (lon, lat) in corners {
+        (w, s, e, n) = (w.min(lon), s.min(lat), e.max(lon), n.max(lat));
+    }
+    let mut assets = serde_json::Map::new();
+    for (i, r) in rasters.iter().enumerate() {
+        let [g0, g1, g2, g3, g4, g5] = r.geotransform.0;
+        assets.insert(
+            format!("raster-{}", i + 1),
+            json!({
+                "href": r.href,
+                "type": "image/tiff; application=geotiff",
+                "roles": ["data"],
+                "proj:code": r.crs,
+                "proj:shape": [r.size.1, r.size.0],
+                "proj:transform": [g1, g2, g0, g4, g5, g3],
+            }),
+        );
+    }
+    assets.insert("coco".into(), json!({"href": coco, "type": "application/json", "roles": ["metadata"], "title": "Detections, COCO"}));
+    assets.insert("geojson".into(), json!({"href": geojson, "type": "application/geo+json", "roles": ["metadata"], "title": "Detections, GeoJSON"}));
+    json!({
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+        "id": id,
+        "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+        "bbox": [w, s, e, n],
+        "properties": {"datetime": datetime},
+        "links": [],
+        "assets": assets,
+    })
+}
+
 /// Twice the signed area of a ring (shoelace formula): positive when counter-clockwise.
 fn signed_area(ring: &[(f64, f64)]) -> f64 {
     ring.iter()
@@ -165,6 +235,32 @@ mod tests {
             json!([1.0, 0.1, 0.0, 2.0, 0.0, -0.1])
         );
         assert_eq!(c["categories"][0], json!({"id": 1, "name": "crown"}));
+    }
+
+    #[test]
+    fn stac_item_carries_the_projection_of_each_raster() {
+        let r = StacRaster {
+            href: "a.tif".into(),
+            crs: "EPSG:32617".into(),
+            size: (400, 300),
+            geotransform: GeoTransform([404_211.9, 0.1, 0.0, 3_285_142.9, 0.0, -0.1]),
+            footprint: [(-82.0, 29.7), (-81.9, 29.7), (-81.9, 29.6), (-82.0, 29.6)],
+        };
+        let item = stac_item(
+            "run-1",
+            "2026-12-01T00:00:00Z",
+            &[r],
+            "detections.coco.json",
+            "detections.geojson",
+        );
+        let a = &item["assets"]["raster-1"];
+        assert_eq!(a["proj:shape"], json!([300, 400]));
+        assert_eq!(
+            a["proj:transform"],
+            json!([0.1, 0.0, 404_211.9, 0.0, -0.1, 3_285_142.9])
+        );
+        assert_eq!(item["bbox"], json!([-82.0, 29.6, -81.9, 29.7]));
+        assert_eq!(item["assets"]["geojson"]["type"], "application/geo+json");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `tessera detect` with the real ONNX Runtime (`ORT_DYLIB_PATH`, set by `scripts/test.sh`
 //! through `ensure_onnxruntime`) on real GeoTIFFs: the shipped model's detections on
 //! OSBS_029 against the project's Python decoding and MODEL.md, GeoJSON vertices against
-//! `gdaltransform`, and each bad input's message.
+//! `gdaltransform`, the STAC Item, seams between files, and each bad input's message.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -130,6 +130,30 @@ fn geojson_vertices_are_the_pixel_corners_through_the_geotransform_and_proj() {
         }
     }
     assert!(worst < 1e-7, "a vertex is {worst}° from gdaltransform's");
+
+    // The STAC Item: the tile with its projection, and both files as assets.
+    let item = read_json(&dir.path().join("item.json"));
+    assert_eq!(item["stac_version"], "1.1.0");
+    let raster = &item["assets"]["raster-1"];
+    assert_eq!(raster["proj:code"], "EPSG:32617");
+    assert_eq!(raster["proj:shape"], serde_json::json!([400, 400]));
+    assert_eq!(
+        raster["proj:transform"],
+        serde_json::json!([gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]])
+    );
+    assert_eq!(item["assets"]["coco"]["href"], "detections.coco.json");
+    let bbox: Vec<f64> = item["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for f in features {
+        for p in f["geometry"]["coordinates"][0].as_array().unwrap() {
+            let (lon, lat) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+            assert!(lon >= bbox[0] && lat >= bbox[1] && lon <= bbox[2] && lat <= bbox[3]);
+        }
+    }
 }
 
 #[test]

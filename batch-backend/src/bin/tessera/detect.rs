@@ -12,7 +12,9 @@ use tessera_batch::raster;
 use tessera_batch::stages::detect::{DetectInput, DetectOptions, DetectReport, detect};
 use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE, ModelDescription};
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
-use tessera_core::results::{CocoDetection, CocoImage, GeoFeature, coco, geojson};
+use tessera_core::results::{
+    CocoDetection, CocoImage, GeoFeature, StacRaster, coco, geojson, stac_item,
+};
 
 use crate::preprocess::collect_inputs;
 
@@ -22,7 +24,8 @@ const SHIPPED_MODEL: &[u8] = include_bytes!("../../../../model/tessera-crowns.on
 
 #[derive(Args)]
 pub(crate) struct DetectArgs {
-    /// Folder for detections.coco.json and detections.geojson; created if missing.
+    /// Folder for detections.coco.json, detections.geojson and item.json (STAC); created if
+    /// missing.
     #[arg(long)]
     out: PathBuf,
     /// An ONNX model in the shipped model's layout (`model/MODEL.md`) [default: the shipped
@@ -110,6 +113,7 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  {}", args.out.join("detections.coco.json").display());
     println!("  {}", args.out.join("detections.geojson").display());
+    println!("  {}", args.out.join("item.json").display());
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -120,7 +124,8 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-/// `detections.coco.json` and `detections.geojson` (georeferenced files only) in `out`.
+/// `detections.coco.json`, `detections.geojson` (georeferenced files only) and `item.json`
+/// (a STAC Item of the georeferenced rasters with both as assets) in `out`.
 fn write_outputs(
     report: &DetectReport,
     model: &ModelDescription,
@@ -174,5 +179,32 @@ fn write_outputs(
         out.join("detections.geojson"),
         serde_json::to_vec(&geojson(&features))?,
     )?;
+
+    let mut rasters = Vec::new();
+    for f in &report.files {
+        let (Some(crs), Some(gt)) = (&f.crs, f.geotransform) else {
+            continue;
+        };
+        let (w, h) = (f.width as f64, f.height as f64);
+        let corners = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].map(|(c, r)| gt.apply(c, r));
+        let lonlat = raster::to_wgs84(&corners, crs)?;
+        rasters.push(StacRaster {
+            href: f.source.clone(),
+            crs: crs.id.clone(),
+            size: (f.width, f.height),
+            geotransform: gt,
+            footprint: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
+        });
+    }
+    let now = chrono::Utc::now();
+    let id = format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ"));
+    let item = stac_item(
+        &id,
+        &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        &rasters,
+        "detections.coco.json",
+        "detections.geojson",
+    );
+    std::fs::write(out.join("item.json"), serde_json::to_vec_pretty(&item)?)?;
     Ok(())
 }
