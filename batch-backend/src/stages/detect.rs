@@ -145,7 +145,10 @@ pub fn detect(
         }
     }
     report.windows = counts.total;
-    // Merge within each frame: one CRS, or one non-georeferenced file's pixels.
+    // Below the threshold nothing is reported or suppresses anything (as SAHI and DeepForest
+    // filter before merging). Then merge within each frame: one CRS, or one
+    // non-georeferenced file's pixels.
+    candidates.retain(|(_, p)| p.world.score >= options.score);
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged = Vec::new();
     let mut rest = candidates.as_slice();
@@ -154,7 +157,6 @@ pub fn detect(
         merged.extend(merge(rest[..n].iter().map(|(_, p)| p.clone()).collect()));
         rest = &rest[n..];
     }
-    merged.retain(|p| p.world.score >= options.score);
     merged.sort_by(|a, b| b.world.score.total_cmp(&a.world.score));
     report.detections = merged;
     report
