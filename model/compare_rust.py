@@ -1,12 +1,16 @@
 """Holds `tessera detect`'s output for OSBS_029.tif to this project's Python reference.
 
-    python3 model/compare_rust.py DETECTIONS.coco.json   # from `tessera detect --score 0.01`
+    python3 model/compare_rust.py DETECTIONS.coco.json [--model MODEL.onnx]
+    # DETECTIONS from `tessera detect --score 0.01 [--model MODEL.onnx]`
 
-1. The detections equal `common.decode` of ONNX Runtime's output for the same model on the
-   same pixels (OSBS_029.png, which holds OSBS_029.tif's pixels): same count, boxes within
-   0.01 px, scores within 1e-6.
-2. pycocotools' AP@0.5 and AP@[.5:.95] of the Rust COCO file against the tile's 61
-   annotations equal MODEL.md's OSBS_029 row (to its four decimals).
+1. The detections equal ONNX Runtime's output for the same model on the same pixels
+   (OSBS_029.png, which holds OSBS_029.tif's pixels), decoded here: same count, boxes within
+   0.01 px, scores within 1e-6. The model is the shipped one (YOLOv8 layout, `common.decode`),
+   or MODEL.onnx described by MODEL.json beside it or its `tessera:model` metadata, in either
+   layout (a torchvision model's boxes, scores and labels: candidates from 0.01, greedy NMS
+   at IoU 0.5, the best 300, clipped to the window, as `common.decode` does).
+2. For the shipped model only, pycocotools' AP@0.5 and AP@[.5:.95] of the Rust COCO file
+   against the tile's 61 annotations equal MODEL.md's OSBS_029 row (to its four decimals).
 
 Exit 1 with the differences otherwise. Run in the evaluation venv (model/requirements.txt);
 `batch-backend/tests/cli/detect.rs` runs it.
@@ -31,16 +35,40 @@ from evaluate import parse_table
 HERE = Path(__file__).parent
 
 
+def description(session: ort.InferenceSession, model: Path) -> dict:
+    beside = model.with_suffix(".json")
+    if beside.exists():
+        return json.loads(beside.read_text())
+    return json.loads(session.get_modelmeta().custom_metadata_map["tessera:model"])
+
+
+def reference(model: Path, rgb: np.ndarray):
+    """ONNX Runtime's detections of `model` on one window: (boxes x1y1x2y2, scores)."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    d = description(session, model)
+    x = ((rgb.astype(np.float32) / 255.0 - np.array(d["mean"], np.float32)) / np.array(d["std"], np.float32))
+    x = x.transpose(2, 0, 1)
+    if d["layout"]["kind"] == "yolov8":
+        return common.decode(session.run(None, {d["input"]: x[None]})[0])
+    layout = d["layout"]
+    rank = len(session.get_inputs()[0].shape)
+    outputs = session.run([layout["boxes"], layout["scores"]], {d["input"]: x if rank == 3 else x[None]})
+    boxes, scores = outputs
+    keep = scores >= 0.01
+    boxes, scores = boxes[keep], scores[keep]
+    kept = common.nms(boxes, scores, 0.5)[:300]
+    return np.clip(boxes[kept], 0, d["size"]), scores[kept]
+
+
 def main() -> int:
     rust = json.load(open(sys.argv[1]))
+    model = Path(sys.argv[3]) if sys.argv[2:3] == ["--model"] else None
     problems = []
     boxes_r = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in rust["annotations"])])
     scores_r = np.array([a["score"] for a in rust["annotations"]], np.float32)
 
     rgb = common.real_image("OSBS_029")
-    session = ort.InferenceSession(str(HERE / "tessera-crowns.onnx"), providers=["CPUExecutionProvider"])
-    output = session.run(None, {"images": common.normalise(rgb)[None]})[0]
-    boxes_p, scores_p = common.decode(output)
+    boxes_p, scores_p = reference(model or HERE / "tessera-crowns.onnx", rgb)
 
     def canonical(boxes, scores):
         order = np.lexsort((boxes[:, 0], -scores))
@@ -57,6 +85,9 @@ def main() -> int:
             problems.append(f"boxes differ by up to {box_diff} px")
         if score_diff > 1e-6:
             problems.append(f"scores differ by up to {score_diff}")
+    if model is not None:
+        print("\n".join(problems), file=sys.stderr)
+        return 1 if problems else 0
 
     truth = common.voc_boxes("OSBS_029")
     gt = COCO()

@@ -20,8 +20,9 @@ use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 use tessera_core::limits;
 use tessera_core::mosaic::{
-    Bounds, Crs, FOOTPRINT_DENSIFY_POINTS, GDAL_CACHE_MIB, GeoTransform, InputProblem, MosaicGrid,
-    Nodata, RasterProbe, Resampling, SampleType, Stretch, cog_creation_options,
+    Bounds, Crs, CrsUnits, FOOTPRINT_DENSIFY_POINTS, GDAL_CACHE_MIB, GeoTransform, InputProblem,
+    MosaicGrid, Nodata, RasterProbe, Resampling, SampleType, Stretch, cog_creation_options,
+    ground_sampling_distance,
 };
 
 /// A rectangle of pixels: column and row of the top-left pixel, width and height.
@@ -211,7 +212,13 @@ impl Raster for GdalRaster {
                 (window.width, window.height),
                 out,
                 buf,
-                Some(ResampleAlg::Average),
+                // Averaging when reducing; bilinear when enlarging (a raster coarser than
+                // its model's range, `ModelDescription::scale_for`).
+                Some(if out.0 > window.width || out.1 > window.height {
+                    ResampleAlg::Bilinear
+                } else {
+                    ResampleAlg::Average
+                }),
             )
             .with_context(|| format!("reading band {band} of {}", self.path()))
     }
@@ -332,6 +339,34 @@ pub fn transform_bounds(bounds: Bounds, from: &Crs, to: &Crs) -> Result<Bounds> 
         max_x,
         max_y,
     })
+}
+
+/// A georeferenced raster's ground sampling distance in metres per pixel
+/// ([`ground_sampling_distance`], with the CRS's units from OSR and the latitude of the
+/// raster's centre); `None` without a CRS and geotransform, or when the CRS's units are
+/// neither linear nor degrees.
+///
+/// # Errors
+/// GDAL's, when the CRS cannot be parsed or the centre cannot be transformed.
+pub fn gsd_m(probe: &RasterProbe) -> Result<Option<f64>> {
+    let (Some(crs), Some(gt)) = (&probe.crs, probe.geotransform) else {
+        return Ok(None);
+    };
+    let srs = spatial_ref(crs)?;
+    let units = if srs.is_projected() {
+        CrsUnits::Linear {
+            metres_per_unit: srs.linear_units(),
+        }
+    } else if srs.is_geographic() && (srs.angular_units() - 1f64.to_radians()).abs() < 1e-12 {
+        CrsUnits::Degrees
+    } else {
+        return Ok(None);
+    };
+    let centre = gt.apply(probe.width as f64 / 2.0, probe.height as f64 / 2.0);
+    let latitude = to_wgs84(&[centre], crs)?[0].1;
+    let [_, a, b, _, d, e] = gt.0;
+    let pixel = (a.hypot(d), b.hypot(e));
+    Ok(Some(ground_sampling_distance(pixel, units, latitude)))
 }
 
 /// `points` (x, y in CRS `from`) as WGS 84 longitude and latitude in degrees (EPSG:4326 in

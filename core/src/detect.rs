@@ -36,23 +36,63 @@ pub const DEFAULT_SCORE: f32 = 0.3;
 /// its IoU with it may be small.
 pub const MERGE_IOS: f32 = 0.5;
 
-/// What a detector expects and answers: enough to run any model of the accepted layouts.
-/// The shipped model's is [`ModelDescription::tessera_crowns`] (`model/MODEL.md`).
+/// The key of the ONNX metadata entry (`metadata_props`) that may hold a model's description
+/// as JSON, when no `.json` file lies beside the model.
+pub const DESCRIPTION_METADATA_KEY: &str = "tessera:model";
+
+/// How a detector's outputs are laid out. Both give boxes in the input window's pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputLayout {
+    /// Ultralytics YOLOv8 exports and the shipped model: the first output, float32
+    /// `[batch, 4 + classes, N]`: rows `cx, cy, w, h`, then one score per class, decoded by
+    /// [`decode_yolo`]. Input `[batch, 3, size, size]`, batched.
+    Yolov8,
+    /// torchvision detection models (RetinaNet, Faster R-CNN; DeepForest's RetinaNet) exported
+    /// to ONNX: outputs `boxes` float32 `[N, 4]` (`x1, y1, x2, y2`), `scores` float32 `[N]`
+    /// and `labels` int64 `[N]` (class indices), after the model's own score threshold and
+    /// NMS; decoded by [`decode_boxes`]. One window per run: input `[3, size, size]` or
+    /// `[1, 3, size, size]`.
+    Torchvision {
+        /// The boxes output's name.
+        boxes: String,
+        /// The scores output's name.
+        scores: String,
+        /// The labels output's name.
+        labels: String,
+    },
+}
+
+/// What a detector expects and answers: enough to run any model of the accepted
+/// [`OutputLayout`]s. Read from a `.json` file beside the model (`model/tessera-crowns.json`
+/// is the shipped model's) or from the model's ONNX metadata under
+/// [`DESCRIPTION_METADATA_KEY`]; the shipped model's is [`ModelDescription::tessera_crowns`]
+/// (`model/MODEL.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelDescription {
-    /// The input tensor's name (`images`): float32 `[batch, 3, size, size]`, NCHW, RGB.
+    /// The input tensor's name (`images`): float32, NCHW, RGB.
     pub input: String,
     /// The window side in pixels.
     pub size: usize,
-    /// Per-channel mean subtracted from `pixel / 255` (RGB).
+    /// Per-channel mean subtracted from `pixel / 255` (RGB); zeros for a model that
+    /// normalises inside its graph (torchvision's).
     pub mean: [f32; 3],
-    /// Per-channel standard deviation dividing it (RGB).
+    /// Per-channel standard deviation dividing it (RGB); ones for such a model.
     pub std: [f32; 3],
     /// Class names, in the model's class order.
     pub classes: Vec<String>,
-    /// The ground sampling distance the model was trained at, metres per pixel: the range.
+    /// The ground sampling distance the model was trained at, metres per pixel: the range
+    /// `[finest, coarsest]`. Rasters outside it are resampled into it ([`Self::scale_for`]).
     pub gsd_m: (f64, f64),
+    /// The output layout.
+    pub layout: OutputLayout,
 }
+
+/// Why a model description cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DescriptionError(pub String);
 
 impl ModelDescription {
     /// `model/tessera-crowns.onnx`: 400 px windows, ImageNet normalisation, one class
@@ -66,6 +106,58 @@ impl ModelDescription {
             std: [0.229, 0.224, 0.225],
             classes: vec!["crown".into()],
             gsd_m: (0.05, 0.5),
+            layout: OutputLayout::Yolov8,
+        }
+    }
+
+    /// Parses and checks a description's JSON (the fields of this struct).
+    ///
+    /// # Errors
+    /// [`DescriptionError`] naming the JSON problem or the first field out of range.
+    pub fn from_json(json: &[u8]) -> Result<Self, DescriptionError> {
+        let description: Self =
+            serde_json::from_slice(json).map_err(|e| DescriptionError(e.to_string()))?;
+        description.check()?;
+        Ok(description)
+    }
+
+    /// Checks the fields' ranges: a window of 16 to 4096 px, positive finite standard
+    /// deviations, at least one class, and a GSD range with `0 < finest ≤ coarsest`.
+    ///
+    /// # Errors
+    /// [`DescriptionError`] naming the field.
+    pub fn check(&self) -> Result<(), DescriptionError> {
+        let bad = |m: String| Err(DescriptionError(m));
+        if !(16..=4096).contains(&self.size) {
+            return bad(format!("size {} is not 16 to 4096 pixels", self.size));
+        }
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return bad(format!("std {:?} must be positive", self.std));
+        }
+        if self.classes.is_empty() {
+            return bad("classes is empty".into());
+        }
+        let (finest, coarsest) = self.gsd_m;
+        if !(finest > 0.0 && finest <= coarsest && coarsest.is_finite()) {
+            return bad(format!(
+                "gsd_m {:?} is not a range of positive metres per pixel",
+                self.gsd_m
+            ));
+        }
+        Ok(())
+    }
+
+    /// Raster pixels per model pixel for a raster of ground sampling distance `gsd_m`
+    /// (metres per pixel; `None` when unknown, as for a raster without a CRS). The rule: a
+    /// raster inside the model's range is run as it is (1.0); one outside it is resampled to
+    /// the nearest end of the range, so crowns are as many pixels across as the model learnt
+    /// them. A 0.025 m raster for a 0.05–0.5 m model gives 2.0: windows of 2 × size raster
+    /// pixels, averaged down to the model's size.
+    #[must_use]
+    pub fn scale_for(&self, gsd_m: Option<f64>) -> f64 {
+        match gsd_m {
+            Some(g) if g.is_finite() && g > 0.0 => g.clamp(self.gsd_m.0, self.gsd_m.1) / g,
+            _ => 1.0,
         }
     }
 
@@ -146,13 +238,31 @@ pub enum DecodeError {
         /// Classes the model description names.
         classes: usize,
     },
+    /// The torchvision layout's outputs disagree in length (`boxes [N, 4]`, `scores [N]`,
+    /// `labels [N]`).
+    #[error("boxes ({boxes} values), scores ({scores}) and labels ({labels}) disagree")]
+    Lengths {
+        /// Values in `boxes`.
+        boxes: usize,
+        /// Values in `scores`.
+        scores: usize,
+        /// Values in `labels`.
+        labels: usize,
+    },
+    /// A label is not an index into the description's classes.
+    #[error("label {label} is not one of the {classes} class(es) the description names")]
+    Label {
+        /// The label found.
+        label: i64,
+        /// Classes the model description names.
+        classes: usize,
+    },
 }
 
 /// Decodes a YOLOv8-layout output `[1, 4 + classes, N]` (rows `cx, cy, w, h` in window
 /// pixels, then one score per class; column-major candidates) of a window of side `size`, as
 /// `model/evaluate.py` does: candidates scoring at least [`MIN_CANDIDATE_SCORE`] (a
-/// candidate's class is its best-scoring one), greedy NMS at [`WINDOW_NMS_IOU`], the best
-/// [`MAX_PER_WINDOW`], boxes then clipped to the window. Best first.
+/// candidate's class is its best-scoring one), then [`finish`]. Best first.
 ///
 /// # Errors
 /// [`DecodeError::Shape`] when `shape` is not `[1, 4 + classes, N]` or `data` is not that
@@ -192,19 +302,64 @@ pub fn decode_yolo(
                 })
             })
             .collect();
-    let kept = nms(&candidates, |k, i| {
+    Ok(finish(&candidates, size))
+}
+
+/// Decodes a torchvision-layout output of a window of side `size`: `boxes` `[N, 4]`
+/// (`x1, y1, x2, y2` in window pixels), `scores` `[N]`, `labels` `[N]` (indices into the
+/// description's `classes`), keeping candidates scoring at least [`MIN_CANDIDATE_SCORE`],
+/// then [`finish`]: the model's own NMS is per class, this one class-agnostic. Best first.
+///
+/// # Errors
+/// [`DecodeError::Lengths`] or [`DecodeError::Label`].
+pub fn decode_boxes(
+    boxes: &[f32],
+    scores: &[f32],
+    labels: &[i64],
+    classes: usize,
+    size: usize,
+) -> Result<Vec<Detection>, DecodeError> {
+    if boxes.len() != 4 * scores.len() || labels.len() != scores.len() {
+        return Err(DecodeError::Lengths {
+            boxes: boxes.len(),
+            scores: scores.len(),
+            labels: labels.len(),
+        });
+    }
+    let mut candidates = Vec::with_capacity(scores.len());
+    for ((b, &score), &label) in boxes.chunks_exact(4).zip(scores).zip(labels) {
+        let class = usize::try_from(label)
+            .ok()
+            .filter(|&c| c < classes)
+            .ok_or(DecodeError::Label { label, classes })?;
+        if score >= MIN_CANDIDATE_SCORE {
+            candidates.push(Detection {
+                bbox: [b[0], b[1], b[2], b[3]].map(f64::from),
+                score,
+                class,
+            });
+        }
+    }
+    Ok(finish(&candidates, size))
+}
+
+/// The decoding both layouts share, after `model/common.py`'s `decode`: greedy class-agnostic
+/// NMS at [`WINDOW_NMS_IOU`], the best [`MAX_PER_WINDOW`], boxes then clipped to the window
+/// `[0, size]`. Best first.
+#[must_use]
+pub fn finish(candidates: &[Detection], size: usize) -> Vec<Detection> {
+    let kept = nms(candidates, |k, i| {
         iou(&candidates[k], &candidates[i]) > f64::from(WINDOW_NMS_IOU)
     });
     let side = size as f64;
-    Ok(kept
-        .into_iter()
+    kept.into_iter()
         .take(MAX_PER_WINDOW)
         .map(|i| {
             let mut d = candidates[i];
             d.bbox = d.bbox.map(|v| v.clamp(0.0, side));
             d
         })
-        .collect())
+        .collect()
 }
 
 /// Greedy NMS: indices of the kept detections, best score first (ties keep input order, as a
@@ -368,6 +523,68 @@ mod tests {
             decode_yolo(&edge, &[1, 5, 1], 1, 400).unwrap()[0].bbox,
             [0.0, 0.0, 3.0, 3.0]
         );
+    }
+
+    #[test]
+    fn decodes_the_torchvision_layout_and_refuses_bad_labels() {
+        let boxes = [
+            4.0_f32, 4.0, 20.0, 20.0, // kept
+            5.0, 4.0, 21.0, 20.0, // IoU 0.89 with the first: suppressed
+            390.0, 390.0, 410.0, 410.0, // clipped to the window
+            50.0, 50.0, 60.0, 60.0, // below the candidate score
+        ];
+        let scores = [0.9_f32, 0.8, 0.7, 0.005];
+        let d = decode_boxes(&boxes, &scores, &[0, 0, 1, 0], 2, 400).unwrap();
+        let got: Vec<([f64; 4], usize)> = d.iter().map(|d| (d.bbox, d.class)).collect();
+        assert_eq!(
+            got,
+            [
+                ([4.0, 4.0, 20.0, 20.0], 0),
+                ([390.0, 390.0, 400.0, 400.0], 1)
+            ]
+        );
+        assert_eq!(
+            decode_boxes(&boxes, &scores, &[0, 0, 2, 0], 2, 400),
+            Err(DecodeError::Label {
+                label: 2,
+                classes: 2
+            })
+        );
+        assert!(matches!(
+            decode_boxes(&boxes[..4], &scores, &[0; 4], 2, 400),
+            Err(DecodeError::Lengths { .. })
+        ));
+    }
+
+    #[test]
+    fn the_shipped_description_file_is_the_shipped_description() {
+        let file = include_bytes!("../../model/tessera-crowns.json");
+        assert_eq!(
+            ModelDescription::from_json(file).unwrap(),
+            ModelDescription::tessera_crowns()
+        );
+        let torchvision = br#"{"input": "image", "size": 400, "mean": [0, 0, 0],
+            "std": [1, 1, 1], "classes": ["tree"], "gsd_m": [0.05, 0.5],
+            "layout": {"kind": "torchvision", "boxes": "b", "scores": "s", "labels": "l"}}"#;
+        assert!(matches!(
+            ModelDescription::from_json(torchvision).unwrap().layout,
+            OutputLayout::Torchvision { .. }
+        ));
+        let refused = |json: &str| ModelDescription::from_json(json.as_bytes()).unwrap_err().0;
+        let shipped = String::from_utf8(file.to_vec()).unwrap();
+        assert!(refused(&shipped.replace("400", "8")).contains("size 8"));
+        assert!(refused(&shipped.replace("\"crown\"", "")).contains("classes"));
+        assert!(refused(&shipped.replace("0.229", "0")).contains("std"));
+        assert!(refused(&shipped.replace("\"input\"", "\"inputs\"")).contains("unknown field"));
+    }
+
+    #[test]
+    fn rasters_outside_the_trained_gsd_are_resampled_into_it() {
+        let m = ModelDescription::tessera_crowns(); // 0.05–0.5 m
+        assert_eq!(m.scale_for(Some(0.1)), 1.0);
+        assert_eq!(m.scale_for(None), 1.0);
+        assert!((m.scale_for(Some(0.025)) - 2.0).abs() < 1e-12);
+        assert!((m.scale_for(Some(1.0)) - 0.5).abs() < 1e-12);
     }
 
     #[test]

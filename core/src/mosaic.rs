@@ -168,6 +168,44 @@ pub struct Crs {
     pub name: String,
 }
 
+/// Metres per pixel of a north-up raster with pixel size `pixel_size` (CRS units, positive)
+/// whose centre lies at latitude `latitude_deg`: `(x · y)^½` in metres. For a projected CRS,
+/// units times `metres_per_unit`; for a geographic one (degrees), the length of a degree on
+/// the WGS 84 ellipsoid at that latitude (the series of Osborne, "The Mercator Projections",
+/// 2013, §5.6, as Wikipedia's "Length of a degree" gives: latitude 111 132.92 − 559.82 cos 2φ
+/// + 1.175 cos 4φ − 0.0023 cos 6φ m; longitude 111 412.84 cos φ − 93.5 cos 3φ + 0.118 cos 5φ m).
+#[must_use]
+pub fn ground_sampling_distance(
+    pixel_size: (f64, f64),
+    units: CrsUnits,
+    latitude_deg: f64,
+) -> f64 {
+    let (x, y) = pixel_size;
+    match units {
+        CrsUnits::Linear { metres_per_unit } => (x * y).sqrt() * metres_per_unit,
+        CrsUnits::Degrees => {
+            let phi = latitude_deg.to_radians();
+            let per_lat = 111_132.92 - 559.82 * (2.0 * phi).cos() + 1.175 * (4.0 * phi).cos()
+                - 0.0023 * (6.0 * phi).cos();
+            let per_lon =
+                111_412.84 * phi.cos() - 93.5 * (3.0 * phi).cos() + 0.118 * (5.0 * phi).cos();
+            (x * per_lon * y * per_lat).sqrt()
+        }
+    }
+}
+
+/// A CRS's horizontal units, as the raster adapter reads them from its definition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CrsUnits {
+    /// A projected CRS: metres per unit (1 for metres, 0.3048 for international feet).
+    Linear {
+        /// Metres per CRS unit.
+        metres_per_unit: f64,
+    },
+    /// A geographic CRS in degrees.
+    Degrees,
+}
+
 /// A band's sample type, in GDAL's names. Complex types are not imagery and are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SampleType {
@@ -789,6 +827,25 @@ pub fn fit_within(width: usize, height: usize, max_side: usize) -> (usize, usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ground_sampling_distance_in_metres_for_linear_and_angular_units() {
+        // UTM metres; feet; degrees at the equator and at 60° (a degree of longitude halves).
+        let metres = CrsUnits::Linear {
+            metres_per_unit: 1.0,
+        };
+        assert_eq!(ground_sampling_distance((0.1, 0.1), metres, 0.0), 0.1);
+        let feet = CrsUnits::Linear {
+            metres_per_unit: 0.3048,
+        };
+        assert!((ground_sampling_distance((1.0, 1.0), feet, 0.0) - 0.3048).abs() < 1e-12);
+        let equator = ground_sampling_distance((1e-6, 1e-6), CrsUnits::Degrees, 0.0);
+        assert!((equator - 0.1107).abs() < 1e-3, "{equator}");
+        let sixty = ground_sampling_distance((1e-6, 1e-6), CrsUnits::Degrees, 60.0);
+        let expect = (55_800e-6_f64 * 111_412e-6).sqrt(); // lon 55.80 km, lat 111.41 km
+        assert!((sixty - expect).abs() < 1e-3, "{sixty} {expect}");
+    }
+
 
     fn probe(crs: &str, gt: [f64; 6], w: usize, h: usize) -> RasterProbe {
         RasterProbe {

@@ -7,7 +7,9 @@
 //! into a bounded queue, while this thread runs them through the model: reading overlaps
 //! inference and memory holds at most [`QUEUED_BATCHES`] batches, whatever the raster's size.
 //! Detections of every window and file are merged in world coordinates. A bad file is
-//! reported and never stops the others.
+//! reported and never stops the others. A raster whose ground sampling distance lies outside
+//! the model's range is read at the range's nearest end ([`ModelDescription::scale_for`]):
+//! windows of `scale × size` raster pixels, resampled by GDAL to the model's size.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -59,6 +61,12 @@ pub struct DetectedFile {
     pub geotransform: Option<GeoTransform>,
     /// Its band count and sample type.
     pub kind: (usize, SampleType),
+    /// Its ground sampling distance in metres per pixel, when georeferenced
+    /// ([`raster::gsd_m`]).
+    pub gsd_m: Option<f64>,
+    /// Raster pixels per model pixel: 1 unless its GSD lies outside the model's range
+    /// ([`ModelDescription::scale_for`]).
+    pub scale: f64,
 }
 
 /// The stage's result.
@@ -97,22 +105,28 @@ pub fn detect(
     let mut report = DetectReport::default();
     let mut paths = Vec::new();
     for input in inputs {
-        match GdalRaster::open(&input.path, options.max_input_pixels) {
-            Ok(raster) => {
+        let opened = GdalRaster::open(&input.path, options.max_input_pixels)
+            .map_err(|p| p.to_string())
+            .and_then(|raster| {
                 let probe = raster.probe();
-                report.files.push(DetectedFile {
+                let gsd_m = raster::gsd_m(probe).map_err(|e| format!("{e:#}"))?;
+                Ok(DetectedFile {
                     source: input.source.clone(),
                     width: probe.width,
                     height: probe.height,
                     crs: probe.crs.clone(),
                     geotransform: probe.geotransform,
                     kind: (probe.bands, probe.sample_type),
-                });
+                    gsd_m,
+                    scale: detector.description().scale_for(gsd_m),
+                })
+            });
+        match opened {
+            Ok(file) => {
+                report.files.push(file);
                 paths.push(input.path.clone());
             }
-            Err(problem) => report
-                .failed
-                .push((input.source.clone(), problem.to_string())),
+            Err(problem) => report.failed.push((input.source.clone(), problem)),
         }
     }
     let mut candidates: Vec<(String, Placed)> = Vec::new();
@@ -235,16 +249,19 @@ fn run_group(
         GdalRaster::virtual_mosaic(&group_paths, &grid)?
     };
     let probe = raster.probe().clone();
-    let found = run_raster(raster, detector, options, counts, progress)?;
+    let scale = files[group[0]].scale;
+    let found = run_raster(raster, scale, detector, options, counts, progress)?;
     Ok(found
         .into_iter()
         .map(|d| assign(d, &probe, group, files))
         .collect())
 }
 
-/// Runs every window of `raster`; detections in its pixels (`pixel`) and world coordinates.
+/// Runs every window of `raster`, each `scale` × the model's size in raster pixels, read at the
+/// model's size; detections in its pixels (`pixel`) and world coordinates.
 fn run_raster(
     raster: GdalRaster,
+    scale: f64,
     detector: &mut Detector,
     options: &DetectOptions,
     counts: &mut DetectProgress,
@@ -253,7 +270,8 @@ fn run_raster(
     let probe = raster.probe().clone();
     let description = detector.description().clone();
     let size = description.size;
-    let grid = window_grid(probe.width, probe.height, size, options.overlap);
+    let side = ((size as f64 * scale).round() as usize).max(1);
+    let grid = window_grid(probe.width, probe.height, side, options.overlap);
     counts.total += grid.len();
     let batch_size = detector.batch();
     let (send, receive) = mpsc::sync_channel::<anyhow::Result<Batch>>(QUEUED_BATCHES);
@@ -273,7 +291,7 @@ fn run_raster(
                 let mut pixels = vec![0.0f32; batch_size * plane];
                 let mut read = Ok(());
                 for (i, window) in chunk.iter().enumerate() {
-                    read = rgb.read(window, &mut window_rgb);
+                    read = rgb.read(window, size, &mut window_rgb);
                     if read.is_err() {
                         break;
                     }
@@ -293,7 +311,11 @@ fn run_raster(
             let batch = batch?;
             let per_window = detector.run(&batch.pixels, batch.windows.len())?;
             for (window, detections) in batch.windows.iter().zip(per_window) {
-                found.extend(detections.into_iter().map(|d| place(d, *window, &probe)));
+                found.extend(
+                    detections
+                        .into_iter()
+                        .map(|d| place(d, *window, size, &probe)),
+                );
             }
             counts.done += batch.windows.len();
             progress(*counts);
@@ -339,24 +361,27 @@ fn assign(mut p: Placed, probe: &RasterProbe, group: &[usize], files: &[Detected
     p
 }
 
-/// A window's detection placed in the raster's pixels and in world coordinates (the
-/// bounding box of its corners through the geotransform; pixels when not georeferenced).
-fn place(d: Detection, window: Window, probe: &RasterProbe) -> Placed {
+/// A window's detection (in the model's `size` pixels) placed in the raster's pixels and in
+/// world coordinates (the bounding box of its corners through the geotransform; pixels when
+/// not georeferenced).
+fn place(d: Detection, window: Window, size: usize, probe: &RasterProbe) -> Placed {
     let (ox, oy) = (window.x as f64, window.y as f64);
+    let k = window.size as f64 / size as f64;
     let pixel = [
-        d.bbox[0] + ox,
-        d.bbox[1] + oy,
-        d.bbox[2] + ox,
-        d.bbox[3] + oy,
+        d.bbox[0] * k + ox,
+        d.bbox[1] * k + oy,
+        d.bbox[2] * k + ox,
+        d.bbox[3] * k + oy,
     ];
-    // Cut: touching a window edge that is not the raster's edge (within half a pixel).
+    // Cut: touching a window edge that is not the raster's edge (within half a model pixel).
+    let model_side = size as f64;
     let side = window.size as f64;
     let near = |a: f64, b: f64| (a - b).abs() <= 0.5;
     let (w, h) = (probe.width as f64, probe.height as f64);
     let cut = (near(d.bbox[0], 0.0) && window.x > 0)
         || (near(d.bbox[1], 0.0) && window.y > 0)
-        || (near(d.bbox[2], side) && ox + side < w)
-        || (near(d.bbox[3], side) && oy + side < h);
+        || (near(d.bbox[2], model_side) && ox + side < w)
+        || (near(d.bbox[3], model_side) && oy + side < h);
     let world = match (&probe.crs, probe.geotransform) {
         (Some(_), Some(gt)) => {
             let corners = [
@@ -439,29 +464,34 @@ impl<'a> RgbReader<'a> {
         })
     }
 
-    /// Fills `rgb` (`size × size × 3`, HWC) with `window`.
-    fn read(&self, window: &Window, rgb: &mut [u8]) -> anyhow::Result<()> {
+    /// Fills `rgb` (`size × size × 3`, HWC, the model's window) with `window` of the raster,
+    /// resampled from its side to `size` (GDAL: averaging when reducing, bilinear when
+    /// enlarging).
+    fn read(&self, window: &Window, size: usize, rgb: &mut [u8]) -> anyhow::Result<()> {
         let probe = self.raster.probe();
-        let size = window.size;
-        let w = size.min(probe.width - window.x);
-        let h = size.min(probe.height - window.y);
+        let k = window.size as f64 / size as f64;
+        let w = window.size.min(probe.width - window.x);
+        let h = window.size.min(probe.height - window.y);
         let read = raster::Window {
             x: window.x,
             y: window.y,
             width: w,
             height: h,
         };
-        if w < size || h < size {
+        // A raster smaller than a window fills only part of it.
+        let to_model = |n: usize| ((n as f64 / k).round() as usize).clamp(1, size);
+        let (ow, oh) = (to_model(w), to_model(h));
+        if ow < size || oh < size {
             for px in rgb.chunks_exact_mut(3) {
                 px.copy_from_slice(&self.mean);
             }
         }
-        let mut plane = vec![0.0f64; w * h];
+        let mut plane = vec![0.0f64; ow * oh];
         for (c, (&band, stretch)) in self.bands.iter().zip(&self.stretches).enumerate() {
-            self.raster.read_window(band, read, (w, h), &mut plane)?;
-            for row in 0..h {
-                for col in 0..w {
-                    rgb[(row * size + col) * 3 + c] = stretch.apply(plane[row * w + col]);
+            self.raster.read_window(band, read, (ow, oh), &mut plane)?;
+            for row in 0..oh {
+                for col in 0..ow {
+                    rgb[(row * size + col) * 3 + c] = stretch.apply(plane[row * ow + col]);
                 }
             }
         }

@@ -28,8 +28,9 @@ pub(crate) struct DetectArgs {
     /// missing.
     #[arg(long)]
     out: PathBuf,
-    /// An ONNX model in the shipped model's layout (`model/MODEL.md`) [default: the shipped
-    /// tessera-crowns model].
+    /// An ONNX model, YOLOv8 or torchvision layout, described by a JSON file beside it
+    /// (MODEL.onnx → MODEL.json; `model/tessera-crowns.json` is an example) or by its ONNX
+    /// metadata key `tessera:model` [default: the shipped tessera-crowns model].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Where inference runs; CUDA falls back to the CPU with a warning when unavailable.
@@ -62,20 +63,18 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Cuda => Device::Cuda,
     };
-    let source = match &args.model {
-        Some(path) => ModelSource::File(path),
-        None => ModelSource::Bytes {
-            name: "the shipped model (tessera-crowns.onnx)",
-            bytes: SHIPPED_MODEL,
-        },
+    let (source, description) = match &args.model {
+        Some(path) => (ModelSource::File(path), None),
+        None => (
+            ModelSource::Bytes {
+                name: "the shipped model (tessera-crowns.onnx)",
+                bytes: SHIPPED_MODEL,
+            },
+            Some(ModelDescription::tessera_crowns()),
+        ),
     };
-    // The model is loaded and checked before any input is read.
-    let mut detector = Detector::open(
-        source,
-        ModelDescription::tessera_crowns(),
-        device,
-        args.threads,
-    )?;
+    // The model is loaded and checked against its description before any input is read.
+    let mut detector = Detector::open(source, description, device, args.threads)?;
     let inputs: Vec<DetectInput> = collect_inputs(&args.inputs)
         .into_iter()
         .map(|path| DetectInput {
