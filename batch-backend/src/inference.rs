@@ -292,8 +292,8 @@ impl Detector {
                     .ok_or_else(|| mismatch("no output".into()))?;
                 let rows = i64::try_from(4 + classes).unwrap_or(-2);
                 match signature(first) {
-                    (shape, Some(TensorElementType::Float32))
-                        if matches!(shape.as_slice(), [_, r, n] if *r == rows && *n != 0) => {}
+                    (shape, Some(TensorElementType::Float32)) if matches!(shape.as_slice(), [_, r, n] if *r == rows && *n != 0) =>
+                        {}
                     (shape, ty) => {
                         return Err(mismatch(format!(
                             "output {:?} is {ty:?} {shape:?}, not float32 [batch, {rows}, N] \
@@ -444,7 +444,9 @@ impl Detector {
                 let (_, l) = tensor(labels)?
                     .try_extract_tensor::<i64>()
                     .map_err(|e| run(&e))?;
-                Ok(vec![decode_boxes(b, s, l, classes, size).map_err(|e| run(&e))?])
+                Ok(vec![
+                    decode_boxes(b, s, l, classes, size).map_err(|e| run(&e))?,
+                ])
             }
         }
     }

@@ -778,6 +778,34 @@ pub fn write_preview(rendition: &Path, size: (usize, usize), out: &Path) -> Resu
     Ok(())
 }
 
+/// Writes `rgb` (8-bit RGB, row-major, `width × height × 3`, HWC) as a PNG through GDAL's MEM
+/// and PNG drivers (zlib level 1, as [`write_preview`]).
+///
+/// # Errors
+/// GDAL's, or `rgb` of the wrong length.
+pub fn write_png(rgb: &[u8], width: usize, height: usize, out: &Path) -> Result<()> {
+    configure();
+    if rgb.len() != width * height * 3 {
+        bail!("{} bytes for a {width} × {height} RGB image", rgb.len());
+    }
+    let mem = gdal::DriverManager::get_driver_by_name("MEM")?;
+    let image = mem.create_with_band_type::<u8, _>("", width, height, 3)?;
+    for band in 0..3 {
+        let plane: Vec<u8> = rgb.iter().skip(band).step_by(3).copied().collect();
+        let mut buffer = gdal::raster::Buffer::new((width, height), plane);
+        image
+            .rasterband(band + 1)?
+            .write((0, 0), (width, height), &mut buffer)?;
+    }
+    let png = gdal::DriverManager::get_driver_by_name("PNG")?;
+    let options = gdal::cpl::CslStringList::from_iter(["ZLEVEL=1"]);
+    image
+        .create_copy(&png, out, &options)
+        .with_context(|| format!("writing {}", out.display()))?
+        .close()?;
+    Ok(())
+}
+
 /// The version of the GDAL library in use (`3.6.2`).
 #[must_use]
 pub fn gdal_version() -> String {

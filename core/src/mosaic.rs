@@ -175,11 +175,7 @@ pub struct Crs {
 /// 2013, §5.6, as Wikipedia's "Length of a degree" gives: latitude 111 132.92 − 559.82 cos 2φ
 /// + 1.175 cos 4φ − 0.0023 cos 6φ m; longitude 111 412.84 cos φ − 93.5 cos 3φ + 0.118 cos 5φ m).
 #[must_use]
-pub fn ground_sampling_distance(
-    pixel_size: (f64, f64),
-    units: CrsUnits,
-    latitude_deg: f64,
-) -> f64 {
+pub fn ground_sampling_distance(pixel_size: (f64, f64), units: CrsUnits, latitude_deg: f64) -> f64 {
     let (x, y) = pixel_size;
     match units {
         CrsUnits::Linear { metres_per_unit } => (x * y).sqrt() * metres_per_unit,
@@ -845,7 +841,6 @@ mod tests {
         let expect = (55_800e-6_f64 * 111_412e-6).sqrt(); // lon 55.80 km, lat 111.41 km
         assert!((sixty - expect).abs() < 1e-3, "{sixty} {expect}");
     }
-
 
     fn probe(crs: &str, gt: [f64; 6], w: usize, h: usize) -> RasterProbe {
         RasterProbe {

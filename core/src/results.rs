@@ -151,7 +151,8 @@ pub struct StacRaster {
 /// given (RFC 3339), one `data` asset per raster carrying `proj:code`, `proj:shape`
 /// (`[rows, cols]`) and `proj:transform` (the affine coefficients `[a, b, c, d, e, f]` of
 /// `x = a·col + b·row + c`, `y = d·col + e·row + f`, i.e. GDAL's `[gt1, gt2, gt0, gt4, gt5,
-/// gt3]`), and the COCO and GeoJSON files as `metadata` assets.
+/// gt3]`), the COCO and GeoJSON files as `metadata` assets, and the previews (PNG, detections
+/// drawn) as `overview` assets.
 #[must_use]
 pub fn stac_item(
     id: &str,
@@ -159,6 +160,7 @@ pub fn stac_item(
     rasters: &[StacRaster],
     coco: &str,
     geojson: &str,
+    previews: &[String],
 ) -> Value {
     let corners = rasters.iter().flat_map(|r| r.footprint);
     let (mut w, mut s, mut e, mut n) = (
@@ -187,6 +189,12 @@ pub fn stac_item(
     }
     assets.insert("coco".into(), json!({"href": coco, "type": "application/json", "roles": ["metadata"], "title": "Detections, COCO"}));
     assets.insert("geojson".into(), json!({"href": geojson, "type": "application/geo+json", "roles": ["metadata"], "title": "Detections, GeoJSON"}));
+    for (i, href) in previews.iter().enumerate() {
+        assets.insert(
+            format!("preview-{}", i + 1),
+            json!({"href": href, "type": "image/png", "roles": ["overview"], "title": "Detections drawn"}),
+        );
+    }
     json!({
         "type": "Feature",
         "stac_version": "1.1.0",
@@ -200,6 +208,43 @@ pub fn stac_item(
     })
 }
 
+/// The colour of detection outlines in previews: yellow, which stands out on vegetation,
+/// soil and water alike.
+pub const PREVIEW_BOX_RGB: [u8; 3] = [255, 221, 0];
+
+/// Draws each box's outline, `thickness` pixels wide inside its edges, into `rgb`: 8-bit RGB,
+/// row-major, `width × height × 3` (HWC). Boxes are `[x1, y1, x2, y2]` in the image's pixels
+/// (corners at integers, as [`crate::detect`]'s); parts outside the image are skipped.
+///
+/// # Panics
+/// When `rgb` is not `width × height × 3` long.
+pub fn draw_boxes(
+    rgb: &mut [u8],
+    width: usize,
+    height: usize,
+    boxes: &[[f64; 4]],
+    thickness: usize,
+) {
+    assert_eq!(rgb.len(), width * height * 3, "preview buffer");
+    let clamp = |v: f64, max: usize| (v.max(0.0) as usize).min(max);
+    for b in boxes {
+        let (x1, y1) = (clamp(b[0].floor(), width), clamp(b[1].floor(), height));
+        let (x2, y2) = (clamp(b[2].ceil(), width), clamp(b[3].ceil(), height));
+        if x1 >= x2 || y1 >= y2 {
+            continue;
+        }
+        let t = thickness.max(1);
+        for y in y1..y2 {
+            for x in x1..x2 {
+                let edge = x < x1 + t || x + t >= x2 || y < y1 + t || y + t >= y2;
+                if edge {
+                    rgb[(y * width + x) * 3..][..3].copy_from_slice(&PREVIEW_BOX_RGB);
+                }
+            }
+        }
+    }
+}
+
 /// Twice the signed area of a ring (shoelace formula): positive when counter-clockwise.
 fn signed_area(ring: &[(f64, f64)]) -> f64 {
     ring.iter()
@@ -211,6 +256,38 @@ fn signed_area(ring: &[(f64, f64)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boxes_are_drawn_as_outlines_inside_their_edges_and_clipped() {
+        let (w, h) = (8, 6);
+        let mut rgb = vec![0u8; w * h * 3];
+        draw_boxes(
+            &mut rgb,
+            w,
+            h,
+            &[[1.0, 1.0, 5.0, 4.0], [6.5, 4.0, 20.0, 9.0]],
+            1,
+        );
+        let drawn: Vec<String> = (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| {
+                        if rgb[(y * w + x) * 3] == 255 {
+                            '#'
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            drawn,
+            [
+                "........", ".####...", ".#..#...", ".####...", "......##", "......##"
+            ]
+        );
+    }
 
     #[test]
     fn coco_boxes_are_xywh_with_ids_from_one() {
@@ -252,7 +329,9 @@ mod tests {
             &[r],
             "detections.coco.json",
             "detections.geojson",
+            &["preview.png".into()],
         );
+        assert_eq!(item["assets"]["preview-1"]["roles"], json!(["overview"]));
         let a = &item["assets"]["raster-1"];
         assert_eq!(a["proj:shape"], json!([300, 400]));
         assert_eq!(

@@ -11,14 +11,15 @@
 //! the model's range is read at the range's nearest end ([`ModelDescription::scale_for`]):
 //! windows of `scale × size` raster pixels, resampled by GDAL to the model's size.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
 use tessera_core::mosaic::{
-    Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, Placement, RasterProbe, Resolution,
-    STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
+    Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, PREVIEW_MAX_SIDE, Placement, RasterProbe,
+    Resolution, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
 };
+use tessera_core::results::draw_boxes;
 
 use crate::inference::Detector;
 use crate::raster::{self, GdalRaster, Raster};
@@ -51,6 +52,8 @@ pub struct DetectOptions {
 pub struct DetectedFile {
     /// Its name ([`DetectInput::source`]).
     pub source: String,
+    /// The file on disk.
+    pub path: PathBuf,
     /// Width in pixels.
     pub width: usize,
     /// Height in pixels.
@@ -79,6 +82,8 @@ pub struct DetectReport {
     pub detections: Vec<Placed>,
     /// Files that failed: name and reason.
     pub failed: Vec<(String, String)>,
+    /// The files run together (indices into `files`): one virtual mosaic per group.
+    pub groups: Vec<Vec<usize>>,
     /// Windows run.
     pub windows: usize,
 }
@@ -103,7 +108,6 @@ pub fn detect(
     progress: &mut dyn FnMut(DetectProgress),
 ) -> DetectReport {
     let mut report = DetectReport::default();
-    let mut paths = Vec::new();
     for input in inputs {
         let opened = GdalRaster::open(&input.path, options.max_input_pixels)
             .map_err(|p| p.to_string())
@@ -112,6 +116,7 @@ pub fn detect(
                 let gsd_m = raster::gsd_m(probe).map_err(|e| format!("{e:#}"))?;
                 Ok(DetectedFile {
                     source: input.source.clone(),
+                    path: input.path.clone(),
                     width: probe.width,
                     height: probe.height,
                     crs: probe.crs.clone(),
@@ -122,10 +127,7 @@ pub fn detect(
                 })
             });
         match opened {
-            Ok(file) => {
-                report.files.push(file);
-                paths.push(input.path.clone());
-            }
+            Ok(file) => report.files.push(file),
             Err(problem) => report.failed.push((input.source.clone(), problem)),
         }
     }
@@ -134,7 +136,6 @@ pub fn detect(
     for group in groups(&report.files) {
         let run = run_group(
             &group,
-            &paths,
             &report.files,
             detector,
             options,
@@ -155,8 +156,10 @@ pub fn detect(
                         .failed
                         .push((report.files[i].source.clone(), format!("{e:#}")));
                 }
+                continue;
             }
         }
+        report.groups.push(group);
     }
     report.windows = counts.total;
     // Below the threshold nothing is reported or suppresses anything (as SAHI and DeepForest
@@ -220,15 +223,31 @@ struct Batch {
 /// "last wins") with its box in that file's pixels.
 fn run_group(
     group: &[usize],
-    paths: &[PathBuf],
     files: &[DetectedFile],
     detector: &mut Detector,
     options: &DetectOptions,
     counts: &mut DetectProgress,
     progress: &mut dyn FnMut(DetectProgress),
 ) -> anyhow::Result<Vec<Placed>> {
-    let raster = if let [only] = group {
-        GdalRaster::open(&paths[*only], options.max_input_pixels)
+    let raster = open_group(group, files, options.max_input_pixels)?;
+    let probe = raster.probe().clone();
+    let scale = files[group[0]].scale;
+    let found = run_raster(raster, scale, detector, options, counts, progress)?;
+    Ok(found
+        .into_iter()
+        .map(|d| assign(d, &probe, group, files))
+        .collect())
+}
+
+/// A group's raster: the file itself, or a virtual mosaic of the group's files on the grid
+/// they share.
+fn open_group(
+    group: &[usize],
+    files: &[DetectedFile],
+    max_input_pixels: u64,
+) -> anyhow::Result<GdalRaster> {
+    Ok(if let [only] = group {
+        GdalRaster::open(&files[*only].path, max_input_pixels)
             .map_err(|p| anyhow::anyhow!("{p}"))?
     } else {
         let placements: Vec<Placement> = group
@@ -245,16 +264,61 @@ fn run_group(
             })
             .collect();
         let grid = MosaicGrid::plan(&placements, Resolution::Highest);
-        let group_paths: Vec<PathBuf> = group.iter().map(|&i| paths[i].clone()).collect();
+        let group_paths: Vec<PathBuf> = group.iter().map(|&i| files[i].path.clone()).collect();
         GdalRaster::virtual_mosaic(&group_paths, &grid)?
-    };
+    })
+}
+
+/// Writes the preview of `report`'s group `g` to `out`: the group's raster as the detector
+/// saw it (8-bit RGB, [`RgbReader`]), averaged down to fit [`PREVIEW_MAX_SIDE`], with the
+/// reported detections drawn ([`draw_boxes`], two pixels wide).
+///
+/// # Errors
+/// GDAL's, reading the group's files again or writing the PNG.
+pub fn write_preview(
+    report: &DetectReport,
+    g: usize,
+    description: &ModelDescription,
+    options: &DetectOptions,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let group = &report.groups[g];
+    let raster = open_group(group, &report.files, options.max_input_pixels)?;
     let probe = raster.probe().clone();
-    let scale = files[group[0]].scale;
-    let found = run_raster(raster, scale, detector, options, counts, progress)?;
-    Ok(found
-        .into_iter()
-        .map(|d| assign(d, &probe, group, files))
-        .collect())
+    let (w, h) = fit_within(probe.width, probe.height, PREVIEW_MAX_SIDE);
+    let mut rgb = vec![0u8; w * h * 3];
+    let all = raster::Window {
+        x: 0,
+        y: 0,
+        width: probe.width,
+        height: probe.height,
+    };
+    RgbReader::new(&raster, description)?.read_region(all, (w, h), &mut rgb, w)?;
+    let (sx, sy) = (
+        w as f64 / probe.width as f64,
+        h as f64 / probe.height as f64,
+    );
+    let boxes: Vec<[f64; 4]> = report
+        .detections
+        .iter()
+        .filter(|p| group.contains(&p.source))
+        .map(|p| {
+            // In the group raster's pixels: the file's own for a group of one (rotated
+            // rasters included), else from world coordinates on the shared north-up grid.
+            let [x1, y1, x2, y2] = match (group.len(), probe.geotransform) {
+                (1, _) | (_, None) => p.pixel,
+                (_, Some(gt)) => {
+                    let [a, b, c, d] = p.world.bbox;
+                    let (ox, oy) = gt.apply(0.0, 0.0);
+                    let (pw, ph) = gt.pixel_size();
+                    [(a - ox) / pw, (oy - d) / ph, (c - ox) / pw, (oy - b) / ph]
+                }
+            };
+            [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
+        })
+        .collect();
+    draw_boxes(&mut rgb, w, h, &boxes, 2);
+    raster::write_png(&rgb, w, h, out)
 }
 
 /// Runs every window of `raster`, each `scale` × the model's size in raster pixels, read at the
@@ -465,8 +529,7 @@ impl<'a> RgbReader<'a> {
     }
 
     /// Fills `rgb` (`size × size × 3`, HWC, the model's window) with `window` of the raster,
-    /// resampled from its side to `size` (GDAL: averaging when reducing, bilinear when
-    /// enlarging).
+    /// resampled from its side to `size`.
     fn read(&self, window: &Window, size: usize, rgb: &mut [u8]) -> anyhow::Result<()> {
         let probe = self.raster.probe();
         let k = window.size as f64 / size as f64;
@@ -486,12 +549,26 @@ impl<'a> RgbReader<'a> {
                 px.copy_from_slice(&self.mean);
             }
         }
+        self.read_region(read, (ow, oh), rgb, size)
+    }
+
+    /// Writes `region` of the raster, resampled to `out` pixels (GDAL: averaging when
+    /// reducing, bilinear when enlarging), into the top-left `out.0 × out.1` pixels of `rgb`,
+    /// an 8-bit RGB image (HWC) `row_pixels` wide.
+    fn read_region(
+        &self,
+        region: raster::Window,
+        out: (usize, usize),
+        rgb: &mut [u8],
+        row_pixels: usize,
+    ) -> anyhow::Result<()> {
+        let (ow, oh) = out;
         let mut plane = vec![0.0f64; ow * oh];
         for (c, (&band, stretch)) in self.bands.iter().zip(&self.stretches).enumerate() {
-            self.raster.read_window(band, read, (ow, oh), &mut plane)?;
+            self.raster.read_window(band, region, out, &mut plane)?;
             for row in 0..oh {
                 for col in 0..ow {
-                    rgb[(row * size + col) * 3 + c] = stretch.apply(plane[row * ow + col]);
+                    rgb[(row * row_pixels + col) * 3 + c] = stretch.apply(plane[row * ow + col]);
                 }
             }
         }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use tessera_core::results::PREVIEW_BOX_RGB;
 
 use crate::fixtures;
+use crate::mosaic::band_pixels;
 
 fn osbs() -> PathBuf {
     fixtures().join("deepforest-2.1.0/OSBS_029.tif")
@@ -58,6 +60,58 @@ fn osbs_029_detections_equal_the_python_reference_and_the_model_card() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn the_preview_shows_the_tile_with_each_detection_outlined() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = detect(&["--out".as_ref(), dir.path().as_os_str(), osbs().as_os_str()]);
+    assert!(run.status.success(), "{}", text(&run));
+    let preview = band_pixels(&dir.path().join("preview.png"));
+    assert_eq!(preview.len(), 3 * 400 * 400);
+    let plane = 400 * 400;
+    let rgb_at = |x: usize, y: usize| {
+        (0..3)
+            .map(|b| preview[b * plane + y * 400 + x] as u8)
+            .collect::<Vec<_>>()
+    };
+    let coco = read_json(&dir.path().join("detections.coco.json"));
+    let annotations = coco["annotations"].as_array().unwrap();
+    assert_eq!(annotations.len(), 23);
+    for a in annotations {
+        let b: Vec<f64> = a["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (x, y) = (b[0].floor() as usize, b[1].floor() as usize);
+        assert_eq!(
+            rgb_at(x.min(399), y.min(399)),
+            PREVIEW_BOX_RGB,
+            "corner of {b:?}"
+        );
+    }
+    // Away from every box, the tile's own pixels (OSBS_029.tif's, 8-bit RGB as they are).
+    let tile = band_pixels(&osbs());
+    let outside = (0..400 * 400).filter(|&i| {
+        let (x, y) = ((i % 400) as f64, (i / 400) as f64);
+        annotations.iter().all(|a| {
+            let b: Vec<f64> = a["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            x + 1.0 < b[0] || x > b[0] + b[2] + 1.0 || y + 1.0 < b[1] || y > b[1] + b[3] + 1.0
+        })
+    });
+    assert!(outside.clone().count() > 100_000);
+    assert!(
+        outside
+            .clone()
+            .all(|i| (0..3).all(|b| preview[b * plane + i] == tile[b * plane + i]))
+    );
 }
 
 #[test]
@@ -411,7 +465,10 @@ fn a_model_is_checked_against_its_description_before_any_file_is_read() {
         let run = run_with(description);
         let said = text(&run);
         assert_eq!(run.status.code(), Some(2), "{said}");
-        assert!(said.contains("crowns.onnx") && said.contains(expect), "{said}");
+        assert!(
+            said.contains("crowns.onnx") && said.contains(expect),
+            "{said}"
+        );
         assert!(!said.contains("never-read"), "an input was read: {said}");
     };
     refused(None, "no model description: write one to");

@@ -49,7 +49,14 @@ fn cut(src: &Path, window: [usize; 4], out: &Path, extra: &[&str]) {
 }
 
 /// Every band's pixels as f64, band after band, and the geotransform.
+/// A raster's geotransform and every band's pixels ([`band_pixels`]).
 fn pixels(path: &Path) -> ([f64; 6], Vec<f64>) {
+    let ds = Dataset::open(path).unwrap();
+    (ds.geo_transform().unwrap(), band_pixels(path))
+}
+
+/// Every band's pixels of a raster (any format GDAL reads), band after band, row-major.
+pub(crate) fn band_pixels(path: &Path) -> Vec<f64> {
     let ds = Dataset::open(path).unwrap();
     let (w, h) = ds.raster_size();
     let mut all = Vec::new();
@@ -61,7 +68,7 @@ fn pixels(path: &Path) -> ([f64; 6], Vec<f64>) {
             .unwrap();
         all.extend(buf.data());
     }
-    (ds.geo_transform().unwrap(), all)
+    all
 }
 
 fn stderr(out: &Output) -> String {

@@ -9,7 +9,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera_batch::inference::{Detector, Device, ModelSource};
 use tessera_batch::raster;
-use tessera_batch::stages::detect::{DetectInput, DetectOptions, DetectReport, detect};
+use tessera_batch::stages::detect::{
+    DetectInput, DetectOptions, DetectReport, detect, write_preview,
+};
 use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE, ModelDescription};
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 use tessera_core::results::{
@@ -24,8 +26,8 @@ const SHIPPED_MODEL: &[u8] = include_bytes!("../../../../model/tessera-crowns.on
 
 #[derive(Args)]
 pub(crate) struct DetectArgs {
-    /// Folder for detections.coco.json, detections.geojson and item.json (STAC); created if
-    /// missing.
+    /// Folder for detections.coco.json, detections.geojson, preview.png (detections drawn)
+    /// and item.json (STAC); created if missing.
     #[arg(long)]
     out: PathBuf,
     /// An ONNX model, YOLOv8 or torchvision layout, described by a JSON file beside it
@@ -100,7 +102,7 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         bar.set_position(p.done as u64);
     });
     bar.finish_and_clear();
-    write_outputs(&report, detector.description(), &args.out)?;
+    let previews = write_outputs(&report, detector.description(), &options, &args.out)?;
 
     let windows = report.windows;
     println!(
@@ -113,6 +115,9 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     println!("  {}", args.out.join("detections.coco.json").display());
     println!("  {}", args.out.join("detections.geojson").display());
     println!("  {}", args.out.join("item.json").display());
+    for preview in &previews {
+        println!("  {}", args.out.join(preview).display());
+    }
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -123,13 +128,16 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-/// `detections.coco.json`, `detections.geojson` (georeferenced files only) and `item.json`
-/// (a STAC Item of the georeferenced rasters with both as assets) in `out`.
+/// `detections.coco.json`, `detections.geojson` (georeferenced files only), a preview PNG
+/// per group of files run together (`preview.png`, or `preview-N.png` when there are
+/// several) and `item.json` (a STAC Item of the georeferenced rasters with the others as
+/// assets) in `out`. Returns the previews' names.
 fn write_outputs(
     report: &DetectReport,
     model: &ModelDescription,
+    options: &DetectOptions,
     out: &std::path::Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let images: Vec<CocoImage> = report
         .files
         .iter()
@@ -195,6 +203,18 @@ fn write_outputs(
             footprint: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
         });
     }
+    let previews: Vec<String> = (0..report.groups.len())
+        .map(|g| {
+            if report.groups.len() == 1 {
+                "preview.png".to_owned()
+            } else {
+                format!("preview-{}.png", g + 1)
+            }
+        })
+        .collect();
+    for (g, name) in previews.iter().enumerate() {
+        write_preview(report, g, model, options, &out.join(name))?;
+    }
     let now = chrono::Utc::now();
     let id = format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ"));
     let item = stac_item(
@@ -203,7 +223,8 @@ fn write_outputs(
         &rasters,
         "detections.coco.json",
         "detections.geojson",
+        &previews,
     );
     std::fs::write(out.join("item.json"), serde_json::to_vec_pretty(&item)?)?;
-    Ok(())
+    Ok(previews)
 }
