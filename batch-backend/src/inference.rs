@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider as _};
@@ -125,6 +126,8 @@ pub struct Detector {
     input_rank: usize,
     /// Whether the model's batch dimension is fixed (every run is exactly `batch` windows).
     fixed_batch: bool,
+    /// Time spent inside ONNX Runtime's `run`, summed over every run.
+    infer_time: Duration,
     /// The device it actually runs on.
     pub device: Device,
 }
@@ -349,6 +352,7 @@ impl Detector {
             batch,
             input_rank: input_shape.len(),
             fixed_batch,
+            infer_time: Duration::ZERO,
             device: used,
         })
     }
@@ -363,6 +367,12 @@ impl Detector {
     #[must_use]
     pub const fn batch(&self) -> usize {
         self.batch
+    }
+
+    /// Time spent inside ONNX Runtime so far (the rest of [`Detector::run`] is decoding).
+    #[must_use]
+    pub const fn infer_time(&self) -> Duration {
+        self.infer_time
     }
 
     /// Runs the first `count` (at most [`Detector::batch`]) normalised windows laid out back
@@ -397,10 +407,12 @@ impl Detector {
             TensorRef::from_array_view(([runs, 3, size, size], inputs))
         }
         .map_err(|e| run(&e))?;
+        let started = Instant::now();
         let outputs = self
             .session
             .run(ort::inputs![self.description.input.as_str() => tensor])
             .map_err(|e| run(&e))?;
+        self.infer_time += started.elapsed();
         match &self.description.layout {
             OutputLayout::Yolov8 => {
                 let (shape, data) = outputs[0]

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
 use tessera_core::mosaic::{
@@ -84,8 +85,30 @@ pub struct DetectReport {
     pub failed: Vec<(String, String)>,
     /// The files run together (indices into `files`): one virtual mosaic per group.
     pub groups: Vec<Vec<usize>>,
+    /// Each group's preview, without the detections drawn ([`write_preview`] draws them).
+    pub previews: Vec<Preview>,
     /// Windows run.
     pub windows: usize,
+    /// Where the time went.
+    pub times: StageTimes,
+}
+
+/// Time per stage of a run, summed over windows. Reading and normalising run on the reader
+/// thread, overlapped with inference and decoding on the caller's: their sum exceeds the wall
+/// time when the overlap works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// GDAL reads of windows (and the stretch's sample) to 8-bit RGB, and the preview's
+    /// averaging of them.
+    pub read: Duration,
+    /// 8-bit RGB to the model's float input.
+    pub normalise: Duration,
+    /// ONNX Runtime's `run`.
+    pub infer: Duration,
+    /// Decoding and per-window NMS, and placing boxes in raster and world coordinates.
+    pub decode: Duration,
+    /// The world-coordinate merge across windows and files.
+    pub merge: Duration,
 }
 
 /// Progress: windows done so far, of all windows of the files opened so far.
@@ -140,10 +163,12 @@ pub fn detect(
             detector,
             options,
             &mut counts,
+            &mut report.times,
             progress,
         );
         match run {
-            Ok(found) => {
+            Ok((found, preview)) => {
+                report.previews.push(preview);
                 let frame = report.files[group[0]].crs.as_ref().map_or_else(
                     || format!("pixels of {}", report.files[group[0]].source),
                     |c| c.id.clone(),
@@ -162,6 +187,7 @@ pub fn detect(
         report.groups.push(group);
     }
     report.windows = counts.total;
+    let merging = Instant::now();
     // Below the threshold nothing is reported or suppresses anything (as SAHI and DeepForest
     // filter before merging). Then merge within each frame: one CRS, or one
     // non-georeferenced file's pixels.
@@ -176,6 +202,7 @@ pub fn detect(
     }
     merged.sort_by(|a, b| b.world.score.total_cmp(&a.world.score));
     report.detections = merged;
+    report.times.merge = merging.elapsed();
     report
 }
 
@@ -212,10 +239,12 @@ fn groups(files: &[DetectedFile]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// One batch of normalised windows, ready for the model.
+/// One batch of normalised windows, ready for the model, and the time the reader took.
 struct Batch {
     windows: Vec<Window>,
     pixels: Vec<f32>,
+    read: Duration,
+    normalise: Duration,
 }
 
 /// Runs one group: the file itself, or the group's virtual mosaic. Each detection is given
@@ -227,16 +256,18 @@ fn run_group(
     detector: &mut Detector,
     options: &DetectOptions,
     counts: &mut DetectProgress,
+    times: &mut StageTimes,
     progress: &mut dyn FnMut(DetectProgress),
-) -> anyhow::Result<Vec<Placed>> {
+) -> anyhow::Result<(Vec<Placed>, Preview)> {
     let raster = open_group(group, files, options.max_input_pixels)?;
     let probe = raster.probe().clone();
     let scale = files[group[0]].scale;
-    let found = run_raster(raster, scale, detector, options, counts, progress)?;
-    Ok(found
+    let (found, preview) = run_raster(raster, scale, detector, options, counts, times, progress)?;
+    let found = found
         .into_iter()
         .map(|d| assign(d, &probe, group, files))
-        .collect())
+        .collect();
+    Ok((found, preview))
 }
 
 /// A group's raster: the file itself, or a virtual mosaic of the group's files on the grid
@@ -269,35 +300,100 @@ fn open_group(
     })
 }
 
-/// Writes the preview of `report`'s group `g` to `out`: the group's raster as the detector
-/// saw it (8-bit RGB, [`RgbReader`]), averaged down to fit [`PREVIEW_MAX_SIDE`], with the
-/// reported detections drawn ([`draw_boxes`], two pixels wide).
+/// A group's raster as the detector saw it (8-bit RGB, [`RgbReader`]), averaged down to fit
+/// [`PREVIEW_MAX_SIDE`] from the windows as they were read (no second read of the raster).
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// The group raster's width and height in pixels.
+    raster: (usize, usize),
+    /// Per cell: the sums of R, G and B, then the count of raster samples.
+    sums: Vec<[u32; 4]>,
+}
+
+impl Preview {
+    fn new(raster_width: usize, raster_height: usize) -> Self {
+        let (width, height) = fit_within(raster_width, raster_height, PREVIEW_MAX_SIDE);
+        Self {
+            width,
+            height,
+            raster: (raster_width, raster_height),
+            sums: vec![[0; 4]; width * height],
+        }
+    }
+
+    /// Adds the top-left `valid` pixels of a model window `rgb` (`size × size × 3`, HWC) read
+    /// from raster `window`: each sample goes to the preview cell holding its centre (a box
+    /// filter; pixels under overlapping windows count once per window).
+    fn add(&mut self, window: &Window, size: usize, rgb: &[u8], valid: (usize, usize)) {
+        let k = window.size as f64 / size as f64;
+        let cells = |n: usize, origin: usize, extent: usize, cells: usize| -> Vec<usize> {
+            let s = cells as f64 / extent as f64;
+            (0..n)
+                .map(|i| {
+                    let centre = origin as f64 + (i as f64 + 0.5) * k;
+                    ((centre * s) as usize).min(cells - 1)
+                })
+                .collect()
+        };
+        let cols = cells(valid.0, window.x, self.raster.0, self.width);
+        let rows = cells(valid.1, window.y, self.raster.1, self.height);
+        for (r, &row) in rows.iter().enumerate() {
+            for (c, &col) in cols.iter().enumerate() {
+                let px = &rgb[(r * size + c) * 3..][..3];
+                let cell = &mut self.sums[row * self.width + col];
+                cell[0] += u32::from(px[0]);
+                cell[1] += u32::from(px[1]);
+                cell[2] += u32::from(px[2]);
+                cell[3] += 1;
+            }
+        }
+    }
+
+    /// 8-bit RGB, `width × height × 3` (HWC): each cell's mean.
+    fn rgb(&self) -> Vec<u8> {
+        self.sums
+            .iter()
+            .flat_map(|&[r, g, b, n]| {
+                let n = n.max(1);
+                [r, g, b].map(|v| u8::try_from((v + n / 2) / n).unwrap_or(u8::MAX))
+            })
+            .collect()
+    }
+}
+
+/// Writes the preview of `report`'s group `g` to `out` as a PNG: [`Preview`] with the
+/// reported detections outlined ([`draw_boxes`], two pixels wide).
 ///
 /// # Errors
-/// GDAL's, reading the group's files again or writing the PNG.
-pub fn write_preview(
-    report: &DetectReport,
-    g: usize,
-    description: &ModelDescription,
-    options: &DetectOptions,
-    out: &Path,
-) -> anyhow::Result<()> {
-    let group = &report.groups[g];
-    let raster = open_group(group, &report.files, options.max_input_pixels)?;
-    let probe = raster.probe().clone();
-    let (w, h) = fit_within(probe.width, probe.height, PREVIEW_MAX_SIDE);
-    let mut rgb = vec![0u8; w * h * 3];
-    let all = raster::Window {
-        x: 0,
-        y: 0,
-        width: probe.width,
-        height: probe.height,
-    };
-    RgbReader::new(&raster, description)?.read_region(all, (w, h), &mut rgb, w)?;
+/// GDAL's, writing the PNG.
+pub fn write_preview(report: &DetectReport, g: usize, out: &Path) -> anyhow::Result<()> {
+    let (group, preview) = (&report.groups[g], &report.previews[g]);
+    let first = &report.files[group[0]];
     let (sx, sy) = (
-        w as f64 / probe.width as f64,
-        h as f64 / probe.height as f64,
+        preview.width as f64 / preview.raster.0 as f64,
+        preview.height as f64 / preview.raster.1 as f64,
     );
+    // The group raster's geotransform: the files' shared north-up grid, from its bounds.
+    let grid_origin = (group.len() > 1).then(|| {
+        let gt = first.geotransform.expect("grouped files are georeferenced");
+        let (west, north) = group
+            .iter()
+            .map(|&i| {
+                let b = report.files[i]
+                    .geotransform
+                    .expect("georeferenced")
+                    .bounds(report.files[i].width, report.files[i].height);
+                (b.min_x, b.max_y)
+            })
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(w, n), (x, y)| {
+                (w.min(x), n.max(y))
+            });
+        (west, north, gt.pixel_size())
+    });
     let boxes: Vec<[f64; 4]> = report
         .detections
         .iter()
@@ -305,32 +401,37 @@ pub fn write_preview(
         .map(|p| {
             // In the group raster's pixels: the file's own for a group of one (rotated
             // rasters included), else from world coordinates on the shared north-up grid.
-            let [x1, y1, x2, y2] = match (group.len(), probe.geotransform) {
-                (1, _) | (_, None) => p.pixel,
-                (_, Some(gt)) => {
+            let [x1, y1, x2, y2] = match grid_origin {
+                None => p.pixel,
+                Some((west, north, (pw, ph))) => {
                     let [a, b, c, d] = p.world.bbox;
-                    let (ox, oy) = gt.apply(0.0, 0.0);
-                    let (pw, ph) = gt.pixel_size();
-                    [(a - ox) / pw, (oy - d) / ph, (c - ox) / pw, (oy - b) / ph]
+                    [
+                        (a - west) / pw,
+                        (north - d) / ph,
+                        (c - west) / pw,
+                        (north - b) / ph,
+                    ]
                 }
             };
             [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
         })
         .collect();
-    draw_boxes(&mut rgb, w, h, &boxes, 2);
-    raster::write_png(&rgb, w, h, out)
+    let mut rgb = preview.rgb();
+    draw_boxes(&mut rgb, preview.width, preview.height, &boxes, 2);
+    raster::write_png(&rgb, preview.width, preview.height, out)
 }
 
 /// Runs every window of `raster`, each `scale` × the model's size in raster pixels, read at the
-/// model's size; detections in its pixels (`pixel`) and world coordinates.
+/// model's size; detections in its pixels (`pixel`) and world coordinates, and its preview.
 fn run_raster(
     raster: GdalRaster,
     scale: f64,
     detector: &mut Detector,
     options: &DetectOptions,
     counts: &mut DetectProgress,
+    times: &mut StageTimes,
     progress: &mut dyn FnMut(DetectProgress),
-) -> anyhow::Result<Vec<Placed>> {
+) -> anyhow::Result<(Vec<Placed>, Preview)> {
     let probe = raster.probe().clone();
     let description = detector.description().clone();
     let size = description.size;
@@ -340,39 +441,59 @@ fn run_raster(
     let batch_size = detector.batch();
     let (send, receive) = mpsc::sync_channel::<anyhow::Result<Batch>>(QUEUED_BATCHES);
     let mut found = Vec::new();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let extent = (probe.width, probe.height);
+    let preview = std::thread::scope(|scope| -> anyhow::Result<Preview> {
         // The reader owns the dataset (GDAL handles are not shared between threads): GDAL
         // reads and normalisation, at most QUEUED_BATCHES ahead of the model. Dropping
         // `receive` stops it.
-        scope.spawn(move || {
+        let reader = scope.spawn(move || {
             let plane = 3 * size * size;
+            let started = Instant::now();
+            let mut preview = Preview::new(extent.0, extent.1);
             let rgb = match RgbReader::new(&raster, &description) {
                 Ok(rgb) => rgb,
-                Err(e) => return drop(send.send(Err(e))),
+                Err(e) => {
+                    drop(send.send(Err(e)));
+                    return preview;
+                }
             };
+            let mut read_time = started.elapsed();
             let mut window_rgb = vec![0u8; size * size * 3];
             for chunk in grid.chunks(batch_size) {
                 let mut pixels = vec![0.0f32; batch_size * plane];
                 let mut read = Ok(());
+                let mut normalise_time = Duration::ZERO;
                 for (i, window) in chunk.iter().enumerate() {
-                    read = rgb.read(window, size, &mut window_rgb);
+                    let started = Instant::now();
+                    read = rgb.read(window, size, &mut window_rgb).map(|valid| {
+                        preview.add(window, size, &window_rgb, valid);
+                    });
+                    read_time += started.elapsed();
                     if read.is_err() {
                         break;
                     }
+                    let started = Instant::now();
                     description.normalise(&window_rgb, &mut pixels[i * plane..(i + 1) * plane]);
+                    normalise_time += started.elapsed();
                 }
                 let failed = read.is_err();
                 let batch = read.map(|()| Batch {
                     windows: chunk.to_vec(),
                     pixels,
+                    read: std::mem::take(&mut read_time),
+                    normalise: normalise_time,
                 });
                 if send.send(batch).is_err() || failed {
-                    return;
+                    return preview;
                 }
             }
+            preview
         });
         for batch in receive {
             let batch = batch?;
+            times.read += batch.read;
+            times.normalise += batch.normalise;
+            let (started, inferred) = (Instant::now(), detector.infer_time());
             let per_window = detector.run(&batch.pixels, batch.windows.len())?;
             for (window, detections) in batch.windows.iter().zip(per_window) {
                 found.extend(
@@ -381,12 +502,15 @@ fn run_raster(
                         .map(|d| place(d, *window, size, &probe)),
                 );
             }
+            let infer = detector.infer_time() - inferred;
+            times.infer += infer;
+            times.decode += started.elapsed().saturating_sub(infer);
             counts.done += batch.windows.len();
             progress(*counts);
         }
-        Ok(())
+        Ok(reader.join().expect("the reader thread does not panic"))
     })?;
-    Ok(found)
+    Ok((found, preview))
 }
 
 /// Gives a detection of a group's raster to one of the group's files.
@@ -529,8 +653,9 @@ impl<'a> RgbReader<'a> {
     }
 
     /// Fills `rgb` (`size × size × 3`, HWC, the model's window) with `window` of the raster,
-    /// resampled from its side to `size`.
-    fn read(&self, window: &Window, size: usize, rgb: &mut [u8]) -> anyhow::Result<()> {
+    /// resampled from its side to `size`; returns the width and height filled from the raster
+    /// (less than `size` only where the raster is smaller than a window).
+    fn read(&self, window: &Window, size: usize, rgb: &mut [u8]) -> anyhow::Result<(usize, usize)> {
         let probe = self.raster.probe();
         let k = window.size as f64 / size as f64;
         let w = window.size.min(probe.width - window.x);
@@ -549,7 +674,8 @@ impl<'a> RgbReader<'a> {
                 px.copy_from_slice(&self.mean);
             }
         }
-        self.read_region(read, (ow, oh), rgb, size)
+        self.read_region(read, (ow, oh), rgb, size)?;
+        Ok((ow, oh))
     }
 
     /// Writes `region` of the raster, resampled to `out` pixels (GDAL: averaging when

@@ -359,6 +359,10 @@ fn tiles_of_one_grid_give_the_detections_of_their_mosaic() {
     let from_tiles = world_detections(tiles.path());
     assert!(!from_tiles.is_empty());
     assert_eq!(from_tiles, world_detections(parent.path()));
+    // One preview of the whole group, the same as the parent's.
+    let preview = |dir: &Path| std::fs::read(dir.join("preview.png")).unwrap();
+    assert!(preview(tiles.path()) == preview(parent.path()));
+    assert!(!tiles.path().join("preview-2.png").exists());
     let coco = read_json(&tiles.path().join("detections.coco.json"));
     assert_eq!(coco["images"].as_array().unwrap().len(), 100);
     for a in coco["annotations"].as_array().unwrap() {

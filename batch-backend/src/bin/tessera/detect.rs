@@ -102,7 +102,9 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         bar.set_position(p.done as u64);
     });
     bar.finish_and_clear();
-    let previews = write_outputs(&report, detector.description(), &options, &args.out)?;
+    let writing = std::time::Instant::now();
+    let previews = write_outputs(&report, detector.description(), &args.out)?;
+    let write = writing.elapsed();
 
     let windows = report.windows;
     println!(
@@ -118,6 +120,18 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     for preview in &previews {
         println!("  {}", args.out.join(preview).display());
     }
+    let t = report.times;
+    let secs = |d: std::time::Duration| format!("{:.2} s", d.as_secs_f64());
+    println!(
+        "time: read {}, normalise {} (on the reader thread, overlapping inference), infer {}, \
+         decode {}, merge {}, write {}",
+        secs(t.read),
+        secs(t.normalise),
+        secs(t.infer),
+        secs(t.decode),
+        secs(t.merge),
+        secs(write)
+    );
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -135,7 +149,6 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
 fn write_outputs(
     report: &DetectReport,
     model: &ModelDescription,
-    options: &DetectOptions,
     out: &std::path::Path,
 ) -> anyhow::Result<Vec<String>> {
     let images: Vec<CocoImage> = report
@@ -213,7 +226,7 @@ fn write_outputs(
         })
         .collect();
     for (g, name) in previews.iter().enumerate() {
-        write_preview(report, g, model, options, &out.join(name))?;
+        write_preview(report, g, &out.join(name))?;
     }
     let now = chrono::Utc::now();
     let id = format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ"));
