@@ -38,23 +38,29 @@ pub struct Window {
     pub height: usize,
 }
 
+/// A sample type windows are read as: `f64` for any data, `u8` for Byte data without
+/// conversion.
+pub trait Sample: gdal::raster::GdalType + Copy {}
+impl Sample for u8 {}
+impl Sample for f64 {}
+
 /// A raster as the rest of the backend sees it.
 pub trait Raster {
     /// What its header says.
     fn probe(&self) -> &RasterProbe;
 
     /// Reads `window` of band `band` (1-based), resampled to `out.0 × out.1` pixels (GDAL
-    /// reads from the overview nearest that size), into `buf` row-major as `f64`; averaging
-    /// when reducing.
+    /// reads from the overview nearest that size), into `buf` row-major as `T` (GDAL converts,
+    /// saturating); averaging when reducing, bilinear when enlarging.
     ///
     /// # Errors
     /// `buf.len() != out.0 * out.1`, or GDAL's read error.
-    fn read_window(
+    fn read_window<T: Sample>(
         &self,
         band: usize,
         window: Window,
         out: (usize, usize),
-        buf: &mut [f64],
+        buf: &mut [T],
     ) -> Result<()>;
 
     /// Reads which pixels of `window` hold data (GDAL's mask of band 1: nodata, alpha or an
@@ -198,12 +204,12 @@ impl Raster for GdalRaster {
         &self.probe
     }
 
-    fn read_window(
+    fn read_window<T: Sample>(
         &self,
         band: usize,
         window: Window,
         out: (usize, usize),
-        buf: &mut [f64],
+        buf: &mut [T],
     ) -> Result<()> {
         self.dataset
             .rasterband(band)?

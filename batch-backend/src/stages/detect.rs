@@ -366,7 +366,7 @@ impl Preview {
 }
 
 /// Writes the preview of `report`'s group `g` to `out` as a PNG: [`Preview`] with the
-/// reported detections outlined ([`draw_boxes`], two pixels wide).
+/// reported detections outlined ([`draw_boxes`]).
 ///
 /// # Errors
 /// GDAL's, writing the PNG.
@@ -417,7 +417,9 @@ pub fn write_preview(report: &DetectReport, g: usize, out: &Path) -> anyhow::Res
         })
         .collect();
     let mut rgb = preview.rgb();
-    draw_boxes(&mut rgb, preview.width, preview.height, &boxes, 2);
+    // Two pixels wide, one when the preview is reduced more than twofold (small crowns).
+    let thickness = if sx >= 0.5 { 2 } else { 1 };
+    draw_boxes(&mut rgb, preview.width, preview.height, &boxes, thickness);
     raster::write_png(&rgb, preview.width, preview.height, out)
 }
 
@@ -689,12 +691,23 @@ impl<'a> RgbReader<'a> {
         row_pixels: usize,
     ) -> anyhow::Result<()> {
         let (ow, oh) = out;
-        let mut plane = vec![0.0f64; ow * oh];
+        let byte = self.raster.probe().sample_type == SampleType::Byte;
+        let (mut bytes, mut values) = (Vec::new(), Vec::new());
         for (c, (&band, stretch)) in self.bands.iter().zip(&self.stretches).enumerate() {
-            self.raster.read_window(band, region, out, &mut plane)?;
-            for row in 0..oh {
-                for col in 0..ow {
-                    rgb[(row * row_pixels + col) * 3 + c] = stretch.apply(plane[row * ow + col]);
+            if byte {
+                // Byte data as it is: no conversion through f64.
+                bytes.resize(ow * oh, 0u8);
+                self.raster.read_window(band, region, out, &mut bytes)?;
+            } else {
+                values.resize(ow * oh, 0.0f64);
+                self.raster.read_window(band, region, out, &mut values)?;
+                bytes.clear();
+                bytes.extend(values.iter().map(|&v| stretch.apply(v)));
+            }
+            for (row, src) in bytes.chunks_exact(ow).enumerate() {
+                let dst = &mut rgb[row * row_pixels * 3..][..ow * 3];
+                for (px, &v) in dst.chunks_exact_mut(3).zip(src) {
+                    px[c] = v;
                 }
             }
         }
