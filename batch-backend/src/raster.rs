@@ -21,8 +21,8 @@ use gdal::{Dataset, DatasetOptions, GdalOpenFlags, Metadata};
 use tessera_core::limits;
 use tessera_core::mosaic::{
     Bounds, Crs, CrsUnits, FOOTPRINT_DENSIFY_POINTS, GDAL_CACHE_MIB, GeoTransform, InputProblem,
-    MosaicGrid, Nodata, RasterProbe, Resampling, SampleType, Stretch, cog_creation_options,
-    ground_sampling_distance,
+    MosaicGrid, Nodata, RasterProbe, Rendition, Resampling, STRETCH_SAMPLE_SIDE, SampleType,
+    Stretch, cog_creation_options, fit_within, ground_sampling_distance,
 };
 
 /// A rectangle of pixels: column and row of the top-left pixel, width and height.
@@ -168,20 +168,7 @@ impl GdalRaster {
     /// GDAL's.
     pub fn virtual_mosaic(paths: &[PathBuf], grid: &MosaicGrid) -> Result<Self> {
         configure();
-        let b = grid.bounds();
-        let (pw, ph) = grid.geotransform.pixel_size();
-        let args: Vec<String> = vec![
-            "-strict".into(),
-            "-te".into(),
-            b.min_x.to_string(),
-            b.min_y.to_string(),
-            b.max_x.to_string(),
-            b.max_y.to_string(),
-            "-tr".into(),
-            pw.to_string(),
-            ph.to_string(),
-        ];
-        let dataset = build_vrt(paths, &args).context("building the virtual mosaic")?;
+        let dataset = build_vrt(paths, grid, &[]).context("building the virtual mosaic")?;
         let probe = probe(&dataset)?.map_err(|p| anyhow!("{p}"))?;
         Ok(Self { dataset, probe })
     }
@@ -483,26 +470,12 @@ pub fn write_mosaic(
         }
     }
     let grid = request.grid;
-    let bounds = grid.bounds();
-    let (pw, ph) = grid.geotransform.pixel_size();
-    let mut args: Vec<String> = vec![
-        "-strict".into(),
-        "-te".into(),
-        bounds.min_x.to_string(),
-        bounds.min_y.to_string(),
-        bounds.max_x.to_string(),
-        bounds.max_y.to_string(),
-        "-tr".into(),
-        pw.to_string(),
-        ph.to_string(),
-        "-r".into(),
-        request.resampling.gdal_name().into(),
-    ];
+    let mut args: Vec<String> = vec!["-r".into(), request.resampling.gdal_name().into()];
     match request.nodata {
         Nodata::Value(v) => args.extend(["-vrtnodata".into(), v.to_string()]),
         Nodata::Mask => args.push("-addalpha".into()),
     }
-    let mut vrt = build_vrt(&sources, &args).context("building the VRT mosaic")?;
+    let mut vrt = build_vrt(&sources, &grid, &args).context("building the VRT mosaic")?;
     if vrt.raster_size() != (grid.width, grid.height) {
         bail!(
             "GDAL laid the VRT out as {:?} pixels, not the planned {} × {}",
@@ -531,8 +504,16 @@ pub fn write_mosaic(
     Ok(())
 }
 
-/// `GDALBuildVRT` over files by name into an in-memory VRT.
-fn build_vrt(sources: &[PathBuf], args: &[String]) -> Result<Dataset> {
+/// `GDALBuildVRT` over files by name into an in-memory VRT on `grid` (`-strict -te -tr`:
+/// nothing silently skipped, the grid's extent and pixel size), with `extra` arguments.
+fn build_vrt(sources: &[PathBuf], grid: &MosaicGrid, extra: &[String]) -> Result<Dataset> {
+    let b = grid.bounds();
+    let (pw, ph) = grid.geotransform.pixel_size();
+    let mut args: Vec<String> = vec!["-strict".into(), "-te".into()];
+    args.extend([b.min_x, b.min_y, b.max_x, b.max_y].map(|v| v.to_string()));
+    args.push("-tr".into());
+    args.extend([pw, ph].map(|v| v.to_string()));
+    args.extend_from_slice(extra);
     let names = sources
         .iter()
         .map(|p| {
@@ -542,7 +523,7 @@ fn build_vrt(sources: &[PathBuf], args: &[String]) -> Result<Dataset> {
         })
         .collect::<Result<Vec<_>>>()?;
     let mut name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-    let options = Args::new(args)?;
+    let options = Args::new(&args)?;
     let count = c_int::try_from(names.len()).context("too many inputs for GDAL")?;
     let empty = CString::default();
     // SAFETY: the names, options and output name live until GDALBuildVRT returns; it returns
@@ -716,23 +697,57 @@ impl Args {
     }
 }
 
+/// `raster`'s [`Rendition`]: its shown bands, and for other sample types than Byte each one's
+/// [`Stretch::from_samples`] over the valid pixels of a [`STRETCH_SAMPLE_SIDE`] overview.
+///
+/// # Errors
+/// GDAL's, reading the sample.
+pub fn rendition(raster: &impl Raster) -> Result<Rendition> {
+    let probe = raster.probe();
+    let bands = Rendition::bands_for(probe.bands);
+    if probe.sample_type == SampleType::Byte {
+        return Ok(Rendition {
+            bands,
+            stretches: [Stretch::IDENTITY; 3],
+        });
+    }
+    let sample = fit_within(probe.width, probe.height, STRETCH_SAMPLE_SIDE);
+    let all = Window {
+        x: 0,
+        y: 0,
+        width: probe.width,
+        height: probe.height,
+    };
+    let mut valid = vec![0u8; sample.0 * sample.1];
+    raster.read_valid(all, sample, &mut valid)?;
+    let mut values = vec![0.0; valid.len()];
+    let mut stretch = |band: usize| -> Result<Stretch> {
+        raster.read_window(band, all, sample, &mut values)?;
+        let samples = values
+            .iter()
+            .zip(&valid)
+            .filter(|&(_, &v)| v != 0)
+            .map(|(&x, _)| x)
+            .collect();
+        Ok(Stretch::from_samples(samples).unwrap_or(Stretch::IDENTITY))
+    };
+    Ok(Rendition {
+        bands,
+        stretches: [stretch(bands[0])?, stretch(bands[1])?, stretch(bands[2])?],
+    })
+}
+
 /// Writes the 8-bit RGBA rendition of `mosaic` as a VRT beside it (`gdal_translate -of VRT
-/// -ot Byte -scale_N`): red, green and blue from `bands` (1-based; a grey mosaic repeats
-/// band 1) stretched by `stretches`, and alpha from the mosaic's mask (0 where no input
-/// covers). The VRT refers to the mosaic by a path relative to itself.
+/// -ot Byte -scale_N`): red, green and blue per `rendition`, and alpha from the mosaic's mask
+/// (0 where no input covers). The VRT refers to the mosaic by a path relative to itself.
 ///
 /// # Errors
 /// GDAL's.
-pub fn write_rendition(
-    mosaic: &Path,
-    bands: [usize; 3],
-    stretches: [Stretch; 3],
-    out: &Path,
-) -> Result<()> {
+pub fn write_rendition(mosaic: &Path, rendition: &Rendition, out: &Path) -> Result<()> {
     configure();
     let source = Dataset::open(mosaic)?;
     let mut args: Vec<String> = vec!["-of".into(), "VRT".into(), "-ot".into(), "Byte".into()];
-    for band in bands {
+    for band in rendition.bands {
         args.extend(["-b".into(), band.to_string()]);
     }
     args.extend([
@@ -741,7 +756,7 @@ pub fn write_rendition(
         "-colorinterp".into(),
         "red,green,blue,alpha".into(),
     ]);
-    for (i, s) in stretches.iter().enumerate() {
+    for (i, s) in rendition.stretches.iter().enumerate() {
         args.extend([
             format!("-scale_{}", i + 1),
             s.lo.to_string(),
@@ -753,12 +768,12 @@ pub fn write_rendition(
     // The mask band is already 0/255; `-a_nodata none` keeps GDAL from carrying the
     // mosaic's nodata value over to 8-bit values it does not mean.
     args.extend(["-a_nodata".into(), "none".into()]);
-    let rendition = gdal_translate(&source, out, &args, &mut |_| {})?;
+    let written = gdal_translate(&source, out, &args, &mut |_| {})?;
     // GDAL 3.6 leaves a `-b mask` band Undefined whatever `-colorinterp` says.
-    rendition
+    written
         .rasterband(4)?
         .set_color_interpretation(ColorInterpretation::AlphaBand)?;
-    rendition.close()?;
+    written.close()?;
     Ok(())
 }
 

@@ -711,6 +711,25 @@ impl Nodata {
     }
 }
 
+/// How a raster is shown as 8-bit RGB (the mosaic's rendition and preview, and what the
+/// detector sees): the bands taken as red, green and blue, each with its [`Stretch`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rendition {
+    /// 1-based bands shown as red, green and blue: 1, 2, 3, or a grey raster's band 1 three
+    /// times ([`Rendition::bands_for`]).
+    pub bands: [usize; 3],
+    /// Each shown band's stretch; [`Stretch::IDENTITY`] for Byte data.
+    pub stretches: [Stretch; 3],
+}
+
+impl Rendition {
+    /// The bands shown for a raster of `bands` colour bands: the first three, or band 1 as grey.
+    #[must_use]
+    pub const fn bands_for(bands: usize) -> [usize; 3] {
+        if bands >= 3 { [1, 2, 3] } else { [1, 1, 1] }
+    }
+}
+
 /// A linear map of one band's values to 0–255 for the 8-bit rendition: `lo` → 0, `hi` → 255,
 /// clamped. Byte data is shown as it is ([`Stretch::IDENTITY`]); other types are stretched
 /// between the [`STRETCH_PERCENTILES`] of their valid samples.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
 use tessera_core::mosaic::{
     Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, PREVIEW_MAX_SIDE, Placement, RasterProbe,
-    Resolution, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
+    Rendition, Resolution, SampleType, fit_within,
 };
 use tessera_core::results::draw_boxes;
 
@@ -600,56 +600,22 @@ fn place(d: Detection, window: Window, size: usize, probe: &RasterProbe) -> Plac
     }
 }
 
-/// Reads windows of a raster as 8-bit RGB: bands 1–3 (a grey raster's band 1 three times);
-/// Byte data as it is, other sample types stretched per band between the percentiles of
-/// [`Stretch::from_samples`] (the mosaic rendition's rule), computed from an overview.
+/// Reads windows of a raster as 8-bit RGB per its [`Rendition`] ([`raster::rendition`]: the
+/// mosaic rendition's rule; Byte data as it is, other sample types stretched per band).
 /// Pixels outside the raster (a raster smaller than a window) are the model's mean colour,
 /// which normalises to 0.
 struct RgbReader<'a> {
     raster: &'a GdalRaster,
-    bands: [usize; 3],
-    stretches: [Stretch; 3],
+    rendition: Rendition,
     /// The model's mean colour, 8-bit: padding outside the raster.
     mean: [u8; 3],
 }
 
 impl<'a> RgbReader<'a> {
     fn new(raster: &'a GdalRaster, description: &ModelDescription) -> anyhow::Result<Self> {
-        let probe = raster.probe();
-        let bands = if probe.bands >= 3 {
-            [1, 2, 3]
-        } else {
-            [1, 1, 1]
-        };
-        let stretches = if probe.sample_type == SampleType::Byte {
-            [Stretch::IDENTITY; 3]
-        } else {
-            let sample = fit_within(probe.width, probe.height, STRETCH_SAMPLE_SIDE);
-            let all = raster::Window {
-                x: 0,
-                y: 0,
-                width: probe.width,
-                height: probe.height,
-            };
-            let mut valid = vec![0u8; sample.0 * sample.1];
-            raster.read_valid(all, sample, &mut valid)?;
-            let mut values = vec![0.0; valid.len()];
-            let mut stretch = |band: usize| -> anyhow::Result<Stretch> {
-                raster.read_window(band, all, sample, &mut values)?;
-                let samples = values
-                    .iter()
-                    .zip(&valid)
-                    .filter(|&(_, &v)| v != 0)
-                    .map(|(&x, _)| x)
-                    .collect();
-                Ok(Stretch::from_samples(samples).unwrap_or(Stretch::IDENTITY))
-            };
-            [stretch(bands[0])?, stretch(bands[1])?, stretch(bands[2])?]
-        };
         Ok(Self {
             raster,
-            bands,
-            stretches,
+            rendition: raster::rendition(raster)?,
             mean: description.mean.map(|m| (m * 255.0).round() as u8),
         })
     }
@@ -693,7 +659,8 @@ impl<'a> RgbReader<'a> {
         let (ow, oh) = out;
         let byte = self.raster.probe().sample_type == SampleType::Byte;
         let (mut bytes, mut values) = (Vec::new(), Vec::new());
-        for (c, (&band, stretch)) in self.bands.iter().zip(&self.stretches).enumerate() {
+        let shown = self.rendition.bands.iter().zip(&self.rendition.stretches);
+        for (c, (&band, stretch)) in shown.enumerate() {
             if byte {
                 // Byte data as it is: no conversion through f64.
                 bytes.resize(ow * oh, 0u8);

@@ -12,11 +12,10 @@ use tessera_core::Sha256Digest;
 use tessera_core::exif::parse_exif_datetime;
 use tessera_core::mosaic::{
     Crs, Frame, InputProblem, MosaicGrid, MosaicOptions, Nodata, PREVIEW_MAX_SIDE, Placement,
-    Provenance, ProvenanceInput, RasterProbe, STRETCH_SAMPLE_SIDE, SampleType, Stretch, fit_within,
-    overlap_order,
+    Provenance, ProvenanceInput, RasterProbe, SampleType, fit_within, overlap_order,
 };
 
-use crate::raster::{self, GdalRaster, MosaicInput, MosaicRequest, Raster, Window};
+use crate::raster::{self, GdalRaster, MosaicInput, MosaicRequest, Raster};
 
 /// One input: where to read it and how to name it in reports and provenance.
 #[derive(Debug, Clone)]
@@ -193,7 +192,7 @@ pub fn stitch(
     progress(StitchProgress::Rendering);
     let rendition = sibling(out, "rgba.vrt");
     let preview = sibling(out, "preview.png");
-    render(out, &frame, &rendition, &preview, &grid).map_err(StitchError::Write)?;
+    render(out, &rendition, &preview, &grid).map_err(StitchError::Write)?;
 
     Ok(StitchReport {
         mosaic: out.to_owned(),
@@ -281,43 +280,12 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 /// The stretch of each displayed band (from an overview), the rendition and the preview.
 fn render(
     mosaic: &Path,
-    frame: &Frame,
     rendition: &Path,
     preview: &Path,
     grid: &MosaicGrid,
 ) -> anyhow::Result<()> {
-    let bands = if frame.bands >= 3 {
-        [1, 2, 3]
-    } else {
-        [1, 1, 1]
-    };
-    let stretches = if frame.sample_type == SampleType::Byte {
-        [Stretch::IDENTITY; 3]
-    } else {
-        let cog = raster::open_output(mosaic)?;
-        let sample = fit_within(grid.width, grid.height, STRETCH_SAMPLE_SIDE);
-        let all = Window {
-            x: 0,
-            y: 0,
-            width: grid.width,
-            height: grid.height,
-        };
-        let mut valid = vec![0u8; sample.0 * sample.1];
-        cog.read_valid(all, sample, &mut valid)?;
-        let mut values = vec![0.0; valid.len()];
-        let mut stretch = |band: usize| -> anyhow::Result<Stretch> {
-            cog.read_window(band, all, sample, &mut values)?;
-            let samples = values
-                .iter()
-                .zip(&valid)
-                .filter(|&(_, &v)| v != 0)
-                .map(|(&x, _)| x)
-                .collect();
-            Ok(Stretch::from_samples(samples).unwrap_or(Stretch::IDENTITY))
-        };
-        [stretch(bands[0])?, stretch(bands[1])?, stretch(bands[2])?]
-    };
-    raster::write_rendition(mosaic, bands, stretches, rendition)?;
+    let shown = raster::rendition(&raster::open_output(mosaic)?)?;
+    raster::write_rendition(mosaic, &shown, rendition)?;
     raster::write_preview(
         rendition,
         fit_within(grid.width, grid.height, PREVIEW_MAX_SIDE),
