@@ -160,6 +160,18 @@ impl JobStage {
         Self::Notify,
     ];
 
+    /// The stage's name in the API and in SQL.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Stitch => "stitch",
+            Self::Detect => "detect",
+            Self::Publish => "publish",
+            Self::Notify => "notify",
+        }
+    }
+
     /// The stage after this one; `None` after the last.
     #[must_use]
     pub fn next(self) -> Option<Self> {

@@ -36,8 +36,9 @@
 //! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
 //! | [`retry`] | which failures clients retry, and the backoff |
 //! | [`job`] | the batch job contract: request, states, stages, progress, transitions |
+//! | [`queue`] | the batch task queue: task states, leases and heartbeats, retries with backoff, the dead-letter rule |
 //! | [`detect`] | detection: the window grid, model descriptions and normalisation, decoding, NMS in windows and in world coordinates |
-//! | [`results`] | the files a detection run publishes: COCO JSON and GeoJSON |
+//! | [`results`] | the files a detection run publishes: COCO JSON, GeoJSON, the STAC Item, the preview's outlines |
 //! | [`mosaic`] | stitching GeoTIFFs: input checks, CRS and grid, overlap order, nodata, the COG, the 8-bit stretch |
 //! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
@@ -54,6 +55,7 @@ pub mod mosaic;
 pub mod pixels;
 pub mod preprocess;
 pub mod presign;
+pub mod queue;
 pub mod results;
 pub mod retry;
 pub mod search;
