@@ -301,7 +301,10 @@ mod tests {
             stage: JobStage::Detect,
             shard: 3,
         };
-        assert_eq!(key.to_string(), "0190b6c4-1a2b-7c3d-8e4f-001122334455/detect/3");
+        assert_eq!(
+            key.to_string(),
+            "0190b6c4-1a2b-7c3d-8e4f-001122334455/detect/3"
+        );
         assert_eq!(
             serde_json::to_string(&TaskState::Retryable).unwrap(),
             "\"retryable\""

@@ -48,17 +48,24 @@ fn osbs_029_detections_equal_the_python_reference_and_the_model_card() {
         osbs().as_os_str(),
     ]);
     assert!(run.status.success(), "{}", text(&run));
-    // The evaluation venv's Python (scripts/test.sh sets TESSERA_EVAL_PYTHON): ONNX Runtime's
-    // Python API, model/common.py's decoding and pycocotools.
+    compare_with_python(&dir.path().join("detections.coco.json"), None);
+}
+
+/// Holds a COCO file from `tessera detect` on OSBS_029 to `model/compare_rust.py`, run by the
+/// evaluation venv's Python (`TESSERA_EVAL_PYTHON`, set by scripts/test.sh): ONNX Runtime's
+/// Python API and the project's decoding, and for the shipped model pycocotools' AP.
+fn compare_with_python(coco: &Path, model: Option<&Path>) {
     let python = std::env::var_os("TESSERA_EVAL_PYTHON")
         .expect("TESSERA_EVAL_PYTHON: the evaluation venv's python (scripts/test.sh sets it)");
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model");
-    let check = Command::new(python)
-        .arg(model.join("compare_rust.py"))
-        .arg(dir.path().join("detections.coco.json"))
-        .current_dir(&model)
-        .output()
-        .unwrap();
+    let mut check = Command::new(python);
+    check
+        .arg(model_dir().join("compare_rust.py"))
+        .arg(coco)
+        .current_dir(model_dir());
+    if let Some(model) = model {
+        check.arg("--model").arg(model);
+    }
+    let check = check.output().unwrap();
     assert!(check.status.success(), "{}", text(&check));
 }
 
@@ -431,17 +438,7 @@ fn a_torchvision_retinanet_decodes_as_python_decodes_it() {
     let coco = read_json(&dir.path().join("detections.coco.json"));
     assert_eq!(coco["categories"][0]["name"], "tree");
     assert!(coco["annotations"].as_array().unwrap().len() > 100);
-    let python = std::env::var_os("TESSERA_EVAL_PYTHON")
-        .expect("TESSERA_EVAL_PYTHON: the evaluation venv's python (scripts/test.sh sets it)");
-    let check = Command::new(python)
-        .arg(model_dir().join("compare_rust.py"))
-        .arg(dir.path().join("detections.coco.json"))
-        .arg("--model")
-        .arg(&model)
-        .current_dir(model_dir())
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    compare_with_python(&dir.path().join("detections.coco.json"), Some(&model));
 }
 
 #[test]
