@@ -300,7 +300,7 @@ fn open_group(
     })
 }
 
-/// A group's raster as the detector saw it (8-bit RGB, [`RgbReader`]), averaged down to fit
+/// A group's raster as the detector saw it (8-bit RGB per its [`Rendition`]), averaged down to fit
 /// [`PREVIEW_MAX_SIDE`] from the windows as they were read (no second read of the raster).
 #[derive(Debug, Clone)]
 pub struct Preview {
