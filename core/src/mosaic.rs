@@ -307,13 +307,13 @@ impl RasterProbe {
     }
 }
 
-/// Why one input is left out of a mosaic. The stitch stage names the file beside it; the
-/// other inputs are still mosaicked.
+/// Why one input is left out of a mosaic or a detection run. The stage names the file beside
+/// it; the other inputs still run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum InputProblem {
     /// The file does not start with a TIFF or BigTIFF signature.
-    #[error("not a TIFF: {detected}; a mosaic takes GeoTIFFs")]
+    #[error("not a TIFF: {detected}; only GeoTIFFs are read")]
     NotTiff {
         /// What the first bytes look like.
         detected: String,

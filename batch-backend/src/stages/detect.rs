@@ -78,8 +78,9 @@ pub struct DetectedFile {
 pub struct DetectReport {
     /// Files run, in the order given; [`Placed::source`] indexes this list.
     pub files: Vec<DetectedFile>,
-    /// Merged detections scoring at least the threshold, best first. Georeferenced files'
-    /// boxes are in their CRS; others' in their pixels (y down), merged only within the file.
+    /// Merged detections scoring at least the threshold, best first. North-up georeferenced
+    /// files' boxes are in their CRS; rotated and non-georeferenced files' in their pixels (y
+    /// down), merged only within the file.
     pub detections: Vec<Placed>,
     /// Files that failed: name and reason.
     pub failed: Vec<(String, String)>,
@@ -169,10 +170,11 @@ pub fn detect(
         match run {
             Ok((found, preview)) => {
                 report.previews.push(preview);
-                let frame = report.files[group[0]].crs.as_ref().map_or_else(
-                    || format!("pixels of {}", report.files[group[0]].source),
-                    |c| c.id.clone(),
-                );
+                let first = &report.files[group[0]];
+                let frame = match (&first.crs, first.geotransform) {
+                    (Some(crs), Some(gt)) if gt.is_north_up() => crs.id.clone(),
+                    _ => format!("pixels of {}", first.source),
+                };
                 candidates.extend(found.into_iter().map(|p| (frame.clone(), p)));
             }
             Err(e) => {
@@ -552,8 +554,8 @@ fn assign(mut p: Placed, probe: &RasterProbe, group: &[usize], files: &[Detected
 }
 
 /// A window's detection (in the model's `size` pixels) placed in the raster's pixels and in
-/// world coordinates (the bounding box of its corners through the geotransform; pixels when
-/// not georeferenced).
+/// world coordinates (its corners through a north-up geotransform; a rotated or
+/// non-georeferenced raster's pixels).
 fn place(d: Detection, window: Window, size: usize, probe: &RasterProbe) -> Placed {
     let (ox, oy) = (window.x as f64, window.y as f64);
     let k = window.size as f64 / size as f64;
@@ -572,19 +574,14 @@ fn place(d: Detection, window: Window, size: usize, probe: &RasterProbe) -> Plac
         || (near(d.bbox[1], 0.0) && window.y > 0)
         || (near(d.bbox[2], model_side) && ox + side < w)
         || (near(d.bbox[3], model_side) && oy + side < h);
+    // North-up: the box's corners through the geotransform. A rotated raster's boxes would
+    // grow into their axis-aligned bounds there, and overlap more than the crowns do, so
+    // they stay in its pixels and are merged within the file.
     let world = match (&probe.crs, probe.geotransform) {
-        (Some(_), Some(gt)) => {
-            let corners = [
-                gt.apply(pixel[0], pixel[1]),
-                gt.apply(pixel[2], pixel[1]),
-                gt.apply(pixel[2], pixel[3]),
-                gt.apply(pixel[0], pixel[3]),
-            ];
-            let xs = corners.map(|c| c.0);
-            let ys = corners.map(|c| c.1);
-            let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
-            let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
-            [min(xs), min(ys), max(xs), max(ys)]
+        (Some(_), Some(gt)) if gt.is_north_up() => {
+            let (x1, y1) = gt.apply(pixel[0], pixel[3]);
+            let (x2, y2) = gt.apply(pixel[2], pixel[1]);
+            [x1, y1, x2, y2]
         }
         _ => pixel,
     };

@@ -388,6 +388,62 @@ fn tiles_of_one_grid_give_the_detections_of_their_mosaic() {
 }
 
 #[test]
+fn a_rotated_raster_gives_the_detections_of_its_pixels_as_rotated_polygons() {
+    // OSBS_029 with its geotransform turned 30°: the same pixels give the same boxes (merged in
+    // the file's pixels, not as the larger axis-aligned bounds of rotated boxes), and each
+    // GeoJSON polygon is the box's corners through the rotated geotransform.
+    let dir = tempfile::tempdir().unwrap();
+    let rotated = dir.path().join("rotated.tif");
+    std::fs::copy(osbs(), &rotated).unwrap();
+    let (angle, pixel): (f64, f64) = (30f64.to_radians(), 0.1);
+    let (x0, y0) = (404_211.9, 3_285_142.9);
+    // The geotransform [x0, a, b, y0, d, e] given by three corners (GDAL 3.6's gdal_edit has
+    // no -a_gt): upper left, upper right (400 columns on), lower left (400 rows on).
+    let (a, b, d, e) = (
+        pixel * angle.cos(),
+        pixel * angle.sin(),
+        pixel * angle.sin(),
+        -pixel * angle.cos(),
+    );
+    let corners = [
+        x0,
+        y0,
+        x0 + 400.0 * a,
+        y0 + 400.0 * d,
+        x0 + 400.0 * b,
+        y0 + 400.0 * e,
+    ];
+    let ok = Command::new("gdal_edit.py")
+        .arg("-a_ulurll")
+        .args(corners.map(|v| v.to_string()))
+        .arg(&rotated)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (plain_out, rotated_out) = (dir.path().join("plain"), dir.path().join("rotated"));
+    run_ok(&plain_out, &[osbs()]);
+    run_ok(&rotated_out, &[rotated]);
+    let boxes = |dir: &Path| -> Vec<Value> {
+        read_json(&dir.join("detections.coco.json"))["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["bbox"].clone())
+            .collect()
+    };
+    assert_eq!(boxes(&rotated_out), boxes(&plain_out));
+    let geojson = read_json(&rotated_out.join("detections.geojson"));
+    let features = geojson["features"].as_array().unwrap();
+    assert_eq!(features.len(), boxes(&plain_out).len());
+    for f in features {
+        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+        let lon = |i: usize| ring[i][0].as_f64().unwrap();
+        // Two corners of one box edge share neither longitude nor latitude.
+        assert!((lon(0) - lon(1)).abs() > 1e-7 && (lon(1) - lon(2)).abs() > 1e-7);
+    }
+}
+
+#[test]
 fn a_crown_across_a_file_seam_is_reported_once() {
     // OSBS_029 cut into two abutting files at column 200: the crowns on the seam are seen
     // whole, once, exactly as in the uncut tile.
