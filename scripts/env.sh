@@ -50,3 +50,30 @@ ensure_onnxruntime() {
   fi
   export ORT_DYLIB_PATH="$lib"
 }
+
+# A throwaway PostgreSQL 15 for the tests: Debian's server binaries (on this machine kind;
+# installed if missing), a fresh cluster in a temporary folder with trust authentication, on a
+# free port of 127.0.0.1, run as the `postgres` user when we are root (the server refuses
+# root). Exports TESSERA_TEST_POSTGRES (a superuser URL; tests create their own databases);
+# `stop_postgres` removes it all.
+ensure_postgres() {
+  local bin=/usr/lib/postgresql/15/bin
+  [ -x "$bin/initdb" ] || ensure_debian_packages postgresql-15
+  local as_postgres=()
+  [ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
+  TESSERA_PG_DIR=$(mktemp -d /tmp/tessera-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres "$TESSERA_PG_DIR"
+  "${as_postgres[@]}" "$bin/initdb" -D "$TESSERA_PG_DIR/data" -A trust -U postgres >/dev/null
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as_postgres[@]}" "$bin/pg_ctl" -D "$TESSERA_PG_DIR/data" -l "$TESSERA_PG_DIR/server.log" -w \
+    -o "-k $TESSERA_PG_DIR -p $port -h 127.0.0.1 -c max_connections=200" start >/dev/null
+  export TESSERA_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres" TESSERA_PG_DIR
+}
+stop_postgres() {
+  [ -n "${TESSERA_PG_DIR:-}" ] || return 0
+  local as_postgres=()
+  [ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
+  "${as_postgres[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$TESSERA_PG_DIR/data" -m fast stop >/dev/null || true
+  rm -rf "$TESSERA_PG_DIR"
+}

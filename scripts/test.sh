@@ -61,8 +61,10 @@ echo "identical"
 step "the Workers module builds (worker-build); the workerd test builds its test variant (wrangler.toml [env.test])"
 (cd edge-worker && worker-build --release)
 
-step "cargo test (ONNX Runtime 1.31.1 from its PyPI wheel for tessera detect; the evaluation venv's Python as its reference)"
+step "cargo test (ONNX Runtime 1.31.1 from its PyPI wheel for tessera detect; the evaluation venv's Python as its reference; a throwaway PostgreSQL 15 for the task store)"
 ensure_onnxruntime
+ensure_postgres
+trap stop_postgres EXIT
 export TESSERA_EVAL_PYTHON="$eval_venv/bin/python"
 cargo test --workspace --locked
 

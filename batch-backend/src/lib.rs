@@ -11,3 +11,4 @@ pub mod inference;
 pub mod jobs;
 pub mod raster;
 pub mod stages;
+pub mod store;

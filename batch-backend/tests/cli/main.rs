@@ -1,10 +1,12 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
-//! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`].
+//! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`]; the task store on SQLite and
+//! Postgres in [`store`].
 
 mod connections;
 mod detect;
 mod mosaic;
+mod store;
 mod up;
 
 use std::path::{Path, PathBuf};
