@@ -36,6 +36,13 @@ pub enum ModelSource<'a> {
 }
 
 impl ModelSource<'_> {
+    /// The shipped detector, built into the binary (`model/tessera-crowns.onnx`, its card
+    /// `model/MODEL.md`), described by [`ModelDescription::tessera_crowns`].
+    pub const SHIPPED: ModelSource<'static> = ModelSource::Bytes {
+        name: "the shipped model (tessera-crowns.onnx)",
+        bytes: include_bytes!("../../model/tessera-crowns.onnx"),
+    };
+
     fn name(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),

@@ -9,6 +9,9 @@
 
 pub mod inference;
 pub mod jobs;
+pub mod objects;
 pub mod raster;
 pub mod stages;
 pub mod store;
+pub mod tasks;
+pub mod worker;

@@ -172,6 +172,12 @@ impl JobStage {
         }
     }
 
+    /// Parses [`JobStage::as_str`]'s spelling.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|stage| stage.as_str() == name)
+    }
+
     /// The stage after this one; `None` after the last.
     #[must_use]
     pub fn next(self) -> Option<Self> {
@@ -179,31 +185,228 @@ impl JobStage {
     }
 }
 
-/// How much of a job is done, counted in inputs.
+/// How much of a job is done: counts of inputs and windows, and one stage-weighted
+/// [`Progress::fraction`] that never goes back ([`stage_fraction`]).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Progress {
     /// Inputs finished (succeeded or failed).
     pub done: u64,
     /// Inputs in the job.
     pub total: u64,
+    /// Of `done`, inputs that failed (each with its reason in [`JobStatus::inputs`]).
+    #[serde(default)]
+    pub failed: u64,
+    /// Detection windows run so far.
+    #[serde(default)]
+    pub windows_done: u64,
+    /// Detection windows known so far (0 before the detect stage starts).
+    #[serde(default)]
+    pub windows_total: u64,
+    /// The whole job's progress, 0.0–1.0, weighted by stage ([`STAGE_WEIGHTS`]).
+    #[serde(default)]
+    pub fraction: f64,
+    /// Estimated seconds to finish, from the rate measured since a worker first took the job
+    /// ([`remaining_seconds`]); absent until something has been measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
 }
 
-impl Progress {
-    /// `done / total` in `[0, 1]`; 1 for a job with no inputs.
-    #[must_use]
-    pub fn fraction(self) -> f64 {
-        if self.total == 0 {
-            1.0
-        } else {
-            (self.done.min(self.total) as f64) / (self.total as f64)
+/// Each running stage's share of a job's progress. Set from where the time goes on the
+/// reference job (OSBS tiles, `BENCHMARKS.md`): detection dominates, stitching is GDAL's
+/// warp and COG write, ingest is a hash per input, publish a few small PUTs. Sums to 1.
+pub const STAGE_WEIGHTS: [(JobStage, f64); 4] = [
+    (JobStage::Ingest, 0.15),
+    (JobStage::Stitch, 0.25),
+    (JobStage::Detect, 0.5),
+    (JobStage::Publish, 0.1),
+];
+
+/// The job's fraction done when `stage` is `within` (0.0–1.0, clamped) done: the weights of
+/// the stages before it plus its own share. A stage missing from [`STAGE_WEIGHTS`] (notify)
+/// counts as the end.
+#[must_use]
+pub fn stage_fraction(stage: JobStage, within: f64) -> f64 {
+    let within = if within.is_finite() {
+        within.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mut before = 0.0;
+    for (s, weight) in STAGE_WEIGHTS {
+        if s == stage {
+            return (before + weight * within).min(1.0);
         }
+        before += weight;
+    }
+    1.0
+}
+
+/// Seconds left at the rate measured so far: `elapsed × (1 − fraction) / fraction`, `None`
+/// before 1 % is done (too little to extrapolate from). `elapsed_ms` is the time since a
+/// worker first took the job.
+#[must_use]
+pub fn remaining_seconds(fraction: f64, elapsed_ms: u64) -> Option<u64> {
+    if !(0.01..=1.0).contains(&fraction) {
+        return None;
+    }
+    let left = elapsed_ms as f64 * (1.0 - fraction) / fraction / 1000.0;
+    Some(left.ceil() as u64)
+}
+
+/// The stages a job's tasks run, in order; notify (webhooks) is not a task of its own.
+pub const PIPELINE: [JobStage; 4] = [
+    JobStage::Ingest,
+    JobStage::Stitch,
+    JobStage::Detect,
+    JobStage::Publish,
+];
+
+/// The stage whose tasks are enqueued when every task of `stage` has ended; `None` after
+/// publish, when the job ends.
+#[must_use]
+pub fn stage_after(stage: JobStage) -> Option<JobStage> {
+    let at = PIPELINE.iter().position(|s| *s == stage)?;
+    PIPELINE.get(at + 1).copied()
+}
+
+/// How many tasks (shards) `stage` has in a job of `inputs` inputs: ingest one per input, so
+/// that many workers share a large job; the others one each.
+#[must_use]
+pub fn shards(stage: JobStage, inputs: usize) -> u32 {
+    match stage {
+        JobStage::Ingest => u32::try_from(inputs).unwrap_or(u32::MAX),
+        _ => 1,
+    }
+}
+
+/// How a job ends after its last stage: it succeeded when at least one input could be
+/// processed (failed inputs are reported with it), and failed when none could.
+#[must_use]
+pub const fn end_event(inputs_ok: u64) -> JobEvent {
+    if inputs_ok > 0 {
+        JobEvent::Succeed
+    } else {
+        JobEvent::Fail
+    }
+}
+
+/// What became of one input of a job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputState {
+    /// Not looked at yet.
+    Pending,
+    /// Verified and used.
+    Ok,
+    /// Left out, with its reason.
+    Failed,
+}
+
+impl InputState {
+    /// The name in the API and SQL.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses [`InputState::as_str`]'s spelling.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Pending, Self::Ok, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+/// One input's outcome, as `GET /v1/jobs/{id}` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputOutcome {
+    /// The image.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub image_id: ImageId,
+    /// The original's key.
+    pub original_key: String,
+    /// What became of it.
+    pub state: InputState,
+    /// Why it failed, naming the problem and the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One result object of a job: its key under `results/{job_id}/`, and a short-lived
+/// presigned GET URL when the answer came through the edge.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultObject {
+    /// The object's key.
+    pub key: String,
+    /// A presigned GET URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When `url` expires, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl ResultObject {
+    /// The object at `key`, not yet presigned.
+    #[must_use]
+    pub fn at(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            url: None,
+            expires_at: None,
+        }
+    }
+}
+
+/// What a job published under `results/{job_id}/` ([`crate::keys`]' layout); each is absent
+/// until written, and a job without georeferenced inputs has no mosaic.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobResults {
+    /// The mosaic, a Cloud-Optimized GeoTIFF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mosaic: Option<ResultObject>,
+    /// The mosaic's preview PNG with the detections drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<ResultObject>,
+    /// Detections as COCO JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coco: Option<ResultObject>,
+    /// Detections as GeoJSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geojson: Option<ResultObject>,
+    /// The STAC Item describing the mosaic and its assets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stac: Option<ResultObject>,
+}
+
+impl JobResults {
+    /// Each present result, mutable (to presign them).
+    pub fn objects_mut(&mut self) -> impl Iterator<Item = &mut ResultObject> {
+        [
+            &mut self.mosaic,
+            &mut self.preview,
+            &mut self.coco,
+            &mut self.geojson,
+            &mut self.stac,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
 /// A job as `GET /v1/jobs/{id}` reports it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// The job's id.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -222,6 +425,15 @@ pub struct JobStatus {
     pub project: Project,
     /// When it was recorded, Unix seconds.
     pub created_at: u64,
+    /// Each input's outcome, in the request's order (left out of job lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputOutcome>,
+    /// What it published so far.
+    #[serde(default)]
+    pub results: JobResults,
+    /// Why a failed job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl JobStatus {
@@ -233,12 +445,24 @@ impl JobStatus {
             state: JobState::Queued,
             stage: None,
             progress: Progress {
-                done: 0,
                 total: request.inputs.len() as u64,
+                ..Progress::default()
             },
             upload_id: request.upload_id.clone(),
             project: request.project.clone(),
             created_at,
+            inputs: request
+                .inputs
+                .iter()
+                .map(|input| InputOutcome {
+                    image_id: input.image_id.clone(),
+                    original_key: input.original_key.clone(),
+                    state: InputState::Pending,
+                    reason: None,
+                })
+                .collect(),
+            results: JobResults::default(),
+            error: None,
         }
     }
 }
@@ -372,9 +596,39 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_a_fraction_of_the_inputs() {
-        assert!((Progress { done: 1, total: 4 }.fraction() - 0.25).abs() < 1e-12);
-        assert!((Progress { done: 9, total: 4 }.fraction() - 1.0).abs() < 1e-12);
-        assert!((Progress::default().fraction() - 1.0).abs() < 1e-12);
+    fn progress_is_weighted_by_stage_and_never_jumps_back_at_a_boundary() {
+        let total: f64 = STAGE_WEIGHTS.iter().map(|(_, w)| w).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+        assert!(stage_fraction(JobStage::Ingest, 0.0).abs() < 1e-12);
+        assert!((stage_fraction(JobStage::Ingest, 0.5) - 0.075).abs() < 1e-12);
+        // The end of a stage is the start of the next.
+        for pair in PIPELINE.windows(2) {
+            let end = stage_fraction(pair[0], 1.0);
+            assert!(
+                (end - stage_fraction(pair[1], 0.0)).abs() < 1e-12,
+                "{pair:?}"
+            );
+        }
+        assert!((stage_fraction(JobStage::Publish, 1.0) - 1.0).abs() < 1e-12);
+        assert!((stage_fraction(JobStage::Detect, 7.0) - 0.9).abs() < 1e-12);
+        assert!((stage_fraction(JobStage::Detect, f64::NAN) - 0.4).abs() < 1e-12);
+        assert_eq!(stage_fraction(JobStage::Notify, 0.0), 1.0);
+    }
+
+    #[test]
+    fn the_estimate_extrapolates_the_measured_rate() {
+        assert_eq!(remaining_seconds(0.005, 10_000), None);
+        assert_eq!(remaining_seconds(0.25, 30_000), Some(90));
+        assert_eq!(remaining_seconds(1.0, 30_000), Some(0));
+        assert_eq!(remaining_seconds(f64::NAN, 30_000), None);
+    }
+
+    #[test]
+    fn the_pipeline_runs_ingest_to_publish_with_one_ingest_task_per_input() {
+        assert_eq!(stage_after(JobStage::Ingest), Some(JobStage::Stitch));
+        assert_eq!(stage_after(JobStage::Detect), Some(JobStage::Publish));
+        assert_eq!(stage_after(JobStage::Publish), None);
+        assert_eq!(shards(JobStage::Ingest, 1000), 1000);
+        assert_eq!(shards(JobStage::Stitch, 1000), 1);
     }
 }

@@ -57,7 +57,9 @@ impl Sha256Digest {
         Some(Self::from_bytes(bytes))
     }
 
-    fn from_bytes(digest: [u8; 32]) -> Self {
+    /// The digest whose raw 32 bytes are `digest` (from a streaming SHA-256).
+    #[must_use]
+    pub fn from_bytes(digest: [u8; 32]) -> Self {
         Self {
             hex: hex::encode(digest),
             base64: base64::engine::general_purpose::STANDARD.encode(digest),

@@ -125,6 +125,22 @@ pub struct TaskKey {
     pub shard: u32,
 }
 
+impl TaskKey {
+    /// Parses [`TaskKey`]'s display, `{job_id}/{stage}/{shard}`; `None` for anything else.
+    #[must_use]
+    pub fn parse(key: &str) -> Option<Self> {
+        let mut parts = key.rsplitn(3, '/');
+        let shard = parts.next()?.parse().ok()?;
+        let stage = JobStage::parse(parts.next()?)?;
+        let job_id = JobId::new(parts.next()?).ok()?;
+        Some(Self {
+            job_id,
+            stage,
+            shard,
+        })
+    }
+}
+
 impl fmt::Display for TaskKey {
     /// `{job_id}/{stage}/{shard}`: the unique key stores index.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -309,5 +325,25 @@ mod tests {
             serde_json::to_string(&TaskState::Retryable).unwrap(),
             "\"retryable\""
         );
+    }
+
+    #[test]
+    fn task_keys_read_back_what_they_display() {
+        let key = TaskKey {
+            job_id: JobId::new("job-1").unwrap(),
+            stage: JobStage::Ingest,
+            shard: 41,
+        };
+        assert_eq!(key.to_string(), "job-1/ingest/41");
+        assert_eq!(TaskKey::parse("job-1/ingest/41"), Some(key));
+        for bad in [
+            "job-1/ingest",
+            "job-1/weave/0",
+            "job-1/ingest/-1",
+            "/ingest/0",
+            "a/b/ingest/0",
+        ] {
+            assert_eq!(TaskKey::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -234,27 +234,10 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the missing or malformed variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let storage = storage_from_lookup(&lookup)?;
         let read = Reader(lookup);
-        let addressing = match read.text(S3_ADDRESSING)?.as_str() {
-            "path" => Addressing::Path,
-            "virtual-host" => Addressing::VirtualHost,
-            other => {
-                return Err(ConfigError::Invalid {
-                    name: S3_ADDRESSING,
-                    value: other.to_owned(),
-                    expected: "path or virtual-host",
-                });
-            }
-        };
         Ok(Self {
-            storage: StorageTarget {
-                endpoint: read.text(S3_ENDPOINT)?,
-                bucket: read.text(S3_BUCKET)?,
-                region: read.text(S3_REGION)?,
-                addressing,
-                access_key_id: read.text(S3_ACCESS_KEY_ID)?,
-                secret_access_key: read.text(S3_SECRET_ACCESS_KEY)?,
-            },
+            storage,
             policy: UploadPolicy::default(),
             get_expires_in: DOWNLOAD_URL_LIFETIME,
             api_key_hashes: read.list(API_KEY_HASHES)?,
@@ -288,6 +271,36 @@ impl Config {
             (RATE_PER_SECOND, self.rate_per_second.to_string()),
         ]
     }
+}
+
+/// The storage variables (`TESSERA_S3_*` of [`VARIABLES`]) read through `lookup`: the edge's
+/// and the batch workers' one way to name the bucket.
+///
+/// # Errors
+/// [`ConfigError`] naming the missing or malformed variable.
+pub fn storage_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<StorageTarget, ConfigError> {
+    let read = Reader(lookup);
+    let addressing = match read.text(S3_ADDRESSING)?.as_str() {
+        "path" => Addressing::Path,
+        "virtual-host" => Addressing::VirtualHost,
+        other => {
+            return Err(ConfigError::Invalid {
+                name: S3_ADDRESSING,
+                value: other.to_owned(),
+                expected: "path or virtual-host",
+            });
+        }
+    };
+    Ok(StorageTarget {
+        endpoint: read.text(S3_ENDPOINT)?,
+        bucket: read.text(S3_BUCKET)?,
+        region: read.text(S3_REGION)?,
+        addressing,
+        access_key_id: read.text(S3_ACCESS_KEY_ID)?,
+        secret_access_key: read.text(S3_SECRET_ACCESS_KEY)?,
+    })
 }
 
 /// Where a deployed edge finds the batch backend's job API ([`crate::HttpJobs`]).

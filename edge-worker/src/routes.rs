@@ -250,7 +250,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 Route::CompleteUpload(id) => self.complete_upload(&id, now).await,
                 Route::Search => self.search(&query).await,
                 Route::Image(id) => self.image(&id, now).await,
-                Route::Job(id) => self.job(&id).await,
+                Route::Job(id) => self.job(&id, now).await,
             }
         };
         let mut response = answered.unwrap_or_else(ApiError::into_response);
@@ -560,11 +560,25 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         ))
     }
 
-    async fn job(&self, job_id: &str) -> ApiResult {
+    /// The job, its results as presigned GET URLs valid for the configured GET lifetime.
+    async fn job(&self, job_id: &str, now: SystemTime) -> ApiResult {
         let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
         let job_id = JobId::new(job_id).map_err(|_| not_found())?;
         match self.jobs.status(&job_id).await {
-            Ok(Some(job)) => Ok(json_response(StatusCode::OK, &job)),
+            Ok(Some(mut job)) => {
+                for result in job.results.objects_mut() {
+                    let get = self.presign(
+                        Method::Get,
+                        &result.key,
+                        &[],
+                        self.config.get_expires_in,
+                        now,
+                    )?;
+                    result.url = Some(get.url);
+                    result.expires_at = Some(unix_s(get.expires_at));
+                }
+                Ok(json_response(StatusCode::OK, &job))
+            }
             Ok(None) => Err(not_found()),
             Err(e) => {
                 log_error("job status", &e);

@@ -20,7 +20,9 @@ use tessera_core::mosaic::{
     Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, PREVIEW_MAX_SIDE, Placement, RasterProbe,
     Rendition, Resolution, SampleType, fit_within,
 };
-use tessera_core::results::draw_boxes;
+use tessera_core::results::{
+    CocoDetection, CocoImage, GeoFeature, StacRaster, coco, draw_boxes, geojson, stac_item,
+};
 
 use crate::inference::Detector;
 use crate::raster::{self, GdalRaster, Raster};
@@ -677,4 +679,108 @@ impl<'a> RgbReader<'a> {
         }
         Ok(())
     }
+}
+
+/// `detections.coco.json`, `detections.geojson` (georeferenced files only), a preview PNG
+/// per group of files run together (`preview.png`, or `preview-N.png` when there are
+/// several) and `item.json` (a STAC Item of the georeferenced rasters with the others as
+/// assets, named `id` and dated `datetime`, RFC 3339) in `out`. Returns the previews' names.
+/// The files depend only on their arguments, so a rerun writes the same bytes.
+///
+/// # Errors
+/// When a file cannot be written or a footprint cannot be projected to WGS 84.
+pub fn write_outputs(
+    report: &DetectReport,
+    model: &ModelDescription,
+    out: &Path,
+    id: &str,
+    datetime: &str,
+) -> anyhow::Result<Vec<String>> {
+    let images: Vec<CocoImage> = report
+        .files
+        .iter()
+        .map(|f| CocoImage {
+            file_name: f.source.clone(),
+            width: f.width,
+            height: f.height,
+            crs: f.crs.as_ref().map(|c| c.id.clone()),
+            geotransform: f.geotransform,
+        })
+        .collect();
+    let detections: Vec<CocoDetection> = report
+        .detections
+        .iter()
+        .map(|p| CocoDetection {
+            image: p.source,
+            bbox: p.pixel,
+            score: p.world.score,
+            class: p.world.class,
+        })
+        .collect();
+    let coco_json = coco(&images, &detections, &model.classes);
+    std::fs::write(
+        out.join("detections.coco.json"),
+        serde_json::to_vec(&coco_json)?,
+    )?;
+
+    let mut features = Vec::new();
+    for p in &report.detections {
+        let file = &report.files[p.source];
+        let (Some(crs), Some(gt)) = (&file.crs, file.geotransform) else {
+            continue;
+        };
+        let [x1, y1, x2, y2] = p.pixel;
+        let corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)].map(|(c, r)| gt.apply(c, r));
+        let lonlat = raster::to_wgs84(&corners, crs)?;
+        features.push(GeoFeature {
+            corners: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
+            score: p.world.score,
+            class: model.classes[p.world.class].clone(),
+            source: file.source.clone(),
+            pixel_bbox: p.pixel,
+        });
+    }
+    std::fs::write(
+        out.join("detections.geojson"),
+        serde_json::to_vec(&geojson(&features))?,
+    )?;
+
+    let mut rasters = Vec::new();
+    for f in &report.files {
+        let (Some(crs), Some(gt)) = (&f.crs, f.geotransform) else {
+            continue;
+        };
+        let (w, h) = (f.width as f64, f.height as f64);
+        let corners = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].map(|(c, r)| gt.apply(c, r));
+        let lonlat = raster::to_wgs84(&corners, crs)?;
+        rasters.push(StacRaster {
+            href: f.source.clone(),
+            crs: crs.id.clone(),
+            size: (f.width, f.height),
+            geotransform: gt,
+            footprint: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
+        });
+    }
+    let previews: Vec<String> = (0..report.groups.len())
+        .map(|g| {
+            if report.groups.len() == 1 {
+                "preview.png".to_owned()
+            } else {
+                format!("preview-{}.png", g + 1)
+            }
+        })
+        .collect();
+    for (g, name) in previews.iter().enumerate() {
+        write_preview(report, g, &out.join(name))?;
+    }
+    let item = stac_item(
+        id,
+        datetime,
+        &rasters,
+        "detections.coco.json",
+        "detections.geojson",
+        &previews,
+    );
+    std::fs::write(out.join("item.json"), serde_json::to_vec_pretty(&item)?)?;
+    Ok(previews)
 }

@@ -2,11 +2,15 @@
 //! default) and Postgres (scale-out), one schema per dialect (`migrations/{sqlite,postgres}`),
 //! through `sqlx`'s `Any` driver. Every state change follows [`tessera_core::queue`]: claims
 //! are leases (Postgres: `FOR UPDATE SKIP LOCKED`; SQLite: inside `BEGIN IMMEDIATE`, its one
-//! writer), renewed by [`TaskStore::heartbeat`]; [`TaskStore::rescue`] returns expired leases;
+//! writer), renewed by [`Store::heartbeat`]; [`Store::rescue`] returns expired leases;
 //! an attempt ends through [`tessera_core::queue::after_attempt`]. Each claim is recorded in
 //! `task_attempts`, so who held a task when can be checked afterwards.
 //!
 //! Times are Unix milliseconds, passed in (the caller's clock), so tests can move time.
+
+mod jobs;
+
+pub use jobs::{Advanced, InputKind, InputRecord};
 
 use anyhow::{Context as _, Result, bail};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -73,15 +77,15 @@ pub struct AttemptRecord {
 
 /// The task queue in SQLite or Postgres.
 #[derive(Debug, Clone)]
-pub struct TaskStore {
+pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Lease length in milliseconds ([`LEASE`] unless [`Store::with_lease`]).
+    lease_ms: i64,
 }
 
-/// `LEASE` in milliseconds.
-fn lease_ms() -> i64 {
-    i64::try_from(LEASE.as_millis()).expect("a lease of minutes")
-}
+/// A transaction on the store.
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 fn state_of(name: &str) -> Result<TaskState> {
     TaskState::ALL
@@ -90,12 +94,24 @@ fn state_of(name: &str) -> Result<TaskState> {
         .with_context(|| format!("unknown task state {name:?}"))
 }
 
+fn task_of(row: &AnyRow) -> Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: row.try_get("id")?,
+        key: row.try_get("unique_key")?,
+        state: state_of(&row.try_get::<String, _>("state")?)?,
+        attempt: u32_of(row, "attempt")?,
+        errors: u32_of(row, "errors")?,
+        last_error: row.try_get("last_error")?,
+        run_at: row.try_get("run_at")?,
+    })
+}
+
 fn u32_of(row: &AnyRow, column: &str) -> Result<u32> {
     let v: i64 = row.try_get(column)?;
     u32::try_from(v).with_context(|| format!("{column} {v} out of range"))
 }
 
-impl TaskStore {
+impl Store {
     /// Connects to `url` (`sqlite:PATH`, created if missing, or `postgres://…`) and applies
     /// the dialect's migrations.
     ///
@@ -137,7 +153,25 @@ impl TaskStore {
             Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await,
         }
         .context("migrating the task store")?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            lease_ms: i64::try_from(LEASE.as_millis()).expect("a lease of minutes"),
+        })
+    }
+
+    /// This store with leases of `lease` instead of [`LEASE`] (tests and drills that kill
+    /// workers and want the rescue within seconds; heartbeats must come well within it).
+    #[must_use]
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The lease a claim or heartbeat grants.
+    #[must_use]
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.lease_ms).unwrap_or(0))
     }
 
     /// The dialect spoken.
@@ -151,6 +185,24 @@ impl TaskStore {
         AssertSqlSafe(match self.dialect {
             Dialect::Sqlite => sql.replace('$', "?"),
             Dialect::Postgres => sql.to_owned(),
+        })
+    }
+
+    /// `sql` built at run time from fixed text (row counts of a multi-row `INSERT`), `$N`
+    /// written as this dialect writes it.
+    fn dynamic_sql(&self, sql: String) -> AssertSqlSafe<String> {
+        AssertSqlSafe(match self.dialect {
+            Dialect::Sqlite => sql.replace('$', "?"),
+            Dialect::Postgres => sql,
+        })
+    }
+
+    /// A transaction that will write: SQLite takes its one writer's lock at the start
+    /// (`BEGIN IMMEDIATE`), so two writers never deadlock upgrading read locks.
+    async fn begin_write(&self) -> Result<Tx> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
         })
     }
 
@@ -182,10 +234,7 @@ impl TaskStore {
     /// # Errors
     /// The database's.
     pub async fn claim(&self, worker: &str, now: i64) -> Result<Option<Claimed>> {
-        let mut tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
-        };
+        let mut tx = self.begin_write().await?;
         let pick = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -197,13 +246,9 @@ impl TaskStore {
                          ORDER BY run_at, id LIMIT 1{pick})
              RETURNING id, unique_key, attempt, max_attempts, errors"
         );
-        let sql = match self.dialect {
-            Dialect::Sqlite => sql.replace('$', "?"),
-            Dialect::Postgres => sql,
-        };
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let row = sqlx::query(self.dynamic_sql(sql))
             .bind(worker.to_owned())
-            .bind(now + lease_ms())
+            .bind(now + self.lease_ms)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
@@ -242,7 +287,7 @@ impl TaskStore {
             "UPDATE tasks SET lease_until = $1
              WHERE id = $2 AND state = 'running' AND leased_by = $3 AND attempt = $4",
         ))
-        .bind(now + lease_ms())
+        .bind(now + self.lease_ms)
         .bind(task.id)
         .bind(worker.to_owned())
         .bind(i64::from(task.attempt))
@@ -281,7 +326,7 @@ impl TaskStore {
         let run_at = next.run_after.map_or(now, |d| {
             now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
         });
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(self.sql(
             "UPDATE tasks SET state = $1, run_at = $2, leased_by = NULL, lease_until = NULL,
                  errors = errors + $3, last_error = COALESCE($4, last_error),
@@ -317,11 +362,11 @@ impl TaskStore {
 
     /// Returns every running task whose lease ran out before `now` to the queue (retryable
     /// after its backoff, or discarded when its attempts are spent), as an attempt that ended
-    /// with [`Attempt::LeaseExpired`]. Returns how many.
+    /// with [`Attempt::LeaseExpired`]. Returns each rescued task's key and new state.
     ///
     /// # Errors
     /// The database's.
-    pub async fn rescue(&self, now: i64, unit_random: f64) -> Result<usize> {
+    pub async fn rescue(&self, now: i64, unit_random: f64) -> Result<Vec<(String, TaskState)>> {
         let rows = sqlx::query(self.sql(
             "SELECT id, unique_key, attempt, max_attempts, errors, leased_by FROM tasks
              WHERE state = 'running' AND lease_until < $1",
@@ -329,7 +374,7 @@ impl TaskStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut rescued = 0;
+        let mut rescued = Vec::new();
         for row in rows {
             let task = Claimed {
                 id: row.try_get("id")?,
@@ -342,7 +387,7 @@ impl TaskStore {
             let ended = self
                 .finish(&task, &worker, &Attempt::LeaseExpired, now, unit_random)
                 .await?;
-            rescued += usize::from(ended.is_some());
+            rescued.extend(ended.map(|state| (task.key, state)));
         }
         Ok(rescued)
     }
@@ -358,18 +403,22 @@ impl TaskStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(TaskRecord {
-                id: row.try_get("id")?,
-                key: row.try_get("unique_key")?,
-                state: state_of(&row.try_get::<String, _>("state")?)?,
-                attempt: u32_of(&row, "attempt")?,
-                errors: u32_of(&row, "errors")?,
-                last_error: row.try_get("last_error")?,
-                run_at: row.try_get("run_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(task_of).transpose()
+    }
+
+    /// Every task of `job_id`, in the order they were enqueued.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn tasks(&self, job_id: &tessera_core::keys::JobId) -> Result<Vec<TaskRecord>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id, unique_key, state, attempt, errors, last_error, run_at FROM tasks
+             WHERE job_id = $1 ORDER BY id",
+        ))
+        .bind(job_id.as_str().to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_of).collect()
     }
 
     /// Every claim of task `id`, in attempt order.

@@ -5,6 +5,7 @@
 
 mod connections;
 mod detect;
+mod jobs;
 mod mosaic;
 mod store;
 mod up;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use sqlx::Connection as _;
-use tessera_batch::store::{Dialect, TaskStore};
+use tessera_batch::store::{Dialect, Store};
 use tessera_core::job::JobStage;
 use tessera_core::keys::JobId;
 use tessera_core::queue::{Attempt, LEASE, TaskKey, TaskState};
@@ -28,12 +28,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A fresh store of each dialect, and the folder that keeps the SQLite file alive.
-async fn stores(name: &str) -> (tempfile::TempDir, Vec<TaskStore>) {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = TaskStore::connect(&format!("sqlite:{}", dir.path().join("tasks.db").display()))
-        .await
-        .unwrap();
+/// The URL of a fresh, empty PostgreSQL database named after `name` and this process, on
+/// the server of `TESSERA_TEST_POSTGRES`.
+pub(crate) async fn postgres_database(name: &str) -> String {
     let admin = std::env::var("TESSERA_TEST_POSTGRES").expect(
         "TESSERA_TEST_POSTGRES: a PostgreSQL superuser URL (scripts/test.sh's ensure_postgres)",
     );
@@ -49,8 +46,18 @@ async fn stores(name: &str) -> (tempfile::TempDir, Vec<TaskStore>) {
         .execute(&mut conn)
         .await
         .unwrap();
-    let url = format!("{}/{database}", admin.rsplit_once('/').unwrap().0);
-    let postgres = TaskStore::connect(&url).await.unwrap();
+    format!("{}/{database}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// A fresh store of each dialect, and the folder that keeps the SQLite file alive.
+async fn stores(name: &str) -> (tempfile::TempDir, Vec<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::connect(&format!("sqlite:{}", dir.path().join("tasks.db").display()))
+        .await
+        .unwrap();
+    let postgres = Store::connect(&postgres_database(name).await)
+        .await
+        .unwrap();
     assert_eq!(
         (sqlite.dialect(), postgres.dialect()),
         (Dialect::Sqlite, Dialect::Postgres)
@@ -141,10 +148,10 @@ fn an_expired_lease_is_rescued_and_its_old_holder_can_no_longer_finish() {
             let lost = store.claim("dead", T0).await.unwrap().unwrap();
             // A heartbeat keeps the lease; without more, it runs out.
             assert!(store.heartbeat(&lost, "dead", T0 + 10_000).await.unwrap());
-            assert_eq!(store.rescue(T0 + lease, 0.5).await.unwrap(), 0, "{d:?}");
+            assert_eq!(store.rescue(T0 + lease, 0.5).await.unwrap(), [], "{d:?}");
             assert_eq!(
                 store.rescue(T0 + 10_001 + lease, 0.5).await.unwrap(),
-                1,
+                [(key(2).to_string(), TaskState::Retryable)],
                 "{d:?}"
             );
             assert!(!store.heartbeat(&lost, "dead", T0 + 80_000).await.unwrap());

@@ -21,15 +21,21 @@ pub(crate) fn raw_request(addr: &str, request: &str) -> String {
     answer
 }
 
-struct Up {
-    child: std::process::Child,
-    page: String,
-    storage: String,
-    /// Kept open: `tessera up` logs to stderr until it exits.
-    _stderr: std::io::BufReader<std::process::ChildStderr>,
+pub(crate) struct Up {
+    pub(crate) child: std::process::Child,
+    pub(crate) page: String,
+    pub(crate) storage: String,
+    /// What `tessera up` logged after its ready line, read as it comes (a full pipe would
+    /// block it).
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 fn start_up(data: &Path) -> Up {
+    start_up_with(data, &[])
+}
+
+/// `tessera up` on free ports with its data in `data` and `extra` arguments.
+pub(crate) fn start_up_with(data: &Path, extra: &[&str]) -> Up {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
@@ -39,6 +45,7 @@ fn start_up(data: &Path) -> Up {
             "--s3-listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .arg("--data")
         .arg(data)
         .arg("--web")
@@ -62,15 +69,25 @@ fn start_up(data: &Path) -> Up {
         .next()
         .unwrap()
         .to_owned();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(line) = line else { break };
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
     Up {
         child,
         page,
         storage,
-        _stderr: stderr,
+        log,
     }
 }
 
-fn stop(mut up: Up) {
+pub(crate) fn stop(mut up: Up) {
     let killed = Command::new("kill")
         .args(["-INT", &up.child.id().to_string()])
         .status()
@@ -88,7 +105,7 @@ fn get(addr: &str, path: &str) -> String {
     )
 }
 
-fn credentials(data: &Path) -> Value {
+pub(crate) fn credentials(data: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(data.join("local.json")).unwrap()).unwrap()
 }
 
@@ -360,7 +377,7 @@ fn storage_keeps_an_object_whose_put_fails_its_checksum() {
         });
         let job_ids = futures_util::future::join_all(completions).await;
         assert!(job_ids.iter().all(|id| *id == job_ids[0]), "{job_ids:?}");
-        let jobs = rusqlite::Connection::open(data.path().join("jobs.sqlite")).unwrap();
+        let jobs = rusqlite::Connection::open(data.path().join("batch.sqlite")).unwrap();
         let rows: i64 = jobs
             .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get(0))
             .unwrap();

@@ -8,21 +8,11 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera_batch::inference::{Detector, Device, ModelSource};
-use tessera_batch::raster;
-use tessera_batch::stages::detect::{
-    DetectInput, DetectOptions, DetectReport, detect, write_preview,
-};
+use tessera_batch::stages::detect::{DetectInput, DetectOptions, detect, write_outputs};
 use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE, ModelDescription};
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
-use tessera_core::results::{
-    CocoDetection, CocoImage, GeoFeature, StacRaster, coco, geojson, stac_item,
-};
 
 use crate::preprocess::collect_inputs;
-
-/// The shipped detector, built into the binary (`model/tessera-crowns.onnx`, its card
-/// `model/MODEL.md`).
-const SHIPPED_MODEL: &[u8] = include_bytes!("../../../../model/tessera-crowns.onnx");
 
 #[derive(Args)]
 pub(crate) struct DetectArgs {
@@ -52,26 +42,30 @@ pub(crate) struct DetectArgs {
     inputs: Vec<PathBuf>,
 }
 
+/// `--device`.
 #[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
+pub(crate) enum DeviceArg {
     Cpu,
     Cuda,
+}
+
+impl From<DeviceArg> for Device {
+    fn from(device: DeviceArg) -> Self {
+        match device {
+            DeviceArg::Cpu => Self::Cpu,
+            DeviceArg::Cuda => Self::Cuda,
+        }
+    }
 }
 
 /// Runs `tessera detect`: progress in windows per second, then a summary; exit code 1 when
 /// any file failed.
 pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
-    let device = match args.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::Cuda,
-    };
+    let device = args.device.into();
     let (source, description) = match &args.model {
         Some(path) => (ModelSource::File(path), None),
         None => (
-            ModelSource::Bytes {
-                name: "the shipped model (tessera-crowns.onnx)",
-                bytes: SHIPPED_MODEL,
-            },
+            ModelSource::SHIPPED,
             Some(ModelDescription::tessera_crowns()),
         ),
     };
@@ -103,7 +97,14 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     });
     bar.finish_and_clear();
     let writing = std::time::Instant::now();
-    let previews = write_outputs(&report, detector.description(), &args.out)?;
+    let now = chrono::Utc::now();
+    let previews = write_outputs(
+        &report,
+        detector.description(),
+        &args.out,
+        &format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ")),
+        &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )?;
     let write = writing.elapsed();
 
     let windows = report.windows;
@@ -140,104 +141,4 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("  {source}: {reason}");
     }
     Ok(ExitCode::FAILURE)
-}
-
-/// `detections.coco.json`, `detections.geojson` (georeferenced files only), a preview PNG
-/// per group of files run together (`preview.png`, or `preview-N.png` when there are
-/// several) and `item.json` (a STAC Item of the georeferenced rasters with the others as
-/// assets) in `out`. Returns the previews' names.
-fn write_outputs(
-    report: &DetectReport,
-    model: &ModelDescription,
-    out: &std::path::Path,
-) -> anyhow::Result<Vec<String>> {
-    let images: Vec<CocoImage> = report
-        .files
-        .iter()
-        .map(|f| CocoImage {
-            file_name: f.source.clone(),
-            width: f.width,
-            height: f.height,
-            crs: f.crs.as_ref().map(|c| c.id.clone()),
-            geotransform: f.geotransform,
-        })
-        .collect();
-    let detections: Vec<CocoDetection> = report
-        .detections
-        .iter()
-        .map(|p| CocoDetection {
-            image: p.source,
-            bbox: p.pixel,
-            score: p.world.score,
-            class: p.world.class,
-        })
-        .collect();
-    let coco_json = coco(&images, &detections, &model.classes);
-    std::fs::write(
-        out.join("detections.coco.json"),
-        serde_json::to_vec(&coco_json)?,
-    )?;
-
-    let mut features = Vec::new();
-    for p in &report.detections {
-        let file = &report.files[p.source];
-        let (Some(crs), Some(gt)) = (&file.crs, file.geotransform) else {
-            continue;
-        };
-        let [x1, y1, x2, y2] = p.pixel;
-        let corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)].map(|(c, r)| gt.apply(c, r));
-        let lonlat = raster::to_wgs84(&corners, crs)?;
-        features.push(GeoFeature {
-            corners: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
-            score: p.world.score,
-            class: model.classes[p.world.class].clone(),
-            source: file.source.clone(),
-            pixel_bbox: p.pixel,
-        });
-    }
-    std::fs::write(
-        out.join("detections.geojson"),
-        serde_json::to_vec(&geojson(&features))?,
-    )?;
-
-    let mut rasters = Vec::new();
-    for f in &report.files {
-        let (Some(crs), Some(gt)) = (&f.crs, f.geotransform) else {
-            continue;
-        };
-        let (w, h) = (f.width as f64, f.height as f64);
-        let corners = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].map(|(c, r)| gt.apply(c, r));
-        let lonlat = raster::to_wgs84(&corners, crs)?;
-        rasters.push(StacRaster {
-            href: f.source.clone(),
-            crs: crs.id.clone(),
-            size: (f.width, f.height),
-            geotransform: gt,
-            footprint: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
-        });
-    }
-    let previews: Vec<String> = (0..report.groups.len())
-        .map(|g| {
-            if report.groups.len() == 1 {
-                "preview.png".to_owned()
-            } else {
-                format!("preview-{}.png", g + 1)
-            }
-        })
-        .collect();
-    for (g, name) in previews.iter().enumerate() {
-        write_preview(report, g, &out.join(name))?;
-    }
-    let now = chrono::Utc::now();
-    let id = format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ"));
-    let item = stac_item(
-        &id,
-        &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        &rasters,
-        "detections.coco.json",
-        "detections.geojson",
-        &previews,
-    );
-    std::fs::write(out.join("item.json"), serde_json::to_vec_pretty(&item)?)?;
-    Ok(previews)
 }

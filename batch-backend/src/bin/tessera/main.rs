@@ -7,6 +7,7 @@
 //! | `up.rs` | `tessera up`: storage, edge, jobs and page in one process |
 //! | `detect.rs` | `tessera detect`: crown detection over GeoTIFFs (the detect stage), COCO and GeoJSON |
 //! | `mosaic.rs` | `tessera mosaic`: GeoTIFFs → a Cloud-Optimized GeoTIFF mosaic (the stitch stage) |
+//! | `worker.rs` | `tessera worker`: workers that run jobs from a shared job store |
 //!
 //! The batch backend itself is the `tessera_batch` library.
 
@@ -20,6 +21,7 @@ mod mosaic;
 mod preprocess;
 mod storage;
 mod up;
+mod worker;
 
 /// Tessera: get images into storage and through batch geospatial processing.
 #[derive(Parser)]
@@ -73,6 +75,11 @@ enum Command {
     /// GeoJSON (WGS 84). Bad files are reported at the end and do not stop the others; the
     /// exit code is 1 when any file failed.
     Detect(detect::DetectArgs),
+    /// Run jobs: claim tasks from the job store (--database postgres://… shared by any
+    /// number of workers, or sqlite:PATH), run them against the bucket of the TESSERA_S3_*
+    /// variables, renew their leases, take up the tasks of workers that died. SIGTERM or
+    /// Ctrl-C lets the tasks in hand finish, then exits.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run_command(args),
         Command::Mosaic(args) => mosaic::run(&args),
         Command::Detect(args) => detect::run(&args),
+        Command::Worker(args) => worker::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -128,9 +136,9 @@ impl ConnectionArgs {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C). The handler is installed before this returns, so a signal
-/// that arrives once the server has said it is ready is never lost (`tokio::signal::ctrl_c`
-/// installs its handler only when first polled).
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what container runtimes send). The handlers are
+/// installed before this returns, so a signal that arrives once the server has said it is
+/// ready is never lost (`tokio::signal::ctrl_c` installs its handler only when first polled).
 fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
@@ -138,8 +146,13 @@ fn interrupted() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         Ok(async move {
-            sigint.recv().await;
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
         })
     }
     #[cfg(not(unix))]

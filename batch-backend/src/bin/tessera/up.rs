@@ -8,7 +8,9 @@
 //!   native host with SQLite (`{data}/metadata.sqlite`); `/config.json` tells the page its API
 //!   key and project; everything else is the static page from `web`.
 //! - Jobs: the edge triggers and reads them in-process ([`LocalJobs`] over the job store,
-//!   `{data}/jobs.sqlite`).
+//!   `{data}/batch.sqlite`, or `--database postgres://…`); `--workers` in-process workers
+//!   ([`tessera_batch::worker`]) run them against the storage endpoint, as `tessera worker`
+//!   processes would.
 //!
 //! Everything runs on one current-thread tokio runtime (the edge router is `!Send`, as in an
 //! isolate). Data and the generated credentials (`{data}/local.json`) survive restarts.
@@ -19,7 +21,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -38,7 +39,11 @@ use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
 use tower::Service as _;
 
-use tessera_batch::jobs::{JobStore, LocalJobs};
+use tessera_batch::jobs::LocalJobs;
+use tessera_batch::objects::Objects;
+use tessera_batch::store::Store;
+use tessera_batch::tasks::{DetectorChoice, Pipeline};
+use tessera_batch::worker::{self, WorkerOptions};
 
 #[derive(Args)]
 pub(crate) struct UpArgs {
@@ -58,6 +63,13 @@ pub(crate) struct UpArgs {
     /// loads /config.json, so everyone who can reach that address can use the API.
     #[arg(long)]
     expose: bool,
+    /// The job store [default: sqlite:{data}/batch.sqlite]; `postgres://…` to share it with
+    /// `tessera worker` processes.
+    #[arg(long)]
+    database: Option<String>,
+    /// Workers run in this process (0: only `tessera worker` processes run jobs).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
 }
@@ -71,6 +83,8 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         web: args.web,
         expose: args.expose,
         limits: args.connections.limits(),
+        database: args.database,
+        workers: args.workers,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,6 +125,10 @@ pub(crate) struct UpOptions {
     pub expose: bool,
     /// Timeouts and the connection cap of both ports.
     pub limits: ConnectionLimits,
+    /// The job store's URL; `None` for `sqlite:{data}/batch.sqlite`.
+    pub database: Option<String>,
+    /// In-process workers.
+    pub workers: usize,
 }
 
 /// The local stack's secrets, generated on first start into `{data}/local.json`.
@@ -234,10 +252,11 @@ pub(crate) async fn run(
     let origins = page_origins(page_addr);
 
     let s3 = crate::storage::storage_service(&options.data.join("s3"), &credentials, &origins)?;
-    let jobs = Arc::new(
-        JobStore::open(&options.data.join("jobs.sqlite"))
-            .with_context(|| format!("{}", options.data.join("jobs.sqlite").display()))?,
-    );
+    let database = options
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", options.data.join("batch.sqlite").display()));
+    let jobs = Store::connect(&database).await?;
     let store = SqliteStore::open(&options.data.join("metadata.sqlite"))
         .map_err(|e| anyhow::anyhow!("{}: {e}", options.data.join("metadata.sqlite").display()))?;
     let config = Config {
@@ -258,11 +277,17 @@ pub(crate) async fn run(
         rate_burst: 1000.0,
         rate_per_second: 200.0,
     };
+    let pipeline = Pipeline {
+        store: jobs.clone(),
+        objects: Objects::s3(&config.storage)?,
+        scratch: options.data.join("scratch"),
+        detector: DetectorChoice::default(),
+    };
     let edge = Rc::new(Edge::new(
         config,
         store,
         ReqwestOutbound::default(),
-        LocalJobs(jobs),
+        LocalJobs(jobs.clone()),
     ));
     let page_config = Bytes::from(serde_json::to_vec(&serde_json::json!({
         "api_base": "",
@@ -280,11 +305,21 @@ pub(crate) async fn run(
         let mut s3 = s3.clone();
         async move { s3.call(request).await }
     };
+    let (stop_workers, workers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(worker::run(
+        pipeline,
+        WorkerOptions::new(options.workers),
+        async move {
+            let _ = workers_stopped.await;
+        },
+    ));
     tokio::select! {
         () = serve_connections(page_listener, options.limits, for_host(page_addr, page), std::future::pending()) => {}
         () = serve_connections(s3_listener, options.limits, for_host(s3_addr, storage), std::future::pending()) => {}
         () = shutdown => {}
     }
+    let _ = stop_workers.send(());
+    let _ = workers.await;
     Ok(())
 }
 

@@ -1,0 +1,37 @@
+-- Jobs and their inputs (tessera_core::job). Times are Unix milliseconds.
+CREATE TABLE jobs (
+  job_id TEXT PRIMARY KEY,
+  -- The upload that triggered it; one job per upload.
+  upload_id TEXT NOT NULL UNIQUE,
+  project TEXT NOT NULL,
+  state TEXT NOT NULL,
+  stage TEXT,
+  inputs_total INTEGER NOT NULL,
+  windows_done INTEGER NOT NULL DEFAULT 0,
+  windows_total INTEGER NOT NULL DEFAULT 0,
+  -- Stage-weighted, only ever raised.
+  fraction REAL NOT NULL DEFAULT 0,
+  error TEXT,
+  -- JobResults as JSON (keys only).
+  results TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  updated_at INTEGER NOT NULL
+);
+-- GET /v1/jobs: newest first, keyset on (created_at, job_id).
+CREATE INDEX jobs_listed ON jobs (project, created_at, job_id);
+
+CREATE TABLE job_inputs (
+  job_id TEXT NOT NULL REFERENCES jobs (job_id),
+  idx INTEGER NOT NULL,
+  image_id TEXT NOT NULL,
+  original_key TEXT NOT NULL,
+  metadata_key TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending',
+  -- 'raster' (a georeferenced GeoTIFF, stitched) or 'photo', once ingested.
+  kind TEXT,
+  reason TEXT,
+  PRIMARY KEY (job_id, idx)
+);

@@ -1,0 +1,174 @@
+//! Object storage for the workers: the only module that moves objects, through the
+//! `object_store` crate (S3 and S3-compatible servers, or a local folder in tests). Objects
+//! are streamed to and from files, never held whole: a download hashes as it writes, an
+//! upload over 10 MiB goes as a multipart upload.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, PutPayload};
+use sha2::Digest as _;
+use tessera_core::Sha256Digest;
+use tessera_core::presign::{Addressing, StorageTarget};
+use tokio::io::AsyncWriteExt as _;
+
+/// Why an object could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// There is no object at `key`.
+    #[error("{key}: no such object")]
+    NotFound {
+        /// The key.
+        key: String,
+    },
+    /// Storage or the network failed; trying again may succeed.
+    #[error("{key}: {detail}")]
+    Storage {
+        /// The key.
+        key: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl ObjectError {
+    /// Whether another attempt may succeed (a missing object will stay missing).
+    #[must_use]
+    pub const fn is_retryable(&self) -> bool {
+        !matches!(self, Self::NotFound { .. })
+    }
+
+    fn of(key: &str, e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Self::NotFound {
+                key: key.to_owned(),
+            },
+            other => Self::Storage {
+                key: key.to_owned(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
+    move |source| ObjectError::File {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A bucket.
+#[derive(Debug, Clone)]
+pub struct Objects(Arc<dyn ObjectStore>);
+
+impl Objects {
+    /// The bucket of `target` (the edge's `TESSERA_S3_*` configuration).
+    ///
+    /// # Errors
+    /// When `object_store` refuses the configuration.
+    pub fn s3(target: &StorageTarget) -> anyhow::Result<Self> {
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&target.endpoint)
+            .with_bucket_name(&target.bucket)
+            .with_region(&target.region)
+            .with_access_key_id(&target.access_key_id)
+            .with_secret_access_key(&target.secret_access_key)
+            .with_virtual_hosted_style_request(target.addressing == Addressing::VirtualHost)
+            .with_allow_http(target.endpoint.starts_with("http://"))
+            .build()?;
+        Ok(Self(Arc::new(store)))
+    }
+
+    /// A local folder as a bucket (keys are relative paths under it).
+    ///
+    /// # Errors
+    /// When the folder cannot be created.
+    pub fn folder(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(Self(Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(root)?,
+        )))
+    }
+
+    /// Streams the object `key` into the file `to` (replaced), returning its SHA-256.
+    ///
+    /// # Errors
+    /// [`ObjectError`].
+    pub async fn download(&self, key: &str, to: &Path) -> Result<Sha256Digest, ObjectError> {
+        let got = self
+            .0
+            .get(&Key::from(key))
+            .await
+            .map_err(|e| ObjectError::of(key, e))?;
+        let mut file = tokio::fs::File::create(to).await.map_err(file_error(to))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ObjectError::of(key, e))?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(file_error(to))?;
+        }
+        file.flush().await.map_err(file_error(to))?;
+        Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+    }
+
+    /// The object `key`, whole (for small objects: sidecars).
+    ///
+    /// # Errors
+    /// [`ObjectError`].
+    pub async fn get(&self, key: &str) -> Result<bytes::Bytes, ObjectError> {
+        let got = self
+            .0
+            .get(&Key::from(key))
+            .await
+            .map_err(|e| ObjectError::of(key, e))?;
+        got.bytes().await.map_err(|e| ObjectError::of(key, e))
+    }
+
+    /// Writes `bytes` at `key` (replacing it).
+    ///
+    /// # Errors
+    /// [`ObjectError`].
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectError> {
+        self.0
+            .put(&Key::from(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| ObjectError::of(key, e))?;
+        Ok(())
+    }
+
+    /// Streams the file `from` to `key` (replacing it): one PUT up to 10 MiB, a multipart
+    /// upload above.
+    ///
+    /// # Errors
+    /// [`ObjectError`].
+    pub async fn upload(&self, from: &Path, key: &str) -> Result<(), ObjectError> {
+        let mut file = tokio::fs::File::open(from)
+            .await
+            .map_err(file_error(from))?;
+        let mut writer = BufWriter::with_capacity(Arc::clone(&self.0), Key::from(key), 10 << 20);
+        tokio::io::copy(&mut file, &mut writer)
+            .await
+            .map_err(|e| ObjectError::Storage {
+                key: key.to_owned(),
+                detail: e.to_string(),
+            })?;
+        writer.shutdown().await.map_err(|e| ObjectError::Storage {
+            key: key.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,514 @@
+//! What each task of a job does, between the store, object storage and the stages: fetch
+//! its inputs, run the stage's code (the same as its CLI subcommand), write its outputs
+//! under deterministic keys, record what it found. Orchestration only: every rule is the
+//! core's, every pixel GDAL's, every inference ONNX Runtime's.
+//!
+//! | task | shards | does |
+//! |---|---|---|
+//! | ingest | one per input | download the original (SHA-256 while streaming) and compare it with the upload's; sniff its type; a georeferenced GeoTIFF is a raster for stitching; for an upload with derivatives, re-derive them with [`tessera_core::preprocess()`] and compare their SHA-256s with the sidecar's |
+//! | stitch | 1 | download the rasters, [`stitch`] them into a COG → `results/{job}/mosaic.tif` |
+//! | detect | 1 | download the mosaic, [`detect`] crowns → COCO, GeoJSON, preview with boxes, STAC Item under `results/{job}/` |
+//! | publish | 1 | `results/{job}/job.json` (inputs and results) and the job's keys added to each input's sidecar |
+//!
+//! Outputs are written before the task is marked done, under keys that depend only on the
+//! job, so a task that runs twice (a worker killed after writing) writes the same objects.
+//! A bad input is recorded with its reason and never fails the task; a task fails only on
+//! trouble another attempt may fix (storage, network), or when its own output cannot be made.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tessera_core::job::{InputState, JobResults, JobStage, ResultObject};
+use tessera_core::keys::JobId;
+use tessera_core::limits::{ImageFormat, sniff};
+use tessera_core::manifest::{Manifest, ObjectKind};
+use tessera_core::mosaic::{DEFAULT_MAX_INPUT_PIXELS, MosaicOptions};
+use tessera_core::preprocess::{Options, preprocess};
+use tessera_core::queue::TaskKey;
+use tokio::sync::watch;
+
+use crate::inference::{Detector, Device, ModelSource};
+use crate::objects::{ObjectError, Objects};
+use crate::raster::{GdalRaster, Raster as _};
+use crate::stages::detect::{DetectInput, DetectOptions, detect, write_outputs};
+use crate::stages::stitch::{StitchError, StitchInput, StitchProgress, stitch};
+use crate::store::{InputKind, Store};
+
+/// A task's progress within its stage, for the job's progress: the fraction of the stage
+/// done (0.0–1.0) and, in detect, windows done and known.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TaskProgress {
+    /// The stage's fraction done.
+    pub within: f64,
+    /// Windows done and known.
+    pub windows: Option<(u64, u64)>,
+}
+
+/// Why a task failed: its message, kept on the task, and whether another attempt may help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether running it again could succeed.
+    pub retryable: bool,
+}
+
+impl TaskError {
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+impl From<ObjectError> for TaskError {
+    fn from(e: ObjectError) -> Self {
+        Self {
+            retryable: e.is_retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for TaskError {
+    /// The store's and the file system's errors: may pass.
+    fn from(e: anyhow::Error) -> Self {
+        Self {
+            message: format!("{e:#}"),
+            retryable: true,
+        }
+    }
+}
+
+/// The detector a worker runs, and where.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorChoice {
+    /// An ONNX model with its description beside it; `None` for the shipped model.
+    pub model: Option<PathBuf>,
+    /// Where inference runs.
+    pub device: Device,
+    /// ONNX Runtime's intra-op threads (0: one per core).
+    pub threads: usize,
+}
+
+impl DetectorChoice {
+    fn open(&self) -> Result<Detector, TaskError> {
+        let opened = match &self.model {
+            Some(path) => Detector::open(ModelSource::File(path), None, self.device, self.threads),
+            None => Detector::open(
+                ModelSource::SHIPPED,
+                Some(tessera_core::detect::ModelDescription::tessera_crowns()),
+                self.device,
+                self.threads,
+            ),
+        };
+        // A model that cannot load will not load on the next attempt either.
+        opened.map_err(|e| TaskError::fatal(format!("the detector: {e}")))
+    }
+}
+
+/// What a worker needs to run tasks: the store, the bucket, a scratch folder, the detector.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The job store.
+    pub store: Store,
+    /// The bucket of originals, sidecars and results.
+    pub objects: Objects,
+    /// Where tasks download and write (one temporary folder per task, removed after it).
+    pub scratch: PathBuf,
+    /// The detector.
+    pub detector: DetectorChoice,
+}
+
+/// The key of a job's result `name`: `results/{job_id}/{name}` (ARCHITECTURE.md's layout).
+#[must_use]
+pub fn result_key(job_id: &JobId, name: &str) -> String {
+    format!("results/{}/{name}", job_id.as_str())
+}
+
+impl Pipeline {
+    /// Runs the task `key`. `detector` is the worker's, opened on its first detect task and
+    /// kept; `progress` receives the task's progress within its stage.
+    ///
+    /// # Errors
+    /// [`TaskError`]: the task's failure (bad inputs are recorded, not errors).
+    pub async fn run(
+        &self,
+        key: &TaskKey,
+        detector: &mut Option<Detector>,
+        progress: &watch::Sender<TaskProgress>,
+    ) -> Result<(), TaskError> {
+        std::fs::create_dir_all(&self.scratch)
+            .with_context(|| format!("creating {}", self.scratch.display()))?;
+        let dir = tempfile::tempdir_in(&self.scratch)
+            .with_context(|| format!("a folder in {}", self.scratch.display()))?;
+        match key.stage {
+            JobStage::Ingest => self.ingest(&key.job_id, key.shard, dir.path()).await,
+            JobStage::Stitch => self.stitch(&key.job_id, dir.path(), progress).await,
+            JobStage::Detect => {
+                self.detect(&key.job_id, dir.path(), detector, progress)
+                    .await
+            }
+            JobStage::Publish => self.publish(&key.job_id).await,
+            JobStage::Notify => Err(TaskError::fatal("notify is not a task")),
+        }
+    }
+
+    async fn ingest(&self, job_id: &JobId, index: u32, dir: &Path) -> Result<(), TaskError> {
+        let Some(record) = self.store.input(job_id, index).await? else {
+            return Ok(()); // A job without inputs has one ingest task and nothing to do.
+        };
+        let input = &record.input;
+        let path = dir.join("original");
+        let verdict = match self.objects.download(&input.original_key, &path).await {
+            Err(ObjectError::NotFound { .. }) => Err("the original is not in storage".to_owned()),
+            Err(e) => return Err(e.into()),
+            Ok(sha256) if sha256 != input.sha256 => Err(format!(
+                "its SHA-256 is {}, not the {} recorded when it was uploaded",
+                sha256.hex, input.sha256.hex
+            )),
+            Ok(_) => {
+                let manifest = match self.objects.get(&input.metadata_key).await {
+                    Ok(body) => serde_json::from_slice::<Manifest>(&body).ok(),
+                    Err(ObjectError::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                tokio::task::spawn_blocking(move || examine(&path, manifest.as_ref()))
+                    .await
+                    .context("the ingest thread")?
+            }
+        };
+        let (state, kind, reason) = match &verdict {
+            Ok(kind) => (InputState::Ok, Some(*kind), None),
+            Err(reason) => (InputState::Failed, None, Some(reason.as_str())),
+        };
+        self.store
+            .record_input(job_id, index, state, kind, reason)
+            .await?;
+        let (settled, total) = self.store.inputs_settled(job_id).await?;
+        self.store
+            .progress(
+                job_id,
+                JobStage::Ingest,
+                settled as f64 / total.max(1) as f64,
+                None,
+                now_ms(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn stitch(
+        &self,
+        job_id: &JobId,
+        dir: &Path,
+        progress: &watch::Sender<TaskProgress>,
+    ) -> Result<(), TaskError> {
+        let rasters: Vec<_> = self
+            .store
+            .inputs(job_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == InputState::Ok && i.kind == Some(InputKind::Raster))
+            .collect();
+        if rasters.is_empty() {
+            return Ok(());
+        }
+        let mut inputs = Vec::with_capacity(rasters.len());
+        for (n, record) in rasters.iter().enumerate() {
+            let path = dir.join(format!("{:06}.tif", record.index));
+            self.objects
+                .download(&record.input.original_key, &path)
+                .await?;
+            inputs.push(StitchInput {
+                path,
+                source: record.input.original_key.clone(),
+            });
+            progress.send_replace(TaskProgress {
+                within: 0.3 * (n + 1) as f64 / rasters.len() as f64,
+                windows: None,
+            });
+        }
+        let project = self
+            .store
+            .job(job_id, now_ms())
+            .await?
+            .context("the job vanished")?
+            .project;
+        let out = dir.join("mosaic.tif");
+        let report = {
+            let (out, progress) = (out.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                stitch(
+                    &inputs,
+                    &MosaicOptions::default(),
+                    Some(project.as_str()),
+                    &out,
+                    &|p| {
+                        if let StitchProgress::Writing(f) = p {
+                            progress.send_replace(TaskProgress {
+                                within: 0.3 + 0.6 * f,
+                                windows: None,
+                            });
+                        }
+                    },
+                )
+            })
+            .await
+            .context("the stitch thread")?
+        };
+        let refused = match &report {
+            Ok(report) => report.refused.clone(),
+            Err(StitchError::NoInputs { refused }) => refused.clone(),
+            Err(e @ StitchError::Write(_)) => return Err(TaskError::fatal(e.to_string())),
+        };
+        for refusal in refused {
+            if let Some(record) = rasters
+                .iter()
+                .find(|r| r.input.original_key == refusal.input)
+            {
+                let reason = refusal.problem.to_string();
+                self.store
+                    .record_input(
+                        job_id,
+                        record.index,
+                        InputState::Failed,
+                        Some(InputKind::Raster),
+                        Some(&reason),
+                    )
+                    .await?;
+            }
+        }
+        if report.is_ok() {
+            let key = result_key(job_id, "mosaic.tif");
+            self.objects.upload(&out, &key).await?;
+            self.update_results(job_id, |r| r.mosaic = Some(ResultObject::at(key)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn detect(
+        &self,
+        job_id: &JobId,
+        dir: &Path,
+        detector: &mut Option<Detector>,
+        progress: &watch::Sender<TaskProgress>,
+    ) -> Result<(), TaskError> {
+        let job = self
+            .store
+            .job(job_id, now_ms())
+            .await?
+            .context("the job vanished")?;
+        let Some(mosaic) = job.results.mosaic else {
+            return Ok(());
+        };
+        let path = dir.join("mosaic.tif");
+        self.objects.download(&mosaic.key, &path).await?;
+        let mut running = match detector.take() {
+            Some(d) => d,
+            None => self.detector.open()?,
+        };
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let created =
+            chrono::DateTime::from_timestamp(i64::try_from(job.created_at).unwrap_or(0), 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (progress, item_id, written_out) = (
+            progress.clone(),
+            format!("tessera-{}", job_id.as_str()),
+            out.clone(),
+        );
+        let source = mosaic.key.clone();
+        let (running, written) = tokio::task::spawn_blocking(move || {
+            let report = detect(
+                &[DetectInput { path, source }],
+                &mut running,
+                &DetectOptions {
+                    score: tessera_core::detect::DEFAULT_SCORE,
+                    overlap: tessera_core::detect::DEFAULT_OVERLAP,
+                    max_input_pixels: DEFAULT_MAX_INPUT_PIXELS,
+                },
+                &mut |p| {
+                    progress.send_replace(TaskProgress {
+                        within: 0.95 * p.done as f64 / p.total.max(1) as f64,
+                        windows: Some((p.done as u64, p.total as u64)),
+                    });
+                },
+            );
+            let written = if let Some((source, reason)) = report.failed.first() {
+                Err(format!("{source}: {reason}"))
+            } else {
+                write_outputs(
+                    &report,
+                    running.description(),
+                    &written_out,
+                    &item_id,
+                    &created,
+                )
+                .map_err(|e| format!("{e:#}"))
+            };
+            (running, written)
+        })
+        .await
+        .context("the detect thread")?;
+        *detector = Some(running);
+        let previews = written.map_err(TaskError::fatal)?;
+        let mut results = JobResults::default();
+        for (name, slot) in [
+            ("detections.coco.json", &mut results.coco),
+            ("detections.geojson", &mut results.geojson),
+            ("item.json", &mut results.stac),
+        ] {
+            let key = result_key(job_id, name);
+            self.objects.upload(&out.join(name), &key).await?;
+            *slot = Some(ResultObject::at(key));
+        }
+        if let Some(preview) = previews.first() {
+            let key = result_key(job_id, "preview.png");
+            self.objects.upload(&out.join(preview), &key).await?;
+            results.preview = Some(ResultObject::at(key));
+        }
+        self.update_results(job_id, |r| {
+            r.coco = results.coco;
+            r.geojson = results.geojson;
+            r.stac = results.stac;
+            r.preview = results.preview;
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn publish(&self, job_id: &JobId) -> Result<(), TaskError> {
+        let job = self
+            .store
+            .job(job_id, now_ms())
+            .await?
+            .context("the job vanished")?;
+        let summary = serde_json::json!({
+            "job_id": job.job_id,
+            "project": job.project,
+            "upload_id": job.upload_id,
+            "inputs": job.inputs,
+            "results": job.results,
+        });
+        let summary_key = result_key(job_id, "job.json");
+        self.objects
+            .put(
+                &summary_key,
+                serde_json::to_vec_pretty(&summary).context("job.json")?,
+            )
+            .await?;
+        for record in self.store.inputs(job_id).await? {
+            if record.state != InputState::Ok {
+                continue;
+            }
+            let key = &record.input.metadata_key;
+            let mut sidecar: serde_json::Value = match self.objects.get(key).await {
+                Ok(body) => {
+                    serde_json::from_slice(&body).with_context(|| format!("{key} is not JSON"))?
+                }
+                Err(ObjectError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(fields) = sidecar.as_object_mut() else {
+                continue;
+            };
+            // Keyed by job: publishing twice writes the same sidecar.
+            let results = fields
+                .entry("results")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(results) = results.as_object_mut() {
+                results.insert(
+                    job_id.as_str().to_owned(),
+                    serde_json::json!({"summary": summary_key, "results": job.results}),
+                );
+            }
+            self.objects
+                .put(
+                    key,
+                    serde_json::to_vec_pretty(&sidecar).context("a sidecar")?,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update_results(
+        &self,
+        job_id: &JobId,
+        change: impl FnOnce(&mut JobResults),
+    ) -> Result<(), TaskError> {
+        let mut results = self
+            .store
+            .job(job_id, now_ms())
+            .await?
+            .context("the job vanished")?
+            .results;
+        change(&mut results);
+        self.store.set_results(job_id, &results).await?;
+        Ok(())
+    }
+}
+
+/// What an original that matched its checksum is: a georeferenced GeoTIFF is a raster;
+/// anything else a photo. Where the sidecar lists derivatives, they are re-derived from the
+/// original and must match the uploaded ones: no client can plant a derivative that is not
+/// its original's. `Err` is the reason the input is left out.
+fn examine(path: &Path, manifest: Option<&Manifest>) -> Result<InputKind, String> {
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| format!("cannot read the download: {e}"))?;
+    let format = sniff(&head[..read]).map_err(|e| e.to_string())?;
+    let mut kind = InputKind::Photo;
+    if format == ImageFormat::Tiff {
+        let raster = GdalRaster::open(path, DEFAULT_MAX_INPUT_PIXELS).map_err(|p| p.to_string())?;
+        let probe = raster.probe();
+        if probe.crs.is_some() && probe.geotransform.is_some() {
+            kind = InputKind::Raster;
+        }
+    }
+    let Some(manifest) = manifest.filter(|m| m.objects.len() > 1) else {
+        return Ok(kind);
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the download: {e}"))?;
+    let mut options = Options::new(
+        manifest.project.clone(),
+        manifest.file_name.clone(),
+        manifest.date,
+    );
+    options.image_id = Some(manifest.image_id.clone());
+    let derived = preprocess(&bytes, &options).map_err(|e| e.to_string())?;
+    for (object, _) in derived.derivatives() {
+        let uploaded = manifest.object(object.kind);
+        if uploaded.map(|u| &u.sha256) != Some(&object.sha256) {
+            return Err(format!(
+                "its {} derivative ({}) is not the one its original gives: uploaded SHA-256 {}, re-derived {}",
+                kind_name(object.kind),
+                object.key,
+                uploaded.map_or("none", |u| u.sha256.hex.as_str()),
+                object.sha256.hex
+            ));
+        }
+    }
+    Ok(kind)
+}
+
+fn kind_name(kind: ObjectKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// Unix milliseconds now.
+#[must_use]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

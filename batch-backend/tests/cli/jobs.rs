@@ -1,0 +1,570 @@
+//! Jobs run end to end: uploads through `tessera up`'s edge and storage, workers in-process
+//! (SQLite) or as `tessera worker` processes (Postgres), results read back from storage.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_core::keys::Project;
+use tessera_core::manifest::{Manifest, ObjectKind};
+use tessera_core::{Derivatives, Options, Sha256Digest, preprocess};
+
+use crate::up::{Up, credentials, start_up_with, stop};
+
+/// One image to upload: its manifest and the bytes of each object by kind.
+pub(crate) struct Image {
+    pub(crate) manifest: Manifest,
+    pub(crate) bodies: Vec<(ObjectKind, Vec<u8>)>,
+}
+
+impl Image {
+    /// `original` preprocessed for `project` as the page would.
+    pub(crate) fn of(project: &str, name: &str, original: Vec<u8>) -> Self {
+        let derived: Derivatives = preprocess(
+            &original,
+            &Options::new(
+                Project::new(project).unwrap(),
+                name,
+                chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut bodies = vec![(ObjectKind::Original, original)];
+        bodies.extend(derived.bodies.iter().cloned());
+        Self {
+            manifest: derived.manifest,
+            bodies,
+        }
+    }
+
+    /// Replaces the object of `kind` with `bytes`, declaring their checksum and size, as a
+    /// client that lies about what it uploads would.
+    pub(crate) fn replace(mut self, kind: ObjectKind, bytes: Vec<u8>) -> Self {
+        let object = self
+            .manifest
+            .objects
+            .iter_mut()
+            .find(|o| o.kind == kind)
+            .unwrap();
+        object.sha256 = Sha256Digest::of(&bytes);
+        object.size_bytes = bytes.len() as u64;
+        self.bodies.retain(|(k, _)| *k != kind);
+        self.bodies.push((kind, bytes));
+        self
+    }
+}
+
+/// Plans, PUTs and completes one upload of `images` through the edge at `api`; the job id.
+pub(crate) async fn upload(
+    client: &reqwest::Client,
+    api: &str,
+    key: &str,
+    project: &str,
+    images: &[Image],
+) -> String {
+    let manifests: Vec<&Manifest> = images.iter().map(|i| &i.manifest).collect();
+    let created = client
+        .post(format!("{api}/v1/uploads"))
+        .bearer_auth(key)
+        .json(&json!({ "project": project, "files": manifests }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let created: Value = created.json().await.unwrap();
+    // Six objects per image, in the request's order; the edge names them.
+    for (n, object) in created["objects"].as_array().unwrap().iter().enumerate() {
+        let key = object["key"].as_str().unwrap();
+        let kind: ObjectKind = serde_json::from_value(object["kind"].clone()).unwrap();
+        let body = images[n / 6]
+            .bodies
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| b.clone())
+            .unwrap();
+        let mut request = client.put(object["url"].as_str().unwrap()).body(body);
+        for pair in object["headers"].as_array().unwrap() {
+            let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            if name != "content-length" {
+                request = request.header(name, value);
+            }
+        }
+        let put = request.send().await.unwrap();
+        assert_eq!(put.status(), 200, "{key}: {}", put.text().await.unwrap());
+    }
+    let upload_id = created["upload_id"].as_str().unwrap();
+    let completed = client
+        .post(format!("{api}/v1/uploads/{upload_id}/complete"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        completed.status(),
+        200,
+        "{}",
+        completed.text().await.unwrap()
+    );
+    let completed: Value = completed.json().await.unwrap();
+    completed["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `GET /v1/jobs/{id}` until the job ends; every answer's progress must not go back.
+pub(crate) async fn wait_for_end(
+    client: &reqwest::Client,
+    api: &str,
+    key: &str,
+    job_id: &str,
+    limit: Duration,
+    up: &Up,
+) -> Value {
+    let start = Instant::now();
+    let mut last = 0.0;
+    loop {
+        let job: Value = client
+            .get(format!("{api}/v1/jobs/{job_id}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let fraction = job["progress"]["fraction"].as_f64().unwrap();
+        assert!(fraction >= last, "progress went back: {last} → {fraction}");
+        last = fraction;
+        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {job_id} still {job} after {limit:?}\n{}",
+            up.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `gdal_translate` with `args`.
+pub(crate) fn gdal_translate(args: &[&str], from: &Path, to: &Path) {
+    let status = Command::new("gdal_translate")
+        .args(["-q"])
+        .args(args)
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("gdal_translate (Debian's gdal-bin)");
+    assert!(status.success());
+}
+
+/// OSBS_029 (400 × 400 px, 0.1 m) cut into four overlapping quarters.
+pub(crate) fn osbs_quarters(dir: &Path) -> Vec<PathBuf> {
+    let osbs = crate::fixtures().join("deepforest-2.1.0/OSBS_029.tif");
+    [(0, 0), (180, 0), (0, 180), (180, 180)]
+        .iter()
+        .enumerate()
+        .map(|(n, (x, y))| {
+            let out = dir.join(format!("osbs-{n}.tif"));
+            let (x, y) = (x.to_string(), y.to_string());
+            gdal_translate(&["-srcwin", &x, &y, "220", "220"], &osbs, &out);
+            out
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The object `key` in `tessera up`'s storage folder.
+fn stored(data: &Path, key: &str) -> Vec<u8> {
+    std::fs::read(data.join("s3/tessera").join(key)).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+#[test]
+fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
+    let data = tempfile::tempdir().unwrap();
+    let pieces = tempfile::tempdir().unwrap();
+    let up = start_up_with(data.path(), &["--workers", "2"]);
+    let api = format!("http://{}", up.page);
+    let key = credentials(data.path())["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut images: Vec<Image> = osbs_quarters(pieces.path())
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            Image::of("palms", name, std::fs::read(p).unwrap())
+        })
+        .collect();
+    let photo = std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap();
+    images.push(Image::of("palms", "test1.jpg", photo.clone()));
+    // Bad: text declared as a JPEG; a GeoTIFF cut short; a photo whose uploaded 256×256
+    // derivative is another image's.
+    let right = std::fs::read(crate::fixtures().join("exif-0.6.0/right.jpg")).unwrap();
+    images.push(
+        Image::of("palms", "notes.jpg", right.clone())
+            .replace(ObjectKind::Original, b"image_path,xmin,ymin\n".repeat(40)),
+    );
+    let piece = std::fs::read(pieces.path().join("osbs-0.tif")).unwrap();
+    images.push(
+        Image::of("palms", "cut.tif", piece.clone())
+            .replace(ObjectKind::Original, piece[..piece.len() / 2].to_vec()),
+    );
+    let other = Image::of("palms", "right.jpg", right);
+    let planted = other
+        .bodies
+        .iter()
+        .find(|(k, _)| *k == ObjectKind::Processed)
+        .unwrap()
+        .1
+        .clone();
+    images.push(
+        Image::of(
+            "palms",
+            "planted.jpg",
+            std::fs::read(crate::fixtures().join("exif-0.6.0/sony-alpha-6000.jpg")).unwrap(),
+        )
+        .replace(ObjectKind::Processed, planted),
+    );
+
+    let client = reqwest::Client::new();
+    let job = runtime().block_on(async {
+        let job_id = upload(&client, &api, &key, "palms", &images).await;
+        wait_for_end(&client, &api, &key, &job_id, Duration::from_secs(180), &up).await
+    });
+    let log = up.log.lock().unwrap().clone();
+    assert_eq!(job["state"], "succeeded", "{job:#}\n{log}");
+    assert_eq!(job["progress"]["fraction"], 1.0, "{job:#}");
+    assert_eq!(job["progress"]["done"], 8);
+    assert_eq!(job["progress"]["failed"], 3, "{job:#}");
+    let windows = &job["progress"]["windows_done"];
+    assert!(
+        windows.as_u64().unwrap() >= 1 && *windows == job["progress"]["windows_total"],
+        "{job:#}"
+    );
+    let inputs = job["inputs"].as_array().unwrap();
+    for input in &inputs[..5] {
+        assert_eq!(input["state"], "ok", "{input}");
+    }
+    let reason = |i: usize| inputs[i]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason(5).contains("only JPEG, PNG and TIFF"),
+        "{}",
+        reason(5)
+    );
+    assert!(
+        reason(6).starts_with("truncated: its image data runs to byte"),
+        "{}",
+        reason(6)
+    );
+    assert!(
+        reason(7).contains("processed derivative")
+            && reason(7).contains("is not the one its original gives"),
+        "{}",
+        reason(7)
+    );
+
+    // Results: presigned and in storage under results/{job_id}/.
+    let job_id = job["job_id"].as_str().unwrap();
+    for name in ["mosaic", "preview", "coco", "geojson", "stac"] {
+        let result = &job["results"][name];
+        assert!(
+            result["key"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("results/{job_id}/")),
+            "{name}: {result}"
+        );
+        let url = result["url"].as_str().unwrap();
+        let got = runtime().block_on(async { client.get(url).send().await.unwrap() });
+        assert_eq!(got.status(), 200, "{name}");
+    }
+    let coco: Value = serde_json::from_slice(&stored(
+        data.path(),
+        &format!("results/{job_id}/detections.coco.json"),
+    ))
+    .unwrap();
+    let crowns = coco["annotations"].as_array().unwrap().len();
+    assert!(crowns >= 15, "{crowns} detections on the OSBS_029 mosaic");
+    let mosaic = stored(data.path(), &format!("results/{job_id}/mosaic.tif"));
+    assert_eq!(&mosaic[..4], b"II*\0");
+    // Each input's sidecar names the job's results.
+    let sidecar_key = format!(
+        "metadata/palms/{}.json",
+        inputs[0]["image_id"].as_str().unwrap()
+    );
+    let sidecar: Value = serde_json::from_slice(&stored(data.path(), &sidecar_key)).unwrap();
+    assert_eq!(
+        sidecar["results"][job_id]["summary"],
+        format!("results/{job_id}/job.json")
+    );
+    stop(up);
+}
+
+/// A 2,400² GeoTIFF at OSBS_029's 0.1 m: its pixels tiled 6 × 6 (copies placed with
+/// `gdal_translate -a_ullr`, joined by `gdalbuildvrt`), cut into four 1,200² quarters: a
+/// mosaic whose detection takes seconds, long enough to kill a worker in the middle of it.
+fn tiled_quarters(dir: &Path) -> Vec<PathBuf> {
+    let osbs = crate::fixtures().join("deepforest-2.1.0/OSBS_029.tif");
+    let (x0, y0) = (404_211.9, 3_285_142.9);
+    let mut copies = Vec::new();
+    for i in 0..6 {
+        for j in 0..6 {
+            let copy = dir.join(format!("copy-{i}-{j}.tif"));
+            let (ulx, uly) = (x0 + 40.0 * f64::from(i), y0 - 40.0 * f64::from(j));
+            let bounds = [ulx, uly, ulx + 40.0, uly - 40.0].map(|v| format!("{v:.1}"));
+            let mut args = vec!["-a_ullr"];
+            args.extend(bounds.iter().map(String::as_str));
+            gdal_translate(&args, &osbs, &copy);
+            copies.push(copy);
+        }
+    }
+    let vrt = dir.join("tiled.vrt");
+    let status = Command::new("gdalbuildvrt")
+        .arg("-q")
+        .arg(&vrt)
+        .args(&copies)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    [(0, 0), (1200, 0), (0, 1200), (1200, 1200)]
+        .iter()
+        .enumerate()
+        .map(|(n, (x, y))| {
+            let out = dir.join(format!("quarter-{n}.tif"));
+            let (x, y) = (x.to_string(), y.to_string());
+            gdal_translate(&["-srcwin", &x, &y, "1200", "1200"], &vrt, &out);
+            out
+        })
+        .collect()
+}
+
+/// `tessera worker` against `database` and `up`'s storage, with a 3 s lease.
+fn start_worker(database: &str, up: &Up, data: &Path) -> std::process::Child {
+    let credentials = credentials(data);
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["worker", "--database", database, "--lease-seconds", "3"])
+        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+        .arg("--scratch")
+        .arg(data.join("worker-scratch"))
+        .env("TESSERA_S3_ENDPOINT", format!("http://{}", up.storage))
+        .env("TESSERA_S3_BUCKET", "tessera")
+        .env("TESSERA_S3_REGION", "us-east-1")
+        .env("TESSERA_S3_ADDRESSING", "path")
+        .env(
+            "TESSERA_S3_ACCESS_KEY_ID",
+            credentials["access_key_id"].as_str().unwrap(),
+        )
+        .env(
+            "TESSERA_S3_SECRET_ACCESS_KEY",
+            credentials["secret_access_key"].as_str().unwrap(),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// One run of the drill job: `tessera up` as storage (no workers of its own), the job's
+/// inputs put straight into its bucket with fixed keys, the job recorded in a fresh Postgres
+/// database under the fixed id `drill`, and `during` called with what it needs to start and
+/// kill workers. Returns every result object's bytes by name, and the store.
+async fn drill_run(
+    name: &str,
+    quarters: &[PathBuf],
+    during: impl AsyncFnOnce(&str, &Up, &Path, &tessera_batch::store::Store),
+) -> (Vec<(String, Vec<u8>)>, tessera_batch::store::Store) {
+    use tessera_batch::store::Store;
+    use tessera_core::job::JobRequest;
+    use tessera_core::keys::{ImageId, JobId};
+
+    let data = tempfile::tempdir().unwrap();
+    let database = crate::store::postgres_database(name).await;
+    let up = start_up_with(data.path(), &["--workers", "0", "--database", &database]);
+    let bucket = data.path().join("s3/tessera");
+    let mut manifests = Vec::new();
+    for (n, quarter) in quarters.iter().enumerate() {
+        let original = std::fs::read(quarter).unwrap();
+        let mut options = Options::new(
+            Project::new("drill").unwrap(),
+            format!("quarter-{n}.tif"),
+            chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+        );
+        options.image_id = Some(ImageId::new(format!("quarter-{n}")).unwrap());
+        let derived = preprocess(&original, &options).unwrap();
+        for object in &derived.manifest.objects {
+            let path = bucket.join(&object.key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let body = derived.body(object.kind).unwrap_or(&original);
+            std::fs::write(path, body).unwrap();
+        }
+        let sidecar = bucket.join(&derived.manifest.metadata_key);
+        std::fs::create_dir_all(sidecar.parent().unwrap()).unwrap();
+        std::fs::write(
+            sidecar,
+            serde_json::to_vec_pretty(&derived.manifest).unwrap(),
+        )
+        .unwrap();
+        manifests.push(derived.manifest);
+    }
+    let store = Store::connect(&database).await.unwrap();
+    let job_id = JobId::new("drill").unwrap();
+    let request = JobRequest::for_upload("drill", &Project::new("drill").unwrap(), &manifests);
+    store
+        .create_job(&job_id, &request, 1_780_000_000_000)
+        .await
+        .unwrap();
+
+    during(&database, &up, data.path(), &store).await;
+
+    let job = store.job(&job_id, 0).await.unwrap().unwrap();
+    assert_eq!(
+        job.state.as_str(),
+        "succeeded",
+        "{job:#?}\n{}",
+        up.log.lock().unwrap()
+    );
+    let mut results = Vec::new();
+    for entry in std::fs::read_dir(bucket.join("results/drill")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.starts_with('.') {
+            results.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    results.sort();
+    stop(up);
+    (results, store)
+}
+
+/// Waits for `store`'s drill job to end, up to `limit`.
+async fn wait_for_drill(store: &tessera_batch::store::Store, limit: Duration) {
+    let job_id = tessera_core::keys::JobId::new("drill").unwrap();
+    let start = Instant::now();
+    while !store
+        .job(&job_id, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .is_terminal()
+    {
+        assert!(
+            start.elapsed() < limit,
+            "the drill job did not end in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
+    let pieces = tempfile::tempdir().unwrap();
+    let quarters = tiled_quarters(pieces.path());
+    let job_id = tessera_core::keys::JobId::new("drill").unwrap();
+    runtime().block_on(async {
+        // Undisturbed: one worker, stopped with SIGTERM once the job has ended.
+        let (reference, _) =
+            drill_run("drill_reference", &quarters, async |db, up, data, store| {
+                let mut worker = start_worker(db, up, data);
+                wait_for_drill(store, Duration::from_secs(300)).await;
+                let term = Command::new("kill")
+                    .args(["-TERM", &worker.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(term.success());
+                assert!(
+                    worker.wait().unwrap().success(),
+                    "SIGTERM ends a worker with 0"
+                );
+            })
+            .await;
+        let names: Vec<&str> = reference.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "detections.coco.json",
+                "detections.geojson",
+                "item.json",
+                "job.json",
+                "mosaic.tif",
+                "preview.png"
+            ]
+        );
+
+        // The drill: worker A is killed (-9) while it detects; B takes the task up once A's
+        // lease (3 s) has run out.
+        let (drilled, store) = drill_run("drill_killed", &quarters, async |db, up, data, store| {
+            let mut a = start_worker(db, up, data);
+            let start = Instant::now();
+            loop {
+                let tasks = store.tasks(&job_id).await.unwrap();
+                if tasks
+                    .iter()
+                    .any(|t| t.key == "drill/detect/0" && t.state.as_str() == "running")
+                {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(300), "{tasks:#?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            a.kill().unwrap();
+            a.wait().unwrap();
+            let mut b = start_worker(db, up, data);
+            wait_for_drill(store, Duration::from_secs(300)).await;
+            b.kill().unwrap();
+            b.wait().unwrap();
+        })
+        .await;
+        for ((name, want), (got_name, got)) in reference.iter().zip(&drilled) {
+            assert_eq!(name, got_name);
+            assert!(want == got, "{name} differs after the kill");
+        }
+        assert_eq!(reference.len(), drilled.len());
+
+        let tasks = store.tasks(&job_id).await.unwrap();
+        let keys: Vec<&str> = tasks.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "drill/ingest/0",
+                "drill/ingest/1",
+                "drill/ingest/2",
+                "drill/ingest/3",
+                "drill/stitch/0",
+                "drill/detect/0",
+                "drill/publish/0"
+            ],
+            "each task once"
+        );
+        for task in &tasks {
+            let attempts = store.attempts(task.id).await.unwrap();
+            // Claims of one task never overlap: each began after the one before ended.
+            for pair in attempts.windows(2) {
+                assert!(
+                    pair[0].ended_at.unwrap() <= pair[1].started_at,
+                    "{attempts:#?}"
+                );
+            }
+            if task.key == "drill/detect/0" {
+                assert_eq!(attempts.len(), 2, "{attempts:#?}");
+                assert_eq!(attempts[0].outcome.as_deref(), Some("lease_expired"));
+                assert_eq!(attempts[1].outcome.as_deref(), Some("completed"));
+                assert_ne!(attempts[0].worker, attempts[1].worker);
+            } else {
+                assert_eq!(
+                    attempts.last().unwrap().outcome.as_deref(),
+                    Some("completed"),
+                    "{}",
+                    task.key
+                );
+            }
+        }
+    });
+}
