@@ -8,9 +8,9 @@
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::error::{ErrorBody, ErrorCode};
-use tessera_core::job::{JobRequest, JobStatus};
+use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus, parse_job_query};
 use tessera_core::keys::JobId;
-use tessera_edge::{Jobs, JobsError};
+use tessera_edge::{Acted, Jobs, JobsError};
 
 use crate::store::Store;
 use crate::tasks::now_ms;
@@ -20,9 +20,38 @@ fn new_job_id() -> JobId {
     JobId::new(uuid::Uuid::new_v4().to_string()).expect("a UUID is a job id")
 }
 
+/// Cancels or retries `job_id` ([`Store::cancel_job`], [`Store::retry_job`]).
+async fn act(store: &Store, job_id: &JobId, action: JobAction) -> anyhow::Result<Acted> {
+    if store.job(job_id, now_ms()).await?.is_none() {
+        return Ok(Acted::NotFound);
+    }
+    let changed = match action {
+        JobAction::Cancel => store.cancel_job(job_id, now_ms()).await?,
+        JobAction::Retry => store.retry_job(job_id, now_ms()).await?,
+    };
+    Ok(match changed {
+        Err(refused) => Acted::Conflict(refused.to_string()),
+        Ok(_) => match store.job(job_id, now_ms()).await? {
+            Some(job) => Acted::Done(Box::new(job)),
+            None => Acted::NotFound,
+        },
+    })
+}
+
+/// One page of jobs.
+async fn list(store: &Store, query: &JobQuery) -> anyhow::Result<JobPage> {
+    let (jobs, cursor) = store.list_jobs(query, now_ms()).await?;
+    Ok(JobPage {
+        jobs,
+        next_cursor: cursor.map(|c| c.encode()),
+    })
+}
+
 /// The job API over `http` types: `POST /v1/jobs` (201 with the [`JobStatus`], or 200 with
-/// the upload's existing job) and `GET /v1/jobs/{id}` (200, or 404). Every request must
-/// carry `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
+/// the upload's existing job), `GET /v1/jobs` (a [`JobPage`]), `GET /v1/jobs/{id}` (200, or
+/// 404) and `POST /v1/jobs/{id}/{cancel,retry}` (200, 404, or 409 when the job's state does
+/// not allow it). Every request must carry `Authorization: Bearer {token}`. Errors are
+/// `{code, message}` like the edge's.
 pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     let authorized = request
         .headers()
@@ -41,6 +70,34 @@ pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> R
                 Ok((job, false)) => (StatusCode::OK, json!(job)),
                 Err(e) => internal(&e),
             },
+        }
+    } else if request.method() == Method::GET && path == "/v1/jobs" {
+        let query = request.uri().query().unwrap_or_default();
+        match parse_job_query(form_urlencoded::parse(query.as_bytes())) {
+            Err(e) => error(e.code(), &e.to_string()),
+            Ok(query) => match list(store, &query).await {
+                Ok(page) => (StatusCode::OK, json!(page)),
+                Err(e) => internal(&e),
+            },
+        }
+    } else if let (&Method::POST, Some((id, action))) = (
+        request.method(),
+        path.strip_prefix("/v1/jobs/")
+            .and_then(|rest| rest.split_once('/')),
+    ) {
+        let action = match action {
+            "cancel" => Some(JobAction::Cancel),
+            "retry" => Some(JobAction::Retry),
+            _ => None,
+        };
+        match (JobId::new(id), action) {
+            (Ok(job_id), Some(action)) => match act(store, &job_id, action).await {
+                Ok(Acted::Done(job)) => (StatusCode::OK, json!(job)),
+                Ok(Acted::NotFound) => error(ErrorCode::JobNotFound, &format!("no job {id}")),
+                Ok(Acted::Conflict(message)) => error(ErrorCode::JobStateConflict, &message),
+                Err(e) => internal(&e),
+            },
+            _ => error(ErrorCode::NotFound, &format!("no route for {path}")),
         }
     } else if let (&Method::GET, Some(id)) = (request.method(), path.strip_prefix("/v1/jobs/")) {
         match JobId::new(id) {
@@ -77,6 +134,18 @@ impl Jobs for LocalJobs {
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
         self.0
             .job(job_id, now_ms())
+            .await
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
+        list(&self.0, query)
+            .await
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn act(&self, job_id: &JobId, action: JobAction) -> Result<Acted, JobsError> {
+        act(&self.0, job_id, action)
             .await
             .map_err(|e| JobsError::Backend(e.into()))
     }

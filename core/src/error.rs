@@ -89,6 +89,10 @@ pub enum ErrorCode {
     /// No such job.
     JobNotFound,
 
+    // A change a job's state does not allow (cancelling a finished job, retrying a running one).
+    /// The job's state does not allow the change.
+    JobStateConflict,
+
     // Failures that are not the client's.
     /// The batch backend did not accept a job; completing again retries.
     JobTriggerFailed,
@@ -136,6 +140,7 @@ impl ErrorCode {
             Self::UploadNotFound => "upload_not_found",
             Self::ImageNotFound => "image_not_found",
             Self::JobNotFound => "job_not_found",
+            Self::JobStateConflict => "job_state_conflict",
             Self::JobTriggerFailed => "job_trigger_failed",
             Self::JobStatusUnavailable => "job_status_unavailable",
             Self::Internal => "internal",
@@ -143,7 +148,7 @@ impl ErrorCode {
     }
 
     /// The HTTP status an API answers with this code (RFC 9110 semantics): 400 for a bad
-    /// request or file, 401, 404, 405, 408, 409 for objects that are not as declared, 413, 429, 502
+    /// request or file, 401, 404, 405, 408, 409 for objects that are not as declared or a job state change not allowed, 413, 429, 502
     /// when the batch backend failed, 500 otherwise.
     #[must_use]
     pub fn http_status(self) -> u16 {
@@ -154,7 +159,7 @@ impl ErrorCode {
             Self::RequestTimeout => 408,
             Self::RateLimited => 429,
             Self::NotFound | Self::UploadNotFound | Self::ImageNotFound | Self::JobNotFound => 404,
-            Self::ObjectsNotUploaded => 409,
+            Self::ObjectsNotUploaded | Self::JobStateConflict => 409,
             Self::JobTriggerFailed | Self::JobStatusUnavailable => 502,
             Self::Internal | Self::EncodeFailed | Self::Unreadable | Self::Unwritable => 500,
             Self::UnsupportedType

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::Sha256Digest;
 use crate::keys::{ImageId, JobId, Project};
 use crate::manifest::Manifest;
+use crate::search::QueryError;
 
 /// One input of a job: an uploaded original and its metadata sidecar.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -467,6 +468,161 @@ impl JobStatus {
     }
 }
 
+/// `GET /v1/jobs`: jobs newest first, filtered by project and state, one page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only this project's jobs.
+    pub project: Option<Project>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Jobs per page, 1 to [`JobQuery::MAX_LIMIT`].
+    pub limit: u32,
+    /// Where the previous page ended.
+    pub cursor: Option<JobCursor>,
+}
+
+impl JobQuery {
+    /// Page size unless asked.
+    pub const DEFAULT_LIMIT: u32 = 20;
+    /// Largest page.
+    pub const MAX_LIMIT: u32 = 100;
+}
+
+/// A keyset position in the job list, newest first: the last job of a page, by when it was
+/// created (Unix ms) and its id (ties). Written `{created_at_ms}~{job_id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCursor {
+    /// When the last listed job was created, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Its id.
+    pub job_id: JobId,
+}
+
+impl JobCursor {
+    /// The written form's pattern (for the OpenAPI document).
+    pub const PATTERN: &'static str = "^[0-9]{1,15}~[a-z0-9][a-z0-9-]{0,63}$";
+
+    /// `{created_at_ms}~{job_id}`.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.created_at_ms, self.job_id.as_str())
+    }
+
+    /// Parses [`JobCursor::encode`]'s form; `None` for anything else.
+    #[must_use]
+    pub fn decode(text: &str) -> Option<Self> {
+        let (ms, id) = text.split_once('~')?;
+        if ms.is_empty() || ms.len() > 15 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            created_at_ms: ms.parse().ok()?,
+            job_id: JobId::new(id).ok()?,
+        })
+    }
+}
+
+/// Parses decoded query pairs of `GET /v1/jobs` (`project`, `state`, `limit`, `cursor`).
+///
+/// # Errors
+/// [`QueryError`] naming the parameter, the value and what is expected; nothing a client
+/// sends reaches SQL as text.
+pub fn parse_job_query<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Result<JobQuery, QueryError> {
+    let mut query = JobQuery {
+        project: None,
+        state: None,
+        limit: JobQuery::DEFAULT_LIMIT,
+        cursor: None,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, value) in pairs {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let invalid = |parameter, expected| QueryError::Invalid {
+            parameter,
+            value: value.to_owned(),
+            expected,
+        };
+        if !seen.insert(name.to_owned()) {
+            return Err(QueryError::Repeated(name.to_owned()));
+        }
+        match name {
+            "project" => {
+                query.project =
+                    Some(Project::new(value).map_err(|_| invalid("project", "a project name"))?);
+            }
+            "state" => {
+                query.state = Some(JobState::parse(value).ok_or_else(|| {
+                    invalid("state", "queued, running, succeeded, failed or cancelled")
+                })?);
+            }
+            "limit" => {
+                query.limit = Some(value)
+                    .filter(|v| {
+                        !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .filter(|l| (1..=JobQuery::MAX_LIMIT).contains(l))
+                    .ok_or_else(|| invalid("limit", "an integer 1 to 100"))?;
+            }
+            "cursor" => {
+                query.cursor = Some(
+                    JobCursor::decode(value)
+                        .ok_or_else(|| invalid("cursor", "a cursor from a previous page"))?,
+                );
+            }
+            other => {
+                return Err(QueryError::Unknown(
+                    other.to_owned(),
+                    "project, state, limit, cursor",
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// A page of `GET /v1/jobs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// Jobs, newest first, without their per-input lists.
+    pub jobs: Vec<JobStatus>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// What a client may ask of a job: `POST /v1/jobs/{id}/cancel` or `…/retry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    /// Stop a queued or running job.
+    Cancel,
+    /// Queue a failed or cancelled job again; what had failed runs again.
+    Retry,
+}
+
+impl JobAction {
+    /// The path segment.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
+
+    /// The [`JobEvent`] it applies.
+    #[must_use]
+    pub const fn event(self) -> JobEvent {
+        match self {
+            Self::Cancel => JobEvent::Cancel,
+            Self::Retry => JobEvent::Retry,
+        }
+    }
+}
+
 /// What happens to a job; [`transition`] says which state it leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobEvent {
@@ -613,6 +769,55 @@ mod tests {
         assert!((stage_fraction(JobStage::Detect, 7.0) - 0.9).abs() < 1e-12);
         assert!((stage_fraction(JobStage::Detect, f64::NAN) - 0.4).abs() < 1e-12);
         assert_eq!(stage_fraction(JobStage::Notify, 0.0), 1.0);
+    }
+
+    #[test]
+    fn job_list_parameters_parse_into_types_and_refuse_the_rest() {
+        let q = parse_job_query([
+            ("project", "palms"),
+            ("state", "running"),
+            ("limit", "5"),
+            ("cursor", "1780000000123~job-1"),
+        ])
+        .unwrap();
+        assert_eq!(q.project.unwrap().as_str(), "palms");
+        assert_eq!(q.state, Some(JobState::Running));
+        assert_eq!(q.limit, 5);
+        let cursor = q.cursor.unwrap();
+        assert_eq!(cursor.created_at_ms, 1_780_000_000_123);
+        assert_eq!(JobCursor::decode(&cursor.encode()), Some(cursor));
+        let empty: [(&str, &str); 0] = [];
+        assert_eq!(
+            parse_job_query(empty).unwrap().limit,
+            JobQuery::DEFAULT_LIMIT
+        );
+        for (name, value) in [
+            ("state", "done"),
+            ("limit", "0"),
+            ("limit", "101"),
+            ("limit", "+5"),
+            ("project", "Bad_Name"),
+            ("project", "x' OR '1'='1"),
+            ("cursor", "1~Job"),
+            ("cursor", "-1~job"),
+            ("cursor", "1780000000123"),
+            ("cursor", "9999999999999999~job"),
+        ] {
+            let e = parse_job_query([(name, value)]).unwrap_err();
+            assert_eq!(
+                e.code(),
+                crate::error::ErrorCode::InvalidParameter,
+                "{name}={value}"
+            );
+        }
+        assert_eq!(
+            parse_job_query([("sort", "x")]).unwrap_err().to_string(),
+            "unknown parameter \"sort\"; use project, state, limit, cursor"
+        );
+        assert!(matches!(
+            parse_job_query([("state", "queued"), ("state", "failed")]),
+            Err(QueryError::Repeated(_))
+        ));
     }
 
     #[test]

@@ -132,9 +132,9 @@ pub fn cut_page(mut rows: Vec<Manifest>, limit: u32) -> (Vec<Manifest>, Option<S
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueryError {
-    /// A parameter this API does not have.
-    #[error("unknown parameter {0:?}; use project, from, to, bbox, limit, cursor")]
-    Unknown(String),
+    /// A parameter this API does not have, and those it has.
+    #[error("unknown parameter {0:?}; use {1}")]
+    Unknown(String, &'static str),
     /// A parameter given twice.
     #[error("parameter {0:?} given more than once")]
     Repeated(String),
@@ -155,7 +155,7 @@ impl QueryError {
     #[must_use]
     pub const fn code(&self) -> ErrorCode {
         match self {
-            Self::Unknown(_) => ErrorCode::UnknownParameter,
+            Self::Unknown(..) => ErrorCode::UnknownParameter,
             Self::Repeated(_) => ErrorCode::RepeatedParameter,
             Self::Invalid { .. } => ErrorCode::InvalidParameter,
         }
@@ -240,7 +240,12 @@ pub fn parse_image_query<K: AsRef<str>, V: AsRef<str>>(
                     max_lat,
                 });
             }
-            other => return Err(QueryError::Unknown(other.to_owned())),
+            other => {
+                return Err(QueryError::Unknown(
+                    other.to_owned(),
+                    "project, from, to, bbox, limit, cursor",
+                ));
+            }
         }
     }
     Ok(query)

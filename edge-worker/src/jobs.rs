@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use http::{Method, Request, StatusCode};
-use tessera_core::job::{JobRequest, JobStatus};
+use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus};
 use tessera_core::keys::JobId;
 
 use crate::{Outbound, OutboundError};
@@ -37,16 +37,36 @@ pub enum JobsError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What a cancel or retry came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acted {
+    /// Done: the job's status after it.
+    Done(Box<JobStatus>),
+    /// No such job.
+    NotFound,
+    /// The job's state does not allow it; the message says why.
+    Conflict(String),
+}
+
 /// The batch backend as the edge sees it.
 pub trait Jobs {
     /// Records a queued job for a completed upload and returns its status.
     fn create(&self, request: &JobRequest) -> impl Future<Output = Result<JobStatus, JobsError>>;
     /// One job's status; `Ok(None)` when the backend has no such job.
     fn status(&self, job_id: &JobId) -> impl Future<Output = Result<Option<JobStatus>, JobsError>>;
+    /// One page of jobs, newest first.
+    fn list(&self, query: &JobQuery) -> impl Future<Output = Result<JobPage, JobsError>>;
+    /// Cancels or retries a job.
+    fn act(
+        &self,
+        job_id: &JobId,
+        action: JobAction,
+    ) -> impl Future<Output = Result<Acted, JobsError>>;
 }
 
-/// The backend's job API over HTTP: `POST {base_url}/v1/jobs` and
-/// `GET {base_url}/v1/jobs/{id}`, each with `Authorization: Bearer {token}`.
+/// The backend's job API over HTTP: `POST {base_url}/v1/jobs`, `GET {base_url}/v1/jobs`,
+/// `GET {base_url}/v1/jobs/{id}` and `POST {base_url}/v1/jobs/{id}/{cancel,retry}`, each with
+/// `Authorization: Bearer {token}`.
 #[derive(Debug, Clone)]
 pub struct HttpJobs<O> {
     base_url: String,
@@ -106,6 +126,42 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
+            _ => Err(refused(&response)),
+        }
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
+        let mut pairs = form_urlencoded::Serializer::new(String::new());
+        if let Some(project) = &query.project {
+            pairs.append_pair("project", project.as_str());
+        }
+        if let Some(state) = query.state {
+            pairs.append_pair("state", state.as_str());
+        }
+        pairs.append_pair("limit", &query.limit.to_string());
+        if let Some(cursor) = &query.cursor {
+            pairs.append_pair("cursor", &cursor.encode());
+        }
+        let path = format!("/v1/jobs?{}", pairs.finish());
+        let response = self.call(Method::GET, &path, Vec::new()).await?;
+        if !response.status().is_success() {
+            return Err(refused(&response));
+        }
+        Ok(serde_json::from_slice(response.body())?)
+    }
+
+    async fn act(&self, job_id: &JobId, action: JobAction) -> Result<Acted, JobsError> {
+        let path = format!("/v1/jobs/{job_id}/{}", action.as_str());
+        let response = self.call(Method::POST, &path, Vec::new()).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(Acted::NotFound),
+            StatusCode::CONFLICT => {
+                let body: tessera_core::error::ErrorBody = serde_json::from_slice(response.body())?;
+                Ok(Acted::Conflict(body.message))
+            }
+            s if s.is_success() => Ok(Acted::Done(Box::new(serde_json::from_slice(
+                response.body(),
+            )?))),
             _ => Err(refused(&response)),
         }
     }

@@ -36,7 +36,7 @@ use std::future::Future;
 use http::{Request, Response};
 
 pub use crate::config::{BackendConfig, Config, ConfigError};
-pub use crate::jobs::{HttpJobs, Jobs, JobsError};
+pub use crate::jobs::{Acted, HttpJobs, Jobs, JobsError};
 pub use crate::routes::{Admission, Admitted, ClientAddr, Edge};
 pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
 pub use crate::wire::{

@@ -14,7 +14,10 @@ use crate::wire::{
 };
 use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
 use tessera_core::exif::{DATE_PATTERN, ExifMetadata, GpsPosition, taken_at_pattern};
-use tessera_core::job::{JobStage, JobState, JobStatus, Progress};
+use tessera_core::job::{
+    InputOutcome, InputState, JobCursor, JobPage, JobQuery, JobResults, JobStage, JobState,
+    JobStatus, Progress, ResultObject,
+};
 use tessera_core::keys::Project;
 use tessera_core::limits::ImageFormat;
 use tessera_core::presign::{Method, PresignedRequest};
@@ -204,12 +207,72 @@ fn paths() -> Value {
     job["operationId"] = json!("getJob");
     job["parameters"] = json!([path_id("the job_id from complete")]);
 
+    let mut jobs = keyed(
+        "Jobs, newest first, filtered by project and state",
+        ("200", "a page of jobs (without per-input lists)", "JobPage"),
+        &[
+            bad_request,
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    jobs["operationId"] = json!("listJobs");
+    jobs["parameters"] = json!([
+        query(
+            "project",
+            "only this project",
+            json!({"type": "string", "pattern": Project::pattern()})
+        ),
+        query(
+            "state",
+            "only jobs in this state",
+            json!({"$ref": "#/components/schemas/JobState"})
+        ),
+        query(
+            "limit",
+            "page size",
+            json!({"type": "integer", "minimum": 1,
+            "maximum": JobQuery::MAX_LIMIT, "default": JobQuery::DEFAULT_LIMIT})
+        ),
+        query(
+            "cursor",
+            "next_cursor of the previous page",
+            json!({"type": "string", "pattern": JobCursor::PATTERN})
+        ),
+    ]);
+    let action = |summary: &str, id: &str, conflict: &str| {
+        let mut op = keyed(
+            summary,
+            ("200", "the job after the change", "JobStatus"),
+            &[
+                ("404", "no such job"),
+                ("409", conflict),
+                ("502", "the batch backend did not answer; try again"),
+            ],
+        );
+        op["operationId"] = json!(id);
+        op["parameters"] = json!([path_id("the job_id")]);
+        op
+    };
+    let cancel = action(
+        "Cancel a queued or running job: no new task of it starts",
+        "cancelJob",
+        "the job has already ended",
+    );
+    let retry = action(
+        "Queue a failed or cancelled job again: what failed or was cancelled runs again",
+        "retryJob",
+        "the job is queued, running or succeeded",
+    );
+
     json!({
         "/v1/uploads": {"post": create},
         "/v1/uploads/{id}/complete": {"post": complete},
         "/v1/images": {"get": search},
         "/v1/images/{id}": {"get": image},
+        "/v1/jobs": {"get": jobs},
         "/v1/jobs/{id}": {"get": job},
+        "/v1/jobs/{id}/cancel": {"post": cancel},
+        "/v1/jobs/{id}/retry": {"post": retry},
         "/v1/openapi.json": {"get": {
             "summary": "This document; no API key",
             "operationId": "openApi",
@@ -333,6 +396,11 @@ pub fn document() -> Value {
         .schema_from::<JobState>()
         .schema_from::<JobStage>()
         .schema_from::<Progress>()
+        .schema_from::<JobPage>()
+        .schema_from::<InputOutcome>()
+        .schema_from::<InputState>()
+        .schema_from::<JobResults>()
+        .schema_from::<ResultObject>()
         .build();
     let mut document = serde_json::to_value(
         OpenApiBuilder::new()

@@ -15,7 +15,7 @@ use tessera_core::access::{
     AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, CORS_MAX_AGE, TokenBucket, api_key_hash,
 };
 use tessera_core::error::{ErrorCode, ObjectProblem};
-use tessera_core::job::JobRequest;
+use tessera_core::job::{JobAction, JobRequest, parse_job_query};
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{cut_page, parse_image_query};
@@ -24,6 +24,7 @@ use tessera_core::upload::{
 };
 
 use crate::error::{ApiError, ApiResult, json_response, log_error};
+use crate::jobs::Acted;
 use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
 };
@@ -80,7 +81,9 @@ enum Route {
     CompleteUpload(String),
     Search,
     Image(String),
+    Jobs,
     Job(String),
+    JobAction(String, JobAction),
 }
 
 /// What a path and method name, before any key is checked.
@@ -107,7 +110,19 @@ fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
         ),
         ["v1", "images"] => ("GET", Matched::Authorized(Route::Search)),
         ["v1", "images", id] => ("GET", Matched::Authorized(Route::Image((*id).to_owned()))),
+        ["v1", "jobs"] => ("GET", Matched::Authorized(Route::Jobs)),
         ["v1", "jobs", id] => ("GET", Matched::Authorized(Route::Job((*id).to_owned()))),
+        ["v1", "jobs", id, action @ ("cancel" | "retry")] => {
+            let action = if *action == "cancel" {
+                JobAction::Cancel
+            } else {
+                JobAction::Retry
+            };
+            (
+                "POST",
+                Matched::Authorized(Route::JobAction((*id).to_owned(), action)),
+            )
+        }
         _ => {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
@@ -250,7 +265,9 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 Route::CompleteUpload(id) => self.complete_upload(&id, now).await,
                 Route::Search => self.search(&query).await,
                 Route::Image(id) => self.image(&id, now).await,
+                Route::Jobs => self.jobs(&query).await,
                 Route::Job(id) => self.job(&id, now).await,
+                Route::JobAction(id, action) => self.job_action(&id, action).await,
             }
         };
         let mut response = answered.unwrap_or_else(ApiError::into_response);
@@ -558,6 +575,42 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 downloads,
             },
         ))
+    }
+
+    /// One page of jobs.
+    async fn jobs(&self, query: &str) -> ApiResult {
+        let query = parse_job_query(form_urlencoded::parse(query.as_bytes()))
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        match self.jobs.list(&query).await {
+            Ok(page) => Ok(json_response(StatusCode::OK, &page)),
+            Err(e) => {
+                log_error("job list", &e);
+                Err(ApiError::new(
+                    ErrorCode::JobStatusUnavailable,
+                    "the batch backend did not list the jobs; try again",
+                ))
+            }
+        }
+    }
+
+    /// Cancels or retries a job.
+    async fn job_action(&self, job_id: &str, action: JobAction) -> ApiResult {
+        let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
+        let job_id = JobId::new(job_id).map_err(|_| not_found())?;
+        match self.jobs.act(&job_id, action).await {
+            Ok(Acted::Done(job)) => Ok(json_response(StatusCode::OK, &job)),
+            Ok(Acted::NotFound) => Err(not_found()),
+            Ok(Acted::Conflict(message)) => {
+                Err(ApiError::new(ErrorCode::JobStateConflict, message))
+            }
+            Err(e) => {
+                log_error("job action", &e);
+                Err(ApiError::new(
+                    ErrorCode::JobStatusUnavailable,
+                    "the batch backend did not answer; try again",
+                ))
+            }
+        }
     }
 
     /// The job, its results as presigned GET URLs valid for the configured GET lifetime.

@@ -11,14 +11,14 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::access::api_key_hash;
-use tessera_core::job::{JobRequest, JobStatus};
+use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus};
 use tessera_core::keys::JobId;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRequest};
 use tessera_core::{ObjectKind, Sha256Digest};
 
 use crate::sqlite::SqliteStore;
-use crate::{ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
+use crate::{Acted, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
 
 const KEY: &str = "router-test-key";
 const ORIGIN: &str = "http://app.example";
@@ -111,6 +111,34 @@ impl Jobs for &ScriptedJobs {
             .and_then(|n| n.parse::<usize>().ok());
         Ok(n.filter(|n| (1..=requests.len()).contains(n))
             .map(|n| ScriptedJobs::queued(n, &requests[n - 1])))
+    }
+
+    async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
+        let requests = self.requests.borrow();
+        let jobs = (1..=requests.len())
+            .rev()
+            .map(|n| ScriptedJobs::queued(n, &requests[n - 1]))
+            .filter(|job| query.project.as_ref().is_none_or(|p| *p == job.project))
+            .take(query.limit as usize)
+            .collect();
+        Ok(JobPage {
+            jobs,
+            next_cursor: None,
+        })
+    }
+
+    /// Jobs stay queued: a cancel succeeds, a retry conflicts.
+    async fn act(&self, job_id: &JobId, action: JobAction) -> Result<Acted, JobsError> {
+        let Some(mut job) = self.status(job_id).await? else {
+            return Ok(Acted::NotFound);
+        };
+        match tessera_core::job::transition(job.state, action.event()) {
+            Ok(state) => {
+                job.state = state;
+                Ok(Acted::Done(Box::new(job)))
+            }
+            Err(e) => Ok(Acted::Conflict(e.to_string())),
+        }
     }
 }
 
@@ -307,6 +335,37 @@ fn upload_complete_is_verified_recorded_and_triggers_one_job() {
         (status, &missing["code"]),
         (StatusCode::NOT_FOUND, &json!("upload_not_found"))
     );
+
+    // The job list, and cancel and retry as the backend decides them.
+    let (status, page) = edge.api(Method::GET, "/v1/jobs?project=palms&limit=5", &Value::Null);
+    assert_eq!(
+        (status, &page["jobs"][0]["job_id"]),
+        (StatusCode::OK, &json!("job-1"))
+    );
+    let (status, bad) = edge.api(Method::GET, "/v1/jobs?state=done", &Value::Null);
+    assert_eq!(
+        (status, &bad["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_parameter"))
+    );
+    let (status, cancelled) = edge.api(Method::POST, "/v1/jobs/job-1/cancel", &Value::Null);
+    assert_eq!(
+        (status, &cancelled["state"]),
+        (StatusCode::OK, &json!("cancelled"))
+    );
+    let (status, refused) = edge.api(Method::POST, "/v1/jobs/job-1/retry", &Value::Null);
+    assert_eq!(
+        (status, &refused["code"], &refused["message"]),
+        (
+            StatusCode::CONFLICT,
+            &json!("job_state_conflict"),
+            &json!("a queued job cannot retry")
+        )
+    );
+    let (status, missing) = edge.api(Method::POST, "/v1/jobs/job-9/cancel", &Value::Null);
+    assert_eq!(
+        (status, &missing["code"]),
+        (StatusCode::NOT_FOUND, &json!("job_not_found"))
+    );
 }
 
 #[test]
@@ -400,6 +459,8 @@ fn keys_are_required_and_rate_limited_per_key() {
         (Method::DELETE, "/v1/images", "GET"),
         (Method::GET, "/v1/uploads", "POST"),
         (Method::PUT, "/v1/jobs/j", "GET"),
+        (Method::GET, "/v1/jobs/j/cancel", "POST"),
+        (Method::DELETE, "/v1/jobs", "GET"),
         (Method::POST, "/health", "GET"),
     ] {
         let (r, body) = edge.call(Request::builder().method(method).uri(path), b"");

@@ -8,9 +8,9 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use tessera_core::Sha256Digest;
 use tessera_core::job::{
-    InputOutcome, InputState, JobEvent, JobInput, JobRequest, JobResults, JobStage, JobState,
-    JobStatus, Progress, TransitionError, end_event, remaining_seconds, shards, stage_after,
-    stage_fraction, transition,
+    InputOutcome, InputState, JobCursor, JobEvent, JobInput, JobQuery, JobRequest, JobResults,
+    JobStage, JobState, JobStatus, Progress, TransitionError, end_event, remaining_seconds, shards,
+    stage_after, stage_fraction, transition,
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::queue::{DEFAULT_MAX_ATTEMPTS, TaskKey};
@@ -261,6 +261,54 @@ impl Store {
             })
             .collect();
         Ok(Some(job))
+    }
+
+    /// One page of jobs for `query`, newest first (keyset on creation time and id), without
+    /// their input lists; the cursor after the page's last job when another page follows.
+    ///
+    /// # Errors
+    /// The database's, or a row that does not parse.
+    pub async fn list_jobs(
+        &self,
+        query: &JobQuery,
+        now: i64,
+    ) -> Result<(Vec<JobStatus>, Option<JobCursor>)> {
+        // Every filter is bound; absent ones compare a NULL parameter and pass.
+        let rows = sqlx::query(self.sql(
+            "SELECT j.job_id, j.upload_id, j.project, j.state, j.stage, j.inputs_total, j.windows_done,
+                    j.windows_total, j.fraction, j.error, j.results, j.created_at, j.started_at,
+                    (SELECT COUNT(*) FROM job_inputs i WHERE i.job_id = j.job_id AND i.state <> 'pending') AS settled,
+                    (SELECT COUNT(*) FROM job_inputs i WHERE i.job_id = j.job_id AND i.state = 'failed') AS failed
+             FROM jobs j
+             WHERE ($1 IS NULL OR j.project = $1)
+               AND ($2 IS NULL OR j.state = $2)
+               AND ($3 IS NULL OR j.created_at < $3 OR (j.created_at = $3 AND j.job_id < $4))
+             ORDER BY j.created_at DESC, j.job_id DESC
+             LIMIT $5",
+        ))
+        .bind(query.project.as_ref().map(|p| p.as_str().to_owned()))
+        .bind(query.state.map(JobState::as_str))
+        .bind(query.cursor.as_ref().map(|c| c.created_at_ms))
+        .bind(query.cursor.as_ref().map(|c| c.job_id.as_str().to_owned()))
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut created = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut job = job_of(row, now)?;
+            job.progress.done = unsigned(row, "settled")?;
+            job.progress.failed = unsigned(row, "failed")?;
+            created.push(row.try_get::<i64, _>("created_at")?);
+            jobs.push(job);
+        }
+        let limit = usize::try_from(query.limit)?;
+        let cursor = (jobs.len() > limit).then(|| JobCursor {
+            created_at_ms: created[limit - 1],
+            job_id: jobs[limit - 1].job_id.clone(),
+        });
+        jobs.truncate(limit);
+        Ok((jobs, cursor))
     }
 
     /// Every input of `job_id`, in the request's order.

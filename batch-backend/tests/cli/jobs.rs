@@ -568,3 +568,178 @@ fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
         }
     });
 }
+
+#[test]
+fn jobs_are_listed_by_page_cancelled_and_retried_through_the_edge() {
+    let data = tempfile::tempdir().unwrap();
+    let up = start_up_with(data.path(), &["--workers", "0"]);
+    let api = format!("http://{}", up.page);
+    let key = credentials(data.path())["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let photos = ["test1.jpg", "right.jpg", "short-ascii-II.jpg"];
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        let mut ids = Vec::new();
+        for name in photos {
+            let bytes = std::fs::read(crate::fixtures().join("exif-0.6.0").join(name)).unwrap();
+            ids.push(
+                upload(
+                    &client,
+                    &api,
+                    &key,
+                    "palms",
+                    &[Image::of("palms", name, bytes)],
+                )
+                .await,
+            );
+        }
+        let get = |path: String| {
+            let request = client.get(format!("{api}{path}")).bearer_auth(&key);
+            async move {
+                let answer = request.send().await.unwrap();
+                (
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+        let post = |path: String| {
+            let request = client.post(format!("{api}{path}")).bearer_auth(&key);
+            async move {
+                let answer = request.send().await.unwrap();
+                (
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+        // Newest first, two to a page, every job once.
+        let (status, first) = get("/v1/jobs?project=palms&limit=2".into()).await;
+        assert_eq!(status, 200, "{first}");
+        let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+        let (_, second) = get(format!("/v1/jobs?project=palms&limit=2&cursor={cursor}")).await;
+        assert!(second.get("next_cursor").is_none(), "{second}");
+        let listed: Vec<&str> = first["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(second["jobs"].as_array().unwrap())
+            .map(|j| j["job_id"].as_str().unwrap())
+            .collect();
+        let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+        assert_eq!(listed, newest_first);
+        let (_, other) = get("/v1/jobs?project=other".into()).await;
+        assert_eq!(other["jobs"], json!([]));
+        // Filters are typed before they reach SQL.
+        for query in [
+            "project=x'%20OR%20'1'='1",
+            "state=queued'--",
+            "limit=1;DROP",
+            "cursor=1~a'b",
+            "sort=x",
+        ] {
+            let (status, refused) = get(format!("/v1/jobs?{query}")).await;
+            assert_eq!(status, 400, "{query}: {refused}");
+        }
+        let unauthorized = client.get(format!("{api}/v1/jobs")).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+
+        // Cancel a queued job; cancelling again conflicts; retry queues it again.
+        let job = &ids[0];
+        let (status, cancelled) = post(format!("/v1/jobs/{job}/cancel")).await;
+        assert_eq!((status, &cancelled["state"]), (200, &json!("cancelled")));
+        let (_, listed) = get("/v1/jobs?state=cancelled".into()).await;
+        assert_eq!(listed["jobs"][0]["job_id"], json!(job));
+        let (status, again) = post(format!("/v1/jobs/{job}/cancel")).await;
+        assert_eq!(
+            (status, &again["code"]),
+            (409, &json!("job_state_conflict"))
+        );
+        assert_eq!(again["message"], "a cancelled job cannot cancel");
+        let (status, retried) = post(format!("/v1/jobs/{job}/retry")).await;
+        assert_eq!((status, &retried["state"]), (200, &json!("queued")));
+        let (status, missing) = post("/v1/jobs/no-such-job/retry".into()).await;
+        assert_eq!((status, &missing["code"]), (404, &json!("job_not_found")));
+    });
+    stop(up);
+}
+
+/// The edge's HTTP client of the job API and the batch backend's service API, joined in
+/// process: every call the deployed edge makes gets the answer the store gives.
+#[test]
+fn the_edge_s_http_client_and_the_service_job_api_agree() {
+    use tessera_batch::store::Store;
+    use tessera_core::job::{JobAction, JobQuery, JobRequest};
+    use tessera_edge::{Acted, HttpJobs, Jobs, JobsError, Outbound, OutboundError};
+
+    struct Loopback(Store);
+    impl Outbound for Loopback {
+        async fn send(
+            &self,
+            request: http::Request<Vec<u8>>,
+        ) -> Result<http::Response<Vec<u8>>, OutboundError> {
+            Ok(tessera_batch::jobs::answer(&self.0, "service-token", &request).await)
+        }
+    }
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite:{}", dir.path().join("b.sqlite").display()))
+            .await
+            .unwrap();
+        let image = Image::of(
+            "palms",
+            "test1.jpg",
+            std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap(),
+        );
+        let request = JobRequest::for_upload(
+            "upload-1",
+            &Project::new("palms").unwrap(),
+            &[image.manifest],
+        );
+        let http = HttpJobs::new(
+            "http://jobs.internal/",
+            "service-token",
+            Loopback(store.clone()),
+        );
+        let created = http.create(&request).await.unwrap();
+        assert_eq!(created.state.as_str(), "queued");
+        assert_eq!((created.progress.done, created.progress.total), (0, 1));
+        // Creating it again (a second completion) gives the same job.
+        assert_eq!(http.create(&request).await.unwrap().job_id, created.job_id);
+        assert_eq!(
+            http.status(&created.job_id).await.unwrap(),
+            Some(created.clone())
+        );
+        let page = http
+            .list(&JobQuery {
+                project: None,
+                state: None,
+                limit: 10,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.jobs.len(), 1);
+        match http.act(&created.job_id, JobAction::Retry).await.unwrap() {
+            Acted::Conflict(message) => assert_eq!(message, "a queued job cannot retry"),
+            other => panic!("{other:?}"),
+        }
+        match http.act(&created.job_id, JobAction::Cancel).await.unwrap() {
+            Acted::Done(job) => assert_eq!(job.state.as_str(), "cancelled"),
+            other => panic!("{other:?}"),
+        }
+        let missing = tessera_core::keys::JobId::new("no-such-job").unwrap();
+        assert_eq!(http.status(&missing).await.unwrap(), None);
+        assert_eq!(
+            http.act(&missing, JobAction::Cancel).await.unwrap(),
+            Acted::NotFound
+        );
+        let wrong = HttpJobs::new("http://jobs.internal", "guess", Loopback(store));
+        match wrong.create(&request).await {
+            Err(JobsError::Refused { status, .. }) => assert_eq!(status, 401),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -111,8 +111,12 @@ fn upload_put_complete_search_and_download() {
         assert_eq!(r.status(), 200);
         let job = r.json::<Value>().await.unwrap();
         assert_eq!(
-            (&job["state"], &job["progress"]),
-            (&json!("queued"), &json!({"done": 0, "total": 1}))
+            (
+                &job["state"],
+                &job["progress"]["done"],
+                &job["progress"]["total"]
+            ),
+            (&json!("queued"), &json!(0), &json!(1))
         );
         let r = stack
             .api(reqwest::Method::GET, "/v1/jobs/job-9")
