@@ -158,21 +158,80 @@ function render(entry) {
 }
 
 const watched = new Set();
+const RESULT_NAMES = { coco: 'COCO JSON', geojson: 'GeoJSON', stac: 'STAC Item', mosaic: 'Mosaic (COG)' };
+
+/** The job's progress and, once it has ended, its results: the preview with the detections
+ * drawn, download links, and each input that failed with its reason. */
+function renderJob(card, job) {
+  const stage = job.stage && job.state === 'running' ? `, ${job.stage}` : '';
+  const percent = Math.round((job.progress.fraction ?? 0) * 100);
+  const eta = job.progress.eta_seconds != null ? `, about ${job.progress.eta_seconds} s left` : '';
+  const failed = job.progress.failed ? `, ${job.progress.failed} failed` : '';
+  setStatus(card, `Uploaded. Job ${job.job_id}: ${job.state}${stage}, ${percent} % (${job.progress.done} of ${job.progress.total} images checked${failed}${eta}).`, 'done');
+  card.dataset.job = job.state;
+  let box = card.querySelector('.job');
+  if (!box) {
+    box = document.createElement('div');
+    box.className = 'job';
+    card.append(box);
+  }
+  const parts = [];
+  const bar = document.createElement('progress');
+  bar.max = 1;
+  bar.value = job.progress.fraction ?? 0;
+  bar.setAttribute('aria-label', 'job progress');
+  parts.push(bar);
+  const results = job.results ?? {};
+  if (results.preview?.url) {
+    const img = document.createElement('img');
+    img.className = 'preview';
+    img.src = results.preview.url;
+    img.alt = `Detections of job ${job.job_id}`;
+    parts.push(img);
+  }
+  const links = Object.entries(RESULT_NAMES).filter(([name]) => results[name]?.url).map(([name, label]) => {
+    const a = document.createElement('a');
+    a.href = results[name].url;
+    a.textContent = label;
+    a.download = '';
+    return a;
+  });
+  if (links.length) {
+    const p = document.createElement('p');
+    p.className = 'downloads';
+    p.append('Download: ', ...links.flatMap((a, i) => (i ? [' · ', a] : [a])));
+    parts.push(p);
+  }
+  for (const input of (job.inputs ?? []).filter((i) => i.state === 'failed')) {
+    const p = document.createElement('p');
+    p.className = 'input-failed';
+    p.textContent = `${input.original_key.split('/').pop()}: ${input.reason}`;
+    parts.push(p);
+  }
+  if (job.error) {
+    const p = document.createElement('p');
+    p.className = 'input-failed';
+    p.textContent = job.error;
+    parts.push(p);
+  }
+  box.replaceChildren(...parts);
+}
+
 async function watchJob(card, jobId) {
   if (watched.has(jobId)) return;
   watched.add(jobId);
-  for (let i = 0; i < 20 && navigator.onLine; i += 1) {
+  // Every second while it runs, for up to an hour; a reload watches it again.
+  for (let i = 0; i < 3600 && navigator.onLine; i += 1) {
     try {
       const job = await api.json('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
-      const stage = job.stage ? `, ${job.stage}` : '';
-      setStatus(card, `Uploaded. Job ${job.job_id}: ${job.state}${stage} (${job.progress.done} of ${job.progress.total} images done).`, 'done');
-      card.dataset.job = job.state;
+      renderJob(card, job);
       if (['succeeded', 'failed', 'cancelled'].includes(job.state)) return;
     } catch (e) {
       setStatus(card, `Uploaded. Job ${jobId}: status unavailable (${e.message}).`, 'done');
     }
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+  watched.delete(jobId);
 }
 
 async function renderQueue() {

@@ -64,13 +64,30 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     const cards = page.locator('#results .card[data-state="done"]');
     assert.equal(await cards.count(), PHOTOS.length);
     await page.waitForFunction((n) => {
-      const imgs = [...document.querySelectorAll('#results .card img')];
+      const imgs = [...document.querySelectorAll('#results .card figure img')];
       return imgs.length === n && imgs.every((i) => i.complete);
     }, PHOTOS.length * 4);
-    const sizes = await page.$$eval('#results .card img', (imgs) => imgs.map((i) => [i.naturalWidth, i.naturalHeight]));
+    const sizes = await page.$$eval('#results .card figure img', (imgs) => imgs.map((i) => [i.naturalWidth, i.naturalHeight]));
     assert.equal(sizes.length, PHOTOS.length * 4);
     assert.ok(sizes.every(([w, h]) => w === 256 && h === 256), JSON.stringify(sizes));
-    await page.waitForFunction(() => [...document.querySelectorAll('#results .card')].every((c) => c.dataset.job === 'queued'));
+    // Each upload's job runs in tessera up's worker: photos are checked (checksums, derivatives
+    // re-derived) and the job ends succeeded at 100 %.
+    await page.waitForFunction(() => [...document.querySelectorAll('#results .card')].every((c) => c.dataset.job === 'succeeded'), null, { timeout: 120_000 });
+    const bars = await page.$$eval('#results .card .job progress', (ps) => ps.map((p) => p.value));
+    assert.equal(bars.length, PHOTOS.length);
+    assert.ok(bars.every((v) => v === 1), JSON.stringify(bars));
+    // The GeoTIFF's job stitched and ran the detector: its preview, with the detections
+    // drawn, and the downloads.
+    const geotiff = page.locator('#results .card', { hasText: 'OSBS_029' });
+    await geotiff.locator('img.preview').waitFor();
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#results .card img.preview');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+    assert.deepEqual(await geotiff.locator('.downloads a').allInnerTexts(), ['COCO JSON', 'GeoJSON', 'STAC Item', 'Mosaic (COG)']);
+    const coco = await (await fetch(await geotiff.locator('.downloads a', { hasText: 'COCO JSON' }).getAttribute('href'))).json();
+    assert.ok(coco.annotations.length >= 15, `${coco.annotations.length} detections`);
+    await geotiff.screenshot({ path: join(ARTIFACTS, 'job-results.png') });
     const drone = page.locator('#results .card', { hasText: 'DJI_0005' });
     assert.match(await drone.locator('.facts').innerText(), /45\.03\d+, -94\.34\d+/);
 
@@ -176,7 +193,7 @@ test('offline: files are checked, kept across a reload, and uploaded exactly onc
     assert.equal(await page.evaluate(() => navigator.onLine), false);
     await waitFor(page, 'waiting', photos.length);
     assert.equal(await page.locator('#queue li').count(), photos.length);
-    await page.waitForFunction((n) => document.querySelectorAll('#results .card img').length === n, photos.length * 4);
+    await page.waitForFunction((n) => document.querySelectorAll('#results .card figure img').length === n, photos.length * 4);
     await page.screenshot({ path: join(ARTIFACTS, 'offline-queue.png'), fullPage: true });
     assert.equal(storedObjects(stack.bucket).size, 0);
 
