@@ -61,12 +61,15 @@ export async function launch() {
   });
 }
 
-/** Every stored object: key → sha256 hex (s3s-fs keeps each object as a file at its key). */
+/** Every object the uploads stored: key → sha256 hex (s3s-fs keeps each object as a file at its
+ * key); jobs' outputs under results/ are left out. */
 export function storedObjects(bucket) {
   const objects = new Map();
   const walk = (dir) => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
+      // Jobs' outputs (results/{job_id}/…) are not what the uploads stored.
+      if (dir === bucket && name === 'results') continue;
       if (statSync(path).isDirectory()) walk(path);
       else if (!name.startsWith('.')) objects.set(relative(bucket, path), sha256(readFileSync(path)));
     }
