@@ -94,8 +94,13 @@ pub struct DetectorChoice {
 }
 
 impl DetectorChoice {
-    fn open(&self) -> Result<Detector, TaskError> {
-        let opened = match &self.model {
+    /// Loads the model and checks it against its description.
+    ///
+    /// # Errors
+    /// [`crate::inference::InferenceError`]: no ONNX Runtime, or a model that does not load
+    /// or does not match its description.
+    pub fn open(&self) -> Result<Detector, crate::inference::InferenceError> {
+        match &self.model {
             Some(path) => Detector::open(ModelSource::File(path), None, self.device, self.threads),
             None => Detector::open(
                 ModelSource::SHIPPED,
@@ -103,9 +108,7 @@ impl DetectorChoice {
                 self.device,
                 self.threads,
             ),
-        };
-        // A model that cannot load will not load on the next attempt either.
-        opened.map_err(|e| TaskError::fatal(format!("the detector: {e}")))
+        }
     }
 }
 
@@ -309,7 +312,11 @@ impl Pipeline {
         self.objects.download(&mosaic.key, &path).await?;
         let mut running = match detector.take() {
             Some(d) => d,
-            None => self.detector.open()?,
+            // A model that cannot load will not load on the next attempt either.
+            None => self
+                .detector
+                .open()
+                .map_err(|e| TaskError::fatal(format!("the detector: {e}")))?,
         };
         let out = dir.join("out");
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -743,3 +743,81 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
         }
     });
 }
+
+/// `tessera worker` serves the service job API that a deployed edge calls, behind its token.
+#[test]
+fn tessera_worker_serves_the_service_job_api_behind_its_token() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::free_port();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "worker",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+        ])
+        .arg(format!("sqlite:{}", dir.path().join("b.sqlite").display()))
+        .envs(crate::EDGE_ENV)
+        .env("TESSERA_BACKEND_TOKEN", "service-token")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(worker.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("tessera worker: 1 worker(s)"), "{line}");
+    let image = Image::of(
+        "palms",
+        "test1.jpg",
+        std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap(),
+    );
+    let request = tessera_core::job::JobRequest::for_upload(
+        "upload-1",
+        &Project::new("palms").unwrap(),
+        &[image.manifest],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let refused = client
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth("guess")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        let created = client
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth("service-token")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let job: Value = created.json().await.unwrap();
+        let got: Value = client
+            .get(format!(
+                "{base}/v1/jobs/{}",
+                job["job_id"].as_str().unwrap()
+            ))
+            .bearer_auth("service-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["job_id"], job["job_id"]);
+        assert_eq!(got["inputs"].as_array().unwrap().len(), 1);
+    });
+    let term = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(worker.wait().unwrap().success());
+}

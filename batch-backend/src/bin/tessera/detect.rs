@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tessera_batch::inference::{Detector, Device, ModelSource};
+use tessera_batch::inference::Device;
 use tessera_batch::stages::detect::{DetectInput, DetectOptions, detect, write_outputs};
-use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE, ModelDescription};
+use tessera_batch::tasks::DetectorChoice;
+use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE};
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 
 use crate::preprocess::collect_inputs;
@@ -20,6 +21,22 @@ pub(crate) struct DetectArgs {
     /// and item.json (STAC); created if missing.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    detector: DetectorArgs,
+    /// Report detections scoring at least this.
+    #[arg(long, default_value_t = DEFAULT_SCORE)]
+    score: f32,
+    /// Window overlap, a fraction of the window side.
+    #[arg(long, default_value_t = DEFAULT_OVERLAP)]
+    overlap: f64,
+    /// GeoTIFF files and folders (searched recursively, hidden entries skipped).
+    #[arg(required = true, value_name = "FILES_OR_DIRS")]
+    inputs: Vec<PathBuf>,
+}
+
+/// The detector's flags, shared by `tessera detect` and `tessera worker`.
+#[derive(Args)]
+pub(crate) struct DetectorArgs {
     /// An ONNX model, YOLOv8 or torchvision layout, described by a JSON file beside it
     /// (MODEL.onnx → MODEL.json; `model/tessera-crowns.json` is an example) or by its ONNX
     /// metadata key `tessera:model` [default: the shipped tessera-crowns model].
@@ -31,15 +48,17 @@ pub(crate) struct DetectArgs {
     /// ONNX Runtime's intra-op threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Report detections scoring at least this.
-    #[arg(long, default_value_t = DEFAULT_SCORE)]
-    score: f32,
-    /// Window overlap, a fraction of the window side.
-    #[arg(long, default_value_t = DEFAULT_OVERLAP)]
-    overlap: f64,
-    /// GeoTIFF files and folders (searched recursively, hidden entries skipped).
-    #[arg(required = true, value_name = "FILES_OR_DIRS")]
-    inputs: Vec<PathBuf>,
+}
+
+impl DetectorArgs {
+    /// The detector these flags choose.
+    pub(crate) fn choice(&self) -> DetectorChoice {
+        DetectorChoice {
+            model: self.model.clone(),
+            device: self.device.into(),
+            threads: self.threads,
+        }
+    }
 }
 
 /// `--device`.
@@ -61,16 +80,8 @@ impl From<DeviceArg> for Device {
 /// Runs `tessera detect`: progress in windows per second, then a summary; exit code 1 when
 /// any file failed.
 pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
-    let device = args.device.into();
-    let (source, description) = match &args.model {
-        Some(path) => (ModelSource::File(path), None),
-        None => (
-            ModelSource::SHIPPED,
-            Some(ModelDescription::tessera_crowns()),
-        ),
-    };
     // The model is loaded and checked against its description before any input is read.
-    let mut detector = Detector::open(source, description, device, args.threads)?;
+    let mut detector = args.detector.choice().open()?;
     let inputs: Vec<DetectInput> = collect_inputs(&args.inputs)
         .into_iter()
         .map(|path| DetectInput {

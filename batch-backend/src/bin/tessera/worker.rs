@@ -1,6 +1,8 @@
 //! `tessera worker`: N workers ([`tessera_batch::worker`]) against a shared job store and
-//! the bucket named by the edge's `TESSERA_S3_*` variables; `/health` on `--listen`. SIGTERM
-//! or Ctrl-C stops claiming, lets the tasks in hand finish, and exits 0.
+//! the bucket named by the edge's `TESSERA_S3_*` variables; `/health` on `--listen`, and,
+//! when `TESSERA_BACKEND_TOKEN` is set, the service job API that a deployed edge calls
+//! ([`tessera_batch::jobs::answer`], `TESSERA_BACKEND_URL` on the edge). SIGTERM or Ctrl-C
+//! stops claiming, lets the tasks in hand finish, and exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,10 +14,10 @@ use clap::Args;
 use http_body_util::Full;
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
-use tessera_batch::tasks::{DetectorChoice, Pipeline};
+use tessera_batch::tasks::Pipeline;
 use tessera_batch::worker::{self, WorkerOptions};
 
-use crate::detect::DeviceArg;
+use crate::detect::DetectorArgs;
 
 #[derive(Args)]
 pub(crate) struct WorkerArgs {
@@ -34,18 +36,50 @@ pub(crate) struct WorkerArgs {
     /// folder].
     #[arg(long)]
     scratch: Option<PathBuf>,
-    /// An ONNX model with its description [default: the shipped tessera-crowns model].
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Where inference runs; CUDA falls back to the CPU with a warning when unavailable.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
-    /// ONNX Runtime's intra-op threads per worker (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Address of `/health`.
+    #[command(flatten)]
+    detector: DetectorArgs,
+    /// Address of `/health`, and of the service job API a deployed edge calls when
+    /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
     listen: std::net::SocketAddr,
+}
+
+/// Largest service API request body: a job of 10,000 inputs is about 3 MB of JSON.
+const MAX_API_BODY: usize = 16 << 20;
+
+/// `/health`, and the service job API when a token is configured.
+async fn answer(
+    store: &Store,
+    token: Option<&str>,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let text = |status: http::StatusCode, body: &'static str| {
+        let mut response = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *response.status_mut() = status;
+        response
+    };
+    let path = request.uri().path();
+    if path == "/health" {
+        return text(http::StatusCode::OK, "ok\n");
+    }
+    let Some(token) = token.filter(|_| path.starts_with("/v1/jobs")) else {
+        return text(http::StatusCode::NOT_FOUND, "not found\n");
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = http_body_util::Limited::new(body, MAX_API_BODY)
+        .collect()
+        .await
+    else {
+        return text(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is over 16 MiB or was cut short\n",
+        );
+    };
+    let request = http::Request::from_parts(parts, body.to_bytes().to_vec());
+    tessera_batch::jobs::answer(store, token, &request)
+        .await
+        .map(|body| Full::new(Bytes::from(body)))
 }
 
 pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -64,11 +98,7 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 .scratch
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("tessera-worker")),
-            detector: DetectorChoice {
-                model: args.model.clone(),
-                device: args.device.into(),
-                threads: args.threads,
-            },
+            detector: args.detector.choice(),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -80,23 +110,21 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             options.workers, options.name
         );
         let stop = crate::interrupted()?;
+        let token = std::env::var("TESSERA_BACKEND_TOKEN").ok();
+        let api_store = pipeline.store.clone();
         let serve_health = tessera_edge::native::serve_connections(
             listener,
             tessera_edge::native::ConnectionLimits {
-                client_timeout: Duration::from_secs(5),
-                max_connections: 16,
+                client_timeout: Duration::from_secs(15),
+                max_connections: 64,
             },
-            |request: http::Request<hyper::body::Incoming>| async move {
-                let found = request.uri().path() == "/health";
-                let mut response = http::Response::new(Full::new(Bytes::from_static(if found {
-                    b"ok\n"
-                } else {
-                    b"not found\n"
-                })));
-                if !found {
-                    *response.status_mut() = http::StatusCode::NOT_FOUND;
+            move |request: http::Request<hyper::body::Incoming>| {
+                let (store, token) = (api_store.clone(), token.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        answer(&store, token.as_deref(), request).await,
+                    )
                 }
-                Ok::<_, std::convert::Infallible>(response)
             },
             std::future::pending(),
         );
