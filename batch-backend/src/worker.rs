@@ -56,9 +56,8 @@ impl WorkerOptions {
 /// Runs `options.workers` workers over `pipeline` until `stop` resolves, then lets the tasks
 /// in hand finish and returns.
 ///
-/// # Errors
-/// Never for a task's failure (that is recorded on the task); the store's errors are logged
-/// and retried after a poll interval.
+/// A task's failure is recorded on the task; the store's errors are logged and the claim is
+/// tried again after a poll interval.
 pub async fn run(pipeline: Pipeline, options: WorkerOptions, stop: impl Future<Output = ()>) {
     let (stopping, stopped) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();

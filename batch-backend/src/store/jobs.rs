@@ -539,7 +539,8 @@ impl Store {
         }
     }
 
-    /// Fails the job because `stage`'s task `key` was discarded with `error`.
+    /// Fails the job with `error` (a task discarded, or a lease lost on every attempt) and
+    /// cancels its tasks that no worker holds.
     ///
     /// # Errors
     /// The database's.
@@ -580,7 +581,8 @@ impl Store {
     }
 
     /// Queues a failed or cancelled job again: its discarded and cancelled tasks get a fresh
-    /// set of attempts, and a stage whose tasks had all ended is moved on.
+    /// set of attempts. Known gap: a job cancelled after its stage's last task ended but
+    /// before the next stage was enqueued has no such task, and stays queued.
     ///
     /// # Errors
     /// The database's.
