@@ -581,8 +581,8 @@ impl Store {
     }
 
     /// Queues a failed or cancelled job again: its discarded and cancelled tasks get a fresh
-    /// set of attempts. Known gap: a job cancelled after its stage's last task ended but
-    /// before the next stage was enqueued has no such task, and stays queued.
+    /// set of attempts; a job cancelled after its stage's last task ended, before the next
+    /// stage was enqueued, gets the next stage's tasks.
     ///
     /// # Errors
     /// The database's.
@@ -606,6 +606,32 @@ impl Store {
         .bind(job_id.as_str().to_owned())
         .execute(&self.pool)
         .await?;
+        let open: i64 = sqlx::query(self.sql(
+            "SELECT COUNT(*) AS open FROM tasks
+             WHERE job_id = $1 AND state NOT IN ('completed', 'discarded', 'cancelled')",
+        ))
+        .bind(job_id.as_str().to_owned())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("open")?;
+        let next = self.job_stage(job_id).await?.and_then(stage_after);
+        if let (0, Some(next)) = (open, next) {
+            let inputs: i64 =
+                sqlx::query(self.sql("SELECT inputs_total FROM jobs WHERE job_id = $1"))
+                    .bind(job_id.as_str().to_owned())
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("inputs_total")?;
+            let mut tx = self.begin_write().await?;
+            self.enqueue_stage(&mut tx, job_id, next, usize::try_from(inputs)?, now)
+                .await?;
+            sqlx::query(self.sql("UPDATE jobs SET stage = $1 WHERE job_id = $2"))
+                .bind(next.as_str())
+                .bind(job_id.as_str().to_owned())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         Ok(changed)
     }
 

@@ -821,3 +821,55 @@ fn tessera_worker_serves_the_service_job_api_behind_its_token() {
     assert!(term.success());
     assert!(worker.wait().unwrap().success());
 }
+
+/// A job cancelled between two stages (its ingest done, stitch not yet enqueued) is moved on
+/// by a retry instead of staying queued with nothing to run; on SQLite and Postgres.
+#[test]
+fn a_job_cancelled_between_stages_runs_its_next_stage_when_retried() {
+    use tessera_batch::store::{Advanced, Store};
+    use tessera_core::job::{JobRequest, JobStage};
+    use tessera_core::keys::JobId;
+    use tessera_core::queue::Attempt;
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = [
+            format!("sqlite:{}", dir.path().join("b.sqlite").display()),
+            crate::store::postgres_database("retry_gap").await,
+        ];
+        let image = Image::of(
+            "palms",
+            "test1.jpg",
+            std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap(),
+        );
+        let request =
+            JobRequest::for_upload("u", &Project::new("palms").unwrap(), &[image.manifest]);
+        for url in urls {
+            let store = Store::connect(&url).await.unwrap();
+            let job = JobId::new("gap").unwrap();
+            store.create_job(&job, &request, 0).await.unwrap();
+            let task = store.claim("w", 0).await.unwrap().unwrap();
+            assert_eq!(task.key, "gap/ingest/0");
+            let _ = store
+                .change_state(&job, tessera_core::job::JobEvent::Claim, None, 0)
+                .await
+                .unwrap();
+            store
+                .finish(&task, "w", &Attempt::Completed, 1, 0.5)
+                .await
+                .unwrap();
+            store.cancel_job(&job, 2).await.unwrap().unwrap();
+            assert_eq!(
+                store.advance(&job, JobStage::Ingest, 3).await.unwrap(),
+                Advanced::Stopped
+            );
+            assert_eq!(store.claim("w", 4).await.unwrap(), None, "{url}");
+            store.retry_job(&job, 5).await.unwrap().unwrap();
+            let next = store
+                .claim("w", 6)
+                .await
+                .unwrap()
+                .expect("the next stage's task");
+            assert_eq!(next.key, "gap/stitch/0", "{url}");
+        }
+    });
+}
