@@ -18,6 +18,7 @@ use anyhow::Result;
 use tessera_core::job::JobEvent;
 use tessera_core::queue::{Attempt, TaskKey, TaskState};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::inference::Detector;
 use crate::store::{Claimed, Store};
@@ -139,7 +140,20 @@ async fn run_task(
         return Ok(());
     };
     let span = tracing::info_span!("task", task = %task.key, attempt = task.attempt);
-    let _entered = span.enter();
+    run_claimed(pipeline, worker, task, &key, detector)
+        .instrument(span)
+        .await
+}
+
+/// Runs the claimed `task` (its key parsed) to its recorded end, moving its job on.
+async fn run_claimed(
+    pipeline: &Pipeline,
+    worker: &str,
+    task: &Claimed,
+    key: &TaskKey,
+    detector: &mut Option<Detector>,
+) -> Result<()> {
+    let store = &pipeline.store;
     // The job's first claim starts it; a job that was cancelled or has failed runs nothing.
     let _ = store
         .change_state(&key.job_id, JobEvent::Claim, None, now_ms())
@@ -149,7 +163,7 @@ async fn run_task(
         .await?
         .is_some_and(|job| job.state == tessera_core::job::JobState::Running);
     let outcome = if running {
-        match run_leased(pipeline, worker, task, &key, detector).await? {
+        match run_leased(pipeline, worker, task, key, detector).await? {
             Some(outcome) => outcome,
             None => {
                 tracing::warn!("the lease was lost; another worker has the task");

@@ -117,20 +117,25 @@ pub(crate) async fn wait_for_end(
     key: &str,
     job_id: &str,
     limit: Duration,
-    up: &Up,
+    up: &mut Up,
 ) -> Value {
     let start = Instant::now();
     let mut last = 0.0;
     loop {
-        let job: Value = client
+        let answer = client
             .get(format!("{api}/v1/jobs/{job_id}"))
             .bearer_auth(key)
             .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => panic!(
+                "{e}; tessera up: {:?}\n{}",
+                up.child.try_wait(),
+                up.log.lock().unwrap()
+            ),
+        };
+        let job: Value = answer.json().await.unwrap();
         let fraction = job["progress"]["fraction"].as_f64().unwrap();
         assert!(fraction >= last, "progress went back: {last} → {fraction}");
         last = fraction;
@@ -189,7 +194,7 @@ fn stored(data: &Path, key: &str) -> Vec<u8> {
 fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
     let data = tempfile::tempdir().unwrap();
     let pieces = tempfile::tempdir().unwrap();
-    let up = start_up_with(data.path(), &["--workers", "2"]);
+    let mut up = start_up_with(data.path(), &["--workers", "2"]);
     let api = format!("http://{}", up.page);
     let key = credentials(data.path())["api_key"]
         .as_str()
@@ -236,7 +241,15 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
     let client = reqwest::Client::new();
     let job = runtime().block_on(async {
         let job_id = upload(&client, &api, &key, "palms", &images).await;
-        wait_for_end(&client, &api, &key, &job_id, Duration::from_secs(180), &up).await
+        wait_for_end(
+            &client,
+            &api,
+            &key,
+            &job_id,
+            Duration::from_secs(180),
+            &mut up,
+        )
+        .await
     });
     let log = up.log.lock().unwrap().clone();
     assert_eq!(job["state"], "succeeded", "{job:#}\n{log}");

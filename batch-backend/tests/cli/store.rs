@@ -220,3 +220,25 @@ fn concurrent_claimers_never_take_the_same_task() {
         }
     });
 }
+
+/// The job store's SQLite (bundled with rusqlite and sqlx) and the system SQLite that GDAL
+/// and PROJ link stay apart: PROJ's first use of its copy must not make the system copy's
+/// VFS the store's default, which left connections opened before and after with separate
+/// lock tables and a truncated WAL index (a malformed database, or SIGBUS). See
+/// batch-backend/build.rs.
+#[test]
+#[allow(unsafe_code)]
+fn gdal_and_proj_leave_the_store_s_sqlite_alone() {
+    // SAFETY: sqlite3_vfs_find only reads SQLite's list of VFSes; null asks for the default.
+    let default_vfs = || unsafe { rusqlite::ffi::sqlite3_vfs_find(std::ptr::null()) } as usize;
+    let before = default_vfs();
+    // A transformation between two CRSes opens PROJ's database through the system SQLite.
+    let utm = gdal::spatial_ref::SpatialRef::from_epsg(32617).unwrap();
+    let wgs84 = gdal::spatial_ref::SpatialRef::from_epsg(4326).unwrap();
+    gdal::spatial_ref::CoordTransform::new(&utm, &wgs84).unwrap();
+    assert_eq!(
+        default_vfs(),
+        before,
+        "the store's SQLite took another copy's VFS as its default"
+    );
+}
