@@ -220,16 +220,24 @@ function renderJob(card, job) {
 async function watchJob(card, jobId) {
   if (watched.has(jobId)) return;
   watched.add(jobId);
-  // Every second while it runs, for up to an hour; a reload watches it again.
-  for (let i = 0; i < 3600 && navigator.onLine; i += 1) {
+  // Server-sent events until the job ends; when the server closes the stream first (Workers
+  // send one frame), reconnect after its `retry`. A reload watches the job again.
+  const path = `/v1/jobs/${encodeURIComponent(jobId)}/events`;
+  let ended = false;
+  while (!ended && navigator.onLine) {
+    let retry = 1000;
     try {
-      const job = await api.json('GET', `/v1/jobs/${encodeURIComponent(jobId)}`);
-      renderJob(card, job);
-      if (['succeeded', 'failed', 'cancelled'].includes(job.state)) return;
+      retry = (await api.events(path, (name, data) => {
+        const job = JSON.parse(data);
+        if (name === 'progress' || name === 'end') renderJob(card, job);
+        if (name === 'end' || name === 'error') ended = true;
+      })) ?? retry;
     } catch (e) {
       setStatus(card, `Uploaded. Job ${jobId}: status unavailable (${e.message}).`, 'done');
+      if (e.status === 404) break;
+      retry = 5000;
     }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    if (!ended) await new Promise((resolve) => setTimeout(resolve, retry));
   }
   watched.delete(jobId);
 }

@@ -250,6 +250,43 @@ export class Api {
     return answer;
   }
 
+  /**
+   * Reads the server-sent events at `path` (fetch, not EventSource: the API key goes in a
+   * header), calling `onEvent(name, data)` for each frame, and returns the stream's `retry`
+   * (ms) when the server closes it. Frames follow the HTML standard's event-stream format.
+   */
+  async events(path, onEvent) {
+    const response = await fetch(this.base + path, { headers: { authorization: `Bearer ${this.key}` } });
+    if (!response.ok) {
+      const answer = await response.json().catch(() => ({}));
+      throw new HttpError(response.status, answer.code ?? 'http', answer.message ?? `HTTP ${response.status}`);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    let retry;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return retry;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = 'message';
+        const data = [];
+        for (const line of frame.split('\n')) {
+          const colon = line.indexOf(':');
+          if (colon === 0) continue; // a comment: keep-alive
+          const [field, text] = colon < 0 ? [line, ''] : [line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '')];
+          if (field === 'event') name = text;
+          else if (field === 'data') data.push(text);
+          else if (field === 'retry') retry = Number(text);
+        }
+        if (data.length > 0) onEvent(name, data.join('\n'));
+      }
+    }
+  }
+
   /** PUTs one object to its presigned URL with exactly the signed headers, reporting progress. */
   put(target, body, onProgress) {
     return new Promise((resolve, reject) => {

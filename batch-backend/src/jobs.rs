@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::error::{ErrorBody, ErrorCode};
 use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus, parse_job_query};
+use tessera_core::job_inputs::MAX_JOB_INPUTS;
 use tessera_core::keys::JobId;
 use tessera_edge::{Acted, Jobs, JobsError};
 
@@ -65,6 +66,13 @@ pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> R
     } else if request.method() == Method::POST && path == "/v1/jobs" {
         match serde_json::from_slice::<JobRequest>(request.body()) {
             Err(e) => error(ErrorCode::InvalidJson, &format!("request body: {e}")),
+            Ok(job) if job.inputs.is_empty() || job.inputs.len() > MAX_JOB_INPUTS => error(
+                ErrorCode::JobInputs,
+                &format!(
+                    "{} inputs; a job takes 1 to {MAX_JOB_INPUTS}",
+                    job.inputs.len()
+                ),
+            ),
             Ok(job) => match store.create_job(&new_job_id(), &job, now_ms()).await {
                 Ok((job, true)) => (StatusCode::CREATED, json!(job)),
                 Ok((job, false)) => (StatusCode::OK, json!(job)),

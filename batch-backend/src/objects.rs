@@ -33,6 +33,16 @@ pub enum ObjectError {
         /// What failed.
         detail: String,
     },
+    /// The object is larger than the caller takes.
+    #[error("{key}: {size} bytes, over the limit of {max} bytes")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     File {
@@ -47,7 +57,7 @@ impl ObjectError {
     /// Whether another attempt may succeed (a missing object will stay missing).
     #[must_use]
     pub const fn is_retryable(&self) -> bool {
-        !matches!(self, Self::NotFound { .. })
+        !matches!(self, Self::NotFound { .. } | Self::TooLarge { .. })
     }
 
     fn of(key: &str, e: object_store::Error) -> Self {
@@ -106,13 +116,26 @@ impl Objects {
     /// Streams the object `key` into the file `to` (replaced), returning its SHA-256.
     ///
     /// # Errors
-    /// [`ObjectError`].
-    pub async fn download(&self, key: &str, to: &Path) -> Result<Sha256Digest, ObjectError> {
+    /// [`ObjectError`]; [`ObjectError::TooLarge`] when storage says the object is over
+    /// `max_bytes`, before any byte is read.
+    pub async fn download(
+        &self,
+        key: &str,
+        to: &Path,
+        max_bytes: u64,
+    ) -> Result<Sha256Digest, ObjectError> {
         let got = self
             .0
             .get(&Key::from(key))
             .await
             .map_err(|e| ObjectError::of(key, e))?;
+        if got.meta.size > max_bytes {
+            return Err(ObjectError::TooLarge {
+                key: key.to_owned(),
+                size: got.meta.size,
+                max: max_bytes,
+            });
+        }
         let mut file = tokio::fs::File::create(to).await.map_err(file_error(to))?;
         let mut hasher = sha2::Sha256::new();
         let mut stream = got.into_stream();

@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tessera_core::job::{InputState, JobResults, JobStage, ResultObject};
+use tessera_core::job_inputs::JobLimits;
 use tessera_core::keys::JobId;
 use tessera_core::limits::{ImageFormat, sniff};
 use tessera_core::manifest::{Manifest, ObjectKind};
-use tessera_core::mosaic::{DEFAULT_MAX_INPUT_PIXELS, MosaicOptions};
+use tessera_core::mosaic::MosaicOptions;
 use tessera_core::preprocess::{Options, preprocess};
 use tessera_core::queue::TaskKey;
 use tokio::sync::watch;
@@ -123,6 +124,8 @@ pub struct Pipeline {
     pub scratch: PathBuf,
     /// The detector.
     pub detector: DetectorChoice,
+    /// What one input may be (bytes, pixels).
+    pub limits: JobLimits,
 }
 
 /// The key of a job's result `name`: `results/{job_id}/{name}` (ARCHITECTURE.md's layout).
@@ -165,8 +168,16 @@ impl Pipeline {
         };
         let input = &record.input;
         let path = dir.join("original");
-        let verdict = match self.objects.download(&input.original_key, &path).await {
+        let limits = self.limits;
+        let download = self
+            .objects
+            .download(&input.original_key, &path, limits.max_input_bytes)
+            .await;
+        let verdict = match download {
             Err(ObjectError::NotFound { .. }) => Err("the original is not in storage".to_owned()),
+            Err(ObjectError::TooLarge { size, max, .. }) => Err(format!(
+                "{size} bytes; a job input may have at most {max} (--max-input-bytes)"
+            )),
             Err(e) => return Err(e.into()),
             Ok(sha256) if sha256 != input.sha256 => Err(format!(
                 "its SHA-256 is {}, not the {} recorded when it was uploaded",
@@ -178,7 +189,7 @@ impl Pipeline {
                     Err(ObjectError::NotFound { .. }) => None,
                     Err(e) => return Err(e.into()),
                 };
-                tokio::task::spawn_blocking(move || examine(&path, manifest.as_ref()))
+                tokio::task::spawn_blocking(move || examine(&path, manifest.as_ref(), &limits))
                     .await
                     .context("the ingest thread")?
             }
@@ -187,6 +198,17 @@ impl Pipeline {
             Ok(kind) => (InputState::Ok, Some(*kind), None),
             Err(reason) => (InputState::Failed, None, Some(reason.as_str())),
         };
+        if let Some(reason) = reason {
+            // Flagged on the image's record too: a derivative that is not its original's, a
+            // changed original, a file that is not what it claims.
+            self.annotate_sidecar(
+                &input.metadata_key,
+                "refused",
+                job_id,
+                serde_json::json!({"stage": "ingest", "reason": reason}),
+            )
+            .await?;
+        }
         self.store
             .record_input(job_id, index, state, kind, reason)
             .await?;
@@ -223,7 +245,11 @@ impl Pipeline {
         for (n, record) in rasters.iter().enumerate() {
             let path = dir.join(format!("{:06}.tif", record.index));
             self.objects
-                .download(&record.input.original_key, &path)
+                .download(
+                    &record.input.original_key,
+                    &path,
+                    self.limits.max_input_bytes,
+                )
                 .await?;
             inputs.push(StitchInput {
                 path,
@@ -309,7 +335,8 @@ impl Pipeline {
             return Ok(());
         };
         let path = dir.join("mosaic.tif");
-        self.objects.download(&mosaic.key, &path).await?;
+        // The job's own mosaic: no input limit applies to it.
+        self.objects.download(&mosaic.key, &path, u64::MAX).await?;
         let mut running = match detector.take() {
             Some(d) => d,
             // A model that cannot load will not load on the next attempt either.
@@ -337,7 +364,8 @@ impl Pipeline {
                 &DetectOptions {
                     score: tessera_core::detect::DEFAULT_SCORE,
                     overlap: tessera_core::detect::DEFAULT_OVERLAP,
-                    max_input_pixels: DEFAULT_MAX_INPUT_PIXELS,
+                    // The job's own mosaic, stitched from inputs within the limits.
+                    max_input_pixels: u64::MAX,
                 },
                 &mut |p| {
                     progress.send_replace(TaskProgress {
@@ -413,34 +441,47 @@ impl Pipeline {
             if record.state != InputState::Ok {
                 continue;
             }
-            let key = &record.input.metadata_key;
-            let mut sidecar: serde_json::Value = match self.objects.get(key).await {
-                Ok(body) => {
-                    serde_json::from_slice(&body).with_context(|| format!("{key} is not JSON"))?
-                }
-                Err(ObjectError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let Some(fields) = sidecar.as_object_mut() else {
-                continue;
-            };
-            // Keyed by job: publishing twice writes the same sidecar.
-            let results = fields
-                .entry("results")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(results) = results.as_object_mut() {
-                results.insert(
-                    job_id.as_str().to_owned(),
-                    serde_json::json!({"summary": summary_key, "results": job.results}),
-                );
-            }
-            self.objects
-                .put(
-                    key,
-                    serde_json::to_vec_pretty(&sidecar).context("a sidecar")?,
-                )
-                .await?;
+            self.annotate_sidecar(
+                &record.input.metadata_key,
+                "results",
+                job_id,
+                serde_json::json!({"summary": summary_key, "results": job.results}),
+            )
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Sets `sidecar[field][job_id] = value` in the sidecar at `key` (keyed by job, so that
+    /// a task run twice writes the same sidecar). A missing or non-object sidecar is left
+    /// alone: the image record is the edge's, not the job's.
+    async fn annotate_sidecar(
+        &self,
+        key: &str,
+        field: &str,
+        job_id: &JobId,
+        value: serde_json::Value,
+    ) -> Result<(), TaskError> {
+        let mut sidecar: serde_json::Value = match self.objects.get(key).await {
+            Ok(body) => {
+                serde_json::from_slice(&body).with_context(|| format!("{key} is not JSON"))?
+            }
+            Err(ObjectError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(fields) = sidecar.as_object_mut() else {
+            return Ok(());
+        };
+        let entries = fields.entry(field).or_insert_with(|| serde_json::json!({}));
+        if let Some(entries) = entries.as_object_mut() {
+            entries.insert(job_id.as_str().to_owned(), value);
+        }
+        self.objects
+            .put(
+                key,
+                serde_json::to_vec_pretty(&sidecar).context("a sidecar")?,
+            )
+            .await?;
         Ok(())
     }
 
@@ -465,7 +506,11 @@ impl Pipeline {
 /// anything else a photo. Where the sidecar lists derivatives, they are re-derived from the
 /// original and must match the uploaded ones: no client can plant a derivative that is not
 /// its original's. `Err` is the reason the input is left out.
-fn examine(path: &Path, manifest: Option<&Manifest>) -> Result<InputKind, String> {
+fn examine(
+    path: &Path,
+    manifest: Option<&Manifest>,
+    limits: &JobLimits,
+) -> Result<InputKind, String> {
     let mut head = [0u8; 16];
     let read = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
@@ -473,7 +518,7 @@ fn examine(path: &Path, manifest: Option<&Manifest>) -> Result<InputKind, String
     let format = sniff(&head[..read]).map_err(|e| e.to_string())?;
     let mut kind = InputKind::Photo;
     if format == ImageFormat::Tiff {
-        let raster = GdalRaster::open(path, DEFAULT_MAX_INPUT_PIXELS).map_err(|p| p.to_string())?;
+        let raster = GdalRaster::open(path, limits.max_input_pixels).map_err(|p| p.to_string())?;
         let probe = raster.probe();
         if probe.crs.is_some() && probe.geotransform.is_some() {
             kind = InputKind::Raster;

@@ -66,6 +66,11 @@ pub enum ErrorCode {
     RepeatedParameter,
     /// A query parameter's value is invalid.
     InvalidParameter,
+    // A refused job request (crate::job_inputs::JobInputsError).
+    /// Not exactly one way of naming a job's inputs, none, or more than a job takes.
+    JobInputs,
+    /// Named images or uploads that the project has no record of (listed in the message).
+    InputsNotFound,
 
     // Access.
     /// No API key, or an unknown one.
@@ -131,6 +136,8 @@ impl ErrorCode {
             Self::UnknownParameter => "unknown_parameter",
             Self::RepeatedParameter => "repeated_parameter",
             Self::InvalidParameter => "invalid_parameter",
+            Self::JobInputs => "job_inputs",
+            Self::InputsNotFound => "inputs_not_found",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::BodyTooLarge => "body_too_large",
@@ -158,7 +165,11 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RateLimited => 429,
-            Self::NotFound | Self::UploadNotFound | Self::ImageNotFound | Self::JobNotFound => 404,
+            Self::NotFound
+            | Self::UploadNotFound
+            | Self::ImageNotFound
+            | Self::JobNotFound
+            | Self::InputsNotFound => 404,
             Self::ObjectsNotUploaded | Self::JobStateConflict => 409,
             Self::JobTriggerFailed | Self::JobStatusUnavailable => 502,
             Self::Internal | Self::EncodeFailed | Self::Unreadable | Self::Unwritable => 500,
@@ -180,7 +191,8 @@ impl ErrorCode {
             | Self::InvalidMetadata
             | Self::UnknownParameter
             | Self::RepeatedParameter
-            | Self::InvalidParameter => 400,
+            | Self::InvalidParameter
+            | Self::JobInputs => 400,
         }
     }
 }

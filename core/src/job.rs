@@ -37,16 +37,19 @@ pub struct JobInput {
     pub sha256: Sha256Digest,
 }
 
-/// The body of `POST /v1/jobs` that the edge sends when an upload completes.
+/// The body of the batch backend's `POST /v1/jobs`, which the edge sends when an upload
+/// completes or a client asks for a job ([`crate::job_inputs::CreateJob`]).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRequest {
-    /// The completed upload.
-    pub upload_id: String,
+    /// The completed upload whose job this is (one job per upload); absent for a job a
+    /// client asked for by image ids, upload ids or a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
     /// Its project.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub project: Project,
-    /// One entry per image, in the upload's order.
+    /// One entry per image, in order.
     pub inputs: Vec<JobInput>,
 }
 
@@ -54,6 +57,15 @@ impl JobRequest {
     /// The job of a completed upload: one input per manifest, from its original.
     #[must_use]
     pub fn for_upload(upload_id: &str, project: &Project, manifests: &[Manifest]) -> Self {
+        Self {
+            upload_id: Some(upload_id.to_owned()),
+            ..Self::for_images(project, manifests)
+        }
+    }
+
+    /// A job of recorded images, not tied to an upload: one input per manifest.
+    #[must_use]
+    pub fn for_images(project: &Project, manifests: &[Manifest]) -> Self {
         let inputs = manifests
             .iter()
             .map(|manifest| {
@@ -68,7 +80,7 @@ impl JobRequest {
             })
             .collect();
         Self {
-            upload_id: upload_id.to_owned(),
+            upload_id: None,
             project: project.clone(),
             inputs,
         }
@@ -419,8 +431,9 @@ pub struct JobStatus {
     pub stage: Option<JobStage>,
     /// Inputs done out of inputs in the job.
     pub progress: Progress,
-    /// The upload that triggered it.
-    pub upload_id: String,
+    /// The upload that triggered it; absent for a job asked for by `POST /v1/jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
     /// Its project.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub project: Project,

@@ -36,6 +36,7 @@
 //! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
 //! | [`retry`] | which failures clients retry, and the backoff |
 //! | [`job`] | the batch job contract: request, states, stages, progress, transitions |
+//! | [`job_inputs`] | how a client names a job's inputs (image ids, upload ids, a search) and the limit per job |
 //! | [`queue`] | the batch task queue: task states, leases and heartbeats, retries with backoff, the dead-letter rule |
 //! | [`detect`] | detection: the window grid, model descriptions and normalisation, decoding, NMS in windows and in world coordinates |
 //! | [`results`] | the files a detection run publishes: COCO JSON, GeoJSON, the STAC Item, the preview's outlines |
@@ -47,6 +48,7 @@ pub mod detect;
 pub mod error;
 pub mod exif;
 pub mod job;
+pub mod job_inputs;
 mod json_integer;
 pub mod keys;
 pub mod limits;

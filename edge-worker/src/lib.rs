@@ -14,7 +14,11 @@
 //! | `POST /v1/uploads/{id}/complete` | HEAD-verify every object, write sidecars, record, trigger a job; idempotent |
 //! | `GET /v1/images?project=&from=&to=&bbox=&limit=&cursor=` | search by date and place, keyset-paginated |
 //! | `GET /v1/images/{id}` | one record with short-lived presigned GET URLs |
+//! | `POST /v1/jobs` | a job of recorded images named by ids, uploads or a search ([`tessera_core::job_inputs::CreateJob`]) |
+//! | `GET /v1/jobs?project=&state=&limit=&cursor=` | jobs, newest first, keyset-paginated |
 //! | `GET /v1/jobs/{id}` | the batch job's status ([`tessera_core::job::JobStatus`]) |
+//! | `POST /v1/jobs/{id}/cancel`, `…/retry` | cancel a job; run again what failed |
+//! | `GET /v1/jobs/{id}/events` | the job's progress as server-sent events ([`events`]) |
 //!
 //! Errors are tessera-core's [`ErrorBody`](tessera_core::error::ErrorBody) `{code, message}`:
 //! 4xx with a stable code for the client's mistakes, 5xx logged with details and answered
@@ -29,6 +33,7 @@
 //! | [`store`] | the metadata [`Store`] trait, its SQL, its conformance suite |
 //! | [`sqlite`], `workers.rs` | the two hosts' stores and glue: SQLite and hyper natively ([`native`]), D1 and `fetch` on Workers |
 //! | [`jobs`] | how the edge reaches the batch backend |
+//! | [`events`] | a job's server-sent events: which frame, when |
 //! | [`openapi`] | the OpenAPI document |
 
 use std::future::Future;
@@ -36,6 +41,7 @@ use std::future::Future;
 use http::{Request, Response};
 
 pub use crate::config::{BackendConfig, Config, ConfigError};
+pub use crate::events::JobEvents;
 pub use crate::jobs::{Acted, HttpJobs, Jobs, JobsError};
 pub use crate::routes::{Admission, Admitted, ClientAddr, Edge};
 pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
@@ -45,6 +51,7 @@ pub use crate::wire::{
 
 pub mod config;
 mod error;
+pub mod events;
 pub mod jobs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

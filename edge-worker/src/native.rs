@@ -9,12 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::events::{EVENTS_POLL, JobEvents};
 use crate::{
     Admission, BackendConfig, ClientAddr, Config, ConfigError, Edge, Jobs, Outbound, OutboundError,
     Store,
@@ -200,37 +203,88 @@ pub async fn serve<S, O, J>(
 {
     let service = move |request: Request<Incoming>| {
         let edge = Rc::clone(&edge);
-        async move { Ok::<_, Infallible>(answer(&edge, request).await.map(Full::new)) }
+        async move { Ok::<_, Infallible>(answer(&edge, request).await) }
     };
     serve_connections(listener, limits, service, shutdown).await;
 }
 
+/// The body of a native answer: whole, or a job's server-sent events as they come.
+pub type AnswerBody = UnsyncBoxBody<Bytes, Infallible>;
+
 /// Answers one hyper request with `edge`: [`Edge::admit`] on the head, so that a request
 /// without a valid key is refused before its body is read; then the body, up to the configured
 /// limit (413 beyond it) and within [`BODY_READ_TIMEOUT`] (408), routed by [`Edge::respond`]
-/// with the system clock and random v4 ids. For hosts that serve more than the edge on one
-/// port; [`serve`] uses it for every request.
-pub async fn answer<S: Store, O: Outbound, J: Jobs>(
-    edge: &Edge<S, O, J>,
+/// with the system clock and random v4 ids. A job's events stream: [`Edge::next_event`] every
+/// [`EVENTS_POLL`] until the job ends or the client goes. For hosts that serve more than the
+/// edge on one port; [`serve`] uses it for every request.
+pub async fn answer<S, O, J>(
+    edge: &Rc<Edge<S, O, J>>,
     request: Request<Incoming>,
-) -> Response<Bytes> {
+) -> Response<AnswerBody>
+where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+{
+    let whole = |answer: Response<Bytes>| answer.map(|b| Full::new(b).boxed_unsync());
     let (parts, body) = request.into_parts();
     let admitted = match edge.admit(&parts, SystemTime::now()) {
         Admission::Admitted(admitted) => admitted,
-        Admission::Answered(answer) if body.is_end_stream() => return answer,
-        Admission::Answered(answer) => return closing(answer),
+        Admission::Answered(answer) if body.is_end_stream() => return whole(answer),
+        Admission::Answered(answer) => return whole(closing(answer)),
+        Admission::Events(mut events) => {
+            return match edge.open_events(&mut events, SystemTime::now()).await {
+                Ok((head, first)) => head.map(|_| event_stream(Rc::clone(edge), events, first)),
+                Err(answer) => whole(answer),
+            };
+        }
     };
     let limit = edge.config.max_body_bytes;
     let body =
         match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             // Over the limit, or the client went away: answer as the router would.
-            Ok(Err(_)) => return closing(edge.body_too_large()),
-            Err(_) => return closing(edge.body_timed_out()),
+            Ok(Err(_)) => return whole(closing(edge.body_too_large())),
+            Err(_) => return whole(closing(edge.body_timed_out())),
         };
     let mut new_id = || uuid::Uuid::new_v4().to_string();
-    edge.respond(admitted, body, SystemTime::now(), &mut new_id)
-        .await
+    whole(
+        edge.respond(admitted, body, SystemTime::now(), &mut new_id)
+            .await,
+    )
+}
+
+/// `first`, then each frame [`Edge::next_event`] gives, polled every [`EVENTS_POLL`] by a
+/// task on this thread's `LocalSet` (the edge is not `Send`) and handed over a channel; the
+/// stream ends after the job's `end` frame, and the task as soon as the client has gone.
+fn event_stream<S, O, J>(edge: Rc<Edge<S, O, J>>, mut events: JobEvents, first: Bytes) -> AnswerBody
+where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+{
+    let (frames, received) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::task::spawn_local(async move {
+        if frames.send(first).await.is_err() {
+            return;
+        }
+        while !events.ended() {
+            tokio::select! {
+                () = tokio::time::sleep(EVENTS_POLL) => {}
+                () = frames.closed() => return,
+            }
+            if let Some(frame) = edge.next_event(&mut events, SystemTime::now()).await
+                && frames.send(frame).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        let frame = received.recv().await?;
+        Some((Ok(Frame::data(frame)), received))
+    });
+    StreamBody::new(stream).boxed_unsync()
 }
 
 /// Marks an answer given before the request's body was read to its end with

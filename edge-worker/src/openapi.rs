@@ -18,6 +18,7 @@ use tessera_core::job::{
     InputOutcome, InputState, JobCursor, JobPage, JobQuery, JobResults, JobStage, JobState,
     JobStatus, Progress, ResultObject,
 };
+use tessera_core::job_inputs::{CreateJob, JobSearch, MAX_JOB_INPUTS};
 use tessera_core::keys::Project;
 use tessera_core::limits::ImageFormat;
 use tessera_core::presign::{Method, PresignedRequest};
@@ -216,6 +217,30 @@ fn paths() -> Value {
         ],
     );
     jobs["operationId"] = json!("listJobs");
+    let mut create_job = keyed(
+        "A job of recorded images of one project, named by image ids, by upload ids or by a search",
+        ("201", "the job, queued", "JobStatus"),
+        &[
+            bad_request,
+            (
+                "404",
+                "named images or uploads with no record in the project, or a search that matches none",
+            ),
+            ("502", "the batch backend did not accept the job; try again"),
+        ],
+    );
+    create_job["operationId"] = json!("createJob");
+    create_job["requestBody"] = json!({
+        "required": true,
+        "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/CreateJob"},
+            "example": {"project": "palm-survey", "search": {
+                "from": "2026-05-01", "to": "2026-05-31", "bbox": [-82.1, 29.6, -81.9, 29.8]}},
+        }},
+    });
+    create_job["responses"]["201"]["links"] = json!({
+        "job": {"operationId": "getJob", "parameters": {"id": "$response.body#/job_id"}},
+    });
     jobs["parameters"] = json!([
         query(
             "project",
@@ -264,13 +289,29 @@ fn paths() -> Value {
         "the job is queued, running or succeeded",
     );
 
+    let mut events = keyed(
+        "The job's progress as server-sent events: `progress` with the status (no per-input list) when it changes, `end` with the full status when the job has ended, then the stream closes; `: keep-alive` comments in between. Hosts that cannot hold a response open (Workers) send one frame, and the client reconnects after `retry`",
+        ("200", "", "JobStatus"),
+        &[
+            ("404", "no such job"),
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    events["operationId"] = json!("jobEvents");
+    events["parameters"] = json!([path_id("the job_id")]);
+    events["responses"]["200"] = json!({
+        "description": "a text/event-stream; each frame's `data` is a JobStatus",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    });
+
     json!({
         "/v1/uploads": {"post": create},
         "/v1/uploads/{id}/complete": {"post": complete},
         "/v1/images": {"get": search},
         "/v1/images/{id}": {"get": image},
-        "/v1/jobs": {"get": jobs},
+        "/v1/jobs": {"get": jobs, "post": create_job},
         "/v1/jobs/{id}": {"get": job},
+        "/v1/jobs/{id}/events": {"get": events},
         "/v1/jobs/{id}/cancel": {"post": cancel},
         "/v1/jobs/{id}/retry": {"post": retry},
         "/v1/openapi.json": {"get": {
@@ -363,6 +404,37 @@ fn constrain(schemas: &mut Value) {
         "maxItems": 6,
     });
     schemas["ExifMetadata"]["properties"]["taken_at"]["pattern"] = json!(taken_at_pattern());
+
+    let create_job = &mut schemas["CreateJob"];
+    create_job["properties"]["project"]["pattern"] = json!(Project::pattern());
+    for list in ["image_ids", "upload_ids"] {
+        create_job["properties"][list] = json!({
+            "description": create_job["properties"][list]["description"].clone(),
+            "type": "array", "items": {"type": "string", "minLength": 1},
+            "minItems": 1, "maxItems": MAX_JOB_INPUTS,
+        });
+    }
+    create_job["properties"]["search"] = json!({"$ref": "#/components/schemas/JobSearch"});
+    create_job["oneOf"] =
+        json!(["image_ids", "upload_ids", "search"].map(|name| json!({"required": [name]})));
+    create_job["additionalProperties"] = json!(false);
+    let search = &mut schemas["JobSearch"];
+    for side in ["from", "to"] {
+        search["properties"][side] = json!({
+            "description": search["properties"][side]["description"].clone(),
+            "type": "string", "pattern": format!("^{DATE_PATTERN}$"),
+        });
+    }
+    let (lon, lat) = (
+        json!({"type": "number", "minimum": -180, "maximum": 180}),
+        json!({"type": "number", "minimum": -90, "maximum": 90}),
+    );
+    search["properties"]["bbox"] = json!({
+        "description": search["properties"]["bbox"]["description"].clone(),
+        "type": "array", "prefixItems": [lon, lat, lon, lat], "items": false,
+        "minItems": 4, "maxItems": 4,
+    });
+    search["additionalProperties"] = json!(false);
 }
 
 /// Builds the document.
@@ -401,6 +473,8 @@ pub fn document() -> Value {
         .schema_from::<InputState>()
         .schema_from::<JobResults>()
         .schema_from::<ResultObject>()
+        .schema_from::<CreateJob>()
+        .schema_from::<JobSearch>()
         .build();
     let mut document = serde_json::to_value(
         OpenApiBuilder::new()
@@ -472,6 +546,7 @@ mod tests {
             ("/v1/images", "get", &["400"]),
             ("/v1/images/{id}", "get", &["404"]),
             ("/v1/jobs/{id}", "get", &["404", "502"]),
+            ("/v1/jobs", "post", &["400", "404", "502"]),
         ] {
             let responses = &document["paths"][path][method]["responses"];
             for status in own.iter().chain(&["401", "408", "413", "429", "500"]) {

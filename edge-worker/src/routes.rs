@@ -15,7 +15,8 @@ use tessera_core::access::{
     AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, CORS_MAX_AGE, TokenBucket, api_key_hash,
 };
 use tessera_core::error::{ErrorCode, ObjectProblem};
-use tessera_core::job::{JobAction, JobRequest, parse_job_query};
+use tessera_core::job::{JobAction, JobRequest, JobStatus, parse_job_query};
+use tessera_core::job_inputs::{CreateJob, JobInputsError, JobSelection, MAX_JOB_INPUTS};
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{cut_page, parse_image_query};
@@ -24,7 +25,9 @@ use tessera_core::upload::{
 };
 
 use crate::error::{ApiError, ApiResult, json_response, log_error};
+use crate::events::JobEvents;
 use crate::jobs::Acted;
+use crate::store::IMAGES_PER_CALL;
 use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
 };
@@ -40,7 +43,7 @@ pub struct Edge<S, O, J> {
     pub(crate) config: Config,
     store: S,
     outbound: O,
-    jobs: J,
+    pub(crate) jobs: J,
     buckets: RefCell<HashMap<String, TokenBucket>>,
     auth_failures: RefCell<HashMap<Option<IpAddr>, TokenBucket>>,
 }
@@ -63,6 +66,9 @@ pub enum Admission {
     Answered(Response<Bytes>),
     /// The body is wanted: read it and pass both to [`Edge::respond`].
     Admitted(Admitted),
+    /// A job's server-sent events: open them with [`Edge::open_events`] (the request has
+    /// no body to read).
+    Events(JobEvents),
 }
 
 /// A request whose head [`Edge::admit`] accepted: a known route and method, a valid API key
@@ -82,8 +88,10 @@ enum Route {
     Search,
     Image(String),
     Jobs,
+    CreateJob,
     Job(String),
     JobAction(String, JobAction),
+    JobEvents(String),
 }
 
 /// What a path and method name, before any key is checked.
@@ -110,8 +118,19 @@ fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
         ),
         ["v1", "images"] => ("GET", Matched::Authorized(Route::Search)),
         ["v1", "images", id] => ("GET", Matched::Authorized(Route::Image((*id).to_owned()))),
-        ["v1", "jobs"] => ("GET", Matched::Authorized(Route::Jobs)),
+        ["v1", "jobs"] => (
+            "GET, POST",
+            Matched::Authorized(if *method == HttpMethod::POST {
+                Route::CreateJob
+            } else {
+                Route::Jobs
+            }),
+        ),
         ["v1", "jobs", id] => ("GET", Matched::Authorized(Route::Job((*id).to_owned()))),
+        ["v1", "jobs", id, "events"] => (
+            "GET",
+            Matched::Authorized(Route::JobEvents((*id).to_owned())),
+        ),
         ["v1", "jobs", id, action @ ("cancel" | "retry")] => {
             let action = if *action == "cancel" {
                 JobAction::Cancel
@@ -130,7 +149,7 @@ fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
             ));
         }
     };
-    if method.as_str() != allowed {
+    if !allowed.split(", ").any(|m| m == method.as_str()) {
         return Err(ApiError::method_not_allowed(method, path, allowed));
     }
     Ok(matched)
@@ -174,7 +193,8 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// Answers one request at `now`: [`Edge::admit`] on its head, then [`Edge::respond`]; for
-    /// hosts that have the body already. `new_id` makes upload and image ids (a UUID,
+    /// hosts that have the body already. Job events are answered with their first frame only
+    /// (the client reconnects for the next, as on Workers). `new_id` makes upload and image ids (a UUID,
     /// natively).
     pub async fn handle(
         &self,
@@ -186,6 +206,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         match self.admit(&parts, now) {
             Admission::Admitted(admitted) => self.respond(admitted, body, now, new_id).await,
             Admission::Answered(answer) => answer,
+            Admission::Events(mut events) => match self.open_events(&mut events, now).await {
+                // One frame: its `retry:` has the client reconnect for the next.
+                Ok((head, first)) => head.map(|_| first),
+                Err(answer) => answer,
+            },
         }
     }
 
@@ -211,6 +236,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             }
         };
         match decided {
+            Ok(Route::JobEvents(job_id)) => Admission::Events(JobEvents::new(job_id, origin)),
             Ok(route) => Admission::Admitted(Admitted {
                 route,
                 query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -266,8 +292,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 Route::Search => self.search(&query).await,
                 Route::Image(id) => self.image(&id, now).await,
                 Route::Jobs => self.jobs(&query).await,
+                Route::CreateJob => self.create_job(&body).await,
                 Route::Job(id) => self.job(&id, now).await,
                 Route::JobAction(id, action) => self.job_action(&id, action).await,
+                // admit hands these out as Admission::Events.
+                Route::JobEvents(id) => self.job(&id, now).await,
             }
         };
         let mut response = answered.unwrap_or_else(ApiError::into_response);
@@ -275,7 +304,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         response
     }
 
-    fn cors(&self, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+    pub(crate) fn cors(&self, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
         let Some(origin) = origin else { return };
         let allowed = self
             .config
@@ -593,6 +622,116 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         }
     }
 
+    /// `POST /v1/jobs`: a job of recorded images named by id, by upload or by a search
+    /// ([`CreateJob`]), created on the batch backend; 201 with its status.
+    async fn create_job(&self, body: &[u8]) -> ApiResult {
+        let request: CreateJob = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+        let refused = |e: JobInputsError| ApiError::new(e.code(), e.to_string());
+        let (project, selection) = request.selection().map_err(refused)?;
+        let manifests = self.job_inputs(&project, selection).await?;
+        match self
+            .jobs
+            .create(&JobRequest::for_images(&project, &manifests))
+            .await
+        {
+            Ok(job) => Ok(json_response(StatusCode::CREATED, &job)),
+            Err(e) => {
+                log_error("job creation", &e);
+                Err(ApiError::new(
+                    ErrorCode::JobTriggerFailed,
+                    "the batch backend did not accept the job; try again",
+                ))
+            }
+        }
+    }
+
+    /// The records `selection` names in `project`, in its order.
+    ///
+    /// # Errors
+    /// `inputs_not_found` (404) listing ids with no record in the project (an image of
+    /// another project is not found either) or uploads not completed; `job_inputs` (400) for
+    /// more than [`MAX_JOB_INPUTS`] images.
+    async fn job_inputs(
+        &self,
+        project: &Project,
+        selection: JobSelection,
+    ) -> Result<Vec<Manifest>, ApiError> {
+        let too_many = |what, count| {
+            let e = JobInputsError::TooMany {
+                what,
+                count,
+                max: MAX_JOB_INPUTS,
+            };
+            ApiError::new(e.code(), e.to_string())
+        };
+        let mut missing = Vec::new();
+        let mut manifests = Vec::new();
+        match selection {
+            JobSelection::Images(ids) => {
+                let mut found = HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(IMAGES_PER_CALL) {
+                    for manifest in self.store.images(chunk).await? {
+                        found.insert(manifest.image_id.as_str().to_owned(), manifest);
+                    }
+                }
+                for id in ids {
+                    match found.remove(&id) {
+                        Some(m) if m.project == *project => manifests.push(m),
+                        _ => missing.push(id),
+                    }
+                }
+            }
+            JobSelection::Uploads(ids) => {
+                for id in ids {
+                    match self.store.upload(&id).await? {
+                        Some(u) if u.project == project.as_str() && u.completed => {
+                            manifests.extend(u.manifests);
+                        }
+                        Some(u) if u.project == project.as_str() => {
+                            missing.push(format!("{id} (not completed)"));
+                        }
+                        _ => missing.push(id),
+                    }
+                    if manifests.len() > MAX_JOB_INPUTS {
+                        return Err(too_many("upload_ids", manifests.len()));
+                    }
+                }
+            }
+            JobSelection::Search(mut query) => loop {
+                let rows = self.store.search(&query).await?;
+                let (page, cursor) = cut_page(rows, query.limit);
+                manifests.extend(page);
+                if manifests.len() > MAX_JOB_INPUTS {
+                    return Err(too_many("the search", manifests.len()));
+                }
+                match cursor {
+                    Some(cursor) => query.cursor = Some(cursor),
+                    None if manifests.is_empty() => {
+                        let e = JobInputsError::NothingFound(project.to_string());
+                        return Err(ApiError::new(e.code(), e.to_string()));
+                    }
+                    None => break,
+                }
+            },
+        }
+        if !missing.is_empty() {
+            const LISTED: usize = 20;
+            let mut listed = missing[..missing.len().min(LISTED)].join(", ");
+            if missing.len() > LISTED {
+                listed.push_str(&format!(" and {} more", missing.len() - LISTED));
+            }
+            return Err(ApiError::new(
+                ErrorCode::InputsNotFound,
+                format!(
+                    "{} of the named inputs have no record in project {project}: {listed}",
+                    missing.len()
+                ),
+            ));
+        }
+        Ok(manifests)
+    }
+
     /// Cancels or retries a job.
     async fn job_action(&self, job_id: &str, action: JobAction) -> ApiResult {
         let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
@@ -615,23 +754,20 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
 
     /// The job, its results as presigned GET URLs valid for the configured GET lifetime.
     async fn job(&self, job_id: &str, now: SystemTime) -> ApiResult {
+        let mut job = self.job_status(job_id).await?;
+        self.presign_results(&mut job, now)?;
+        Ok(json_response(StatusCode::OK, &job))
+    }
+
+    /// The backend's status of `job_id`.
+    ///
+    /// # Errors
+    /// `job_not_found` (404); `job_status_unavailable` (502) when the backend did not answer.
+    pub(crate) async fn job_status(&self, job_id: &str) -> Result<JobStatus, ApiError> {
         let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
         let job_id = JobId::new(job_id).map_err(|_| not_found())?;
         match self.jobs.status(&job_id).await {
-            Ok(Some(mut job)) => {
-                for result in job.results.objects_mut() {
-                    let get = self.presign(
-                        Method::Get,
-                        &result.key,
-                        &[],
-                        self.config.get_expires_in,
-                        now,
-                    )?;
-                    result.url = Some(get.url);
-                    result.expires_at = Some(unix_s(get.expires_at));
-                }
-                Ok(json_response(StatusCode::OK, &job))
-            }
+            Ok(Some(job)) => Ok(job),
             Ok(None) => Err(not_found()),
             Err(e) => {
                 log_error("job status", &e);
@@ -641,6 +777,26 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 ))
             }
         }
+    }
+
+    /// Fills in a presigned GET URL, valid for the configured GET lifetime, for each result.
+    pub(crate) fn presign_results(
+        &self,
+        job: &mut JobStatus,
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        for result in job.results.objects_mut() {
+            let get = self.presign(
+                Method::Get,
+                &result.key,
+                &[],
+                self.config.get_expires_in,
+                now,
+            )?;
+            result.url = Some(get.url);
+            result.expires_at = Some(unix_s(get.expires_at));
+        }
+        Ok(())
     }
 }
 

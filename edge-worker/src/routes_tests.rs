@@ -310,7 +310,10 @@ fn upload_complete_is_verified_recorded_and_triggers_one_job() {
     }
     // The job request names every input with its keys and checksum.
     let job = jobs.requests.borrow()[0].clone();
-    assert_eq!((job.upload_id.as_str(), job.inputs.len()), (upload_id, 2));
+    assert_eq!(
+        (job.upload_id.as_deref(), job.inputs.len()),
+        (Some(upload_id), 2)
+    );
     assert_eq!(job.inputs[0].original_key, planned["objects"][0]["key"]);
 
     // Idempotent: the same answer, one job, one record per image.
@@ -460,7 +463,8 @@ fn keys_are_required_and_rate_limited_per_key() {
         (Method::GET, "/v1/uploads", "POST"),
         (Method::PUT, "/v1/jobs/j", "GET"),
         (Method::GET, "/v1/jobs/j/cancel", "POST"),
-        (Method::DELETE, "/v1/jobs", "GET"),
+        (Method::DELETE, "/v1/jobs", "GET, POST"),
+        (Method::POST, "/v1/jobs/j/events", "GET"),
         (Method::POST, "/health", "GET"),
     ] {
         let (r, body) = edge.call(Request::builder().method(method).uri(path), b"");
@@ -578,4 +582,183 @@ fn bad_requests_name_the_problem_and_leave_the_data_alone() {
     // The tables are intact and answer.
     let (status, body) = edge.api(Method::GET, "/v1/images", &Value::Null);
     assert_eq!((status, &body["images"]), (StatusCode::OK, &json!([])));
+}
+
+/// Completes an upload of `names` in `project`; its upload id and image ids.
+fn completed_upload(
+    edge: &Harness<'_>,
+    storage: &ScriptedStorage,
+    project: &str,
+    names: &[&str],
+) -> (String, Vec<String>) {
+    let mut request = upload_request(names);
+    request["project"] = json!(project);
+    let (status, planned) = edge.api(Method::POST, "/v1/uploads", &request);
+    assert_eq!(status, StatusCode::CREATED, "{planned}");
+    put_everything(storage, &planned, &request);
+    let upload_id = planned["upload_id"].as_str().unwrap().to_owned();
+    let (status, done) = edge.api(
+        Method::POST,
+        &format!("/v1/uploads/{upload_id}/complete"),
+        &Value::Null,
+    );
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let ids = done["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    (upload_id, ids)
+}
+
+#[test]
+fn jobs_are_created_from_image_ids_uploads_and_searches_of_one_project() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let (upload, ids) = completed_upload(&edge, &storage, "palms", &["a.jpg", "b.jpg", "c.jpg"]);
+    let (_, other) = completed_upload(&edge, &storage, "oaks", &["d.jpg"]);
+    let created = |body: Value| {
+        let (status, job) = edge.api(Method::POST, "/v1/jobs", &body);
+        (status, job, jobs.requests.borrow().last().cloned())
+    };
+
+    // By image ids: in the order given, a repeat once, no upload.
+    let (status, job, sent) =
+        created(json!({"project": "palms", "image_ids": [ids[2], ids[0], ids[2]]}));
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["state"], "queued");
+    let sent = sent.unwrap();
+    assert_eq!(sent.upload_id, None);
+    let inputs: Vec<&str> = sent.inputs.iter().map(|i| i.image_id.as_str()).collect();
+    assert_eq!(inputs, [ids[2].as_str(), ids[0].as_str()]);
+    assert!(
+        sent.inputs[0]
+            .original_key
+            .starts_with("original-uploads/palms/")
+    );
+
+    // By upload: its images in upload order.
+    let (status, _, sent) = created(json!({"project": "palms", "upload_ids": [upload]}));
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(sent.unwrap().inputs.len(), 3);
+
+    // By search: every image of the project (these have no date but the upload's and no GPS).
+    let (status, _, sent) = created(json!({"project": "palms", "search": {}}));
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(sent.unwrap().inputs.len(), 3);
+    let requests = jobs.requests.borrow().len();
+
+    // Unknown ids, and another project's image, are named; nothing is created.
+    let (status, refused, _) =
+        created(json!({"project": "palms", "image_ids": [ids[0], "no-such-image", other[0]]}));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    assert_eq!(refused["code"], "inputs_not_found");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("2 of the named inputs have no record in project palms: no-such-image, "),
+        "{message}"
+    );
+    let (status, refused, _) = created(json!({"project": "oaks", "upload_ids": [upload]}));
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::NOT_FOUND, &json!("inputs_not_found"))
+    );
+    let (status, refused, _) = created(json!({"project": "palms",
+        "search": {"bbox": [-82.1, 29.6, -81.9, 29.8]}}));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "no recorded image of project palms matches the search"
+    );
+    assert_eq!(jobs.requests.borrow().len(), requests);
+
+    // Bad bodies get the API's vocabulary.
+    for (body, code) in [
+        (json!({"project": "palms"}), "job_inputs"),
+        (json!({"project": "palms", "image_ids": [], }), "job_inputs"),
+        (
+            json!({"project": "palms", "image_ids": ["a"], "search": {}}),
+            "job_inputs",
+        ),
+        (
+            json!({"project": "Palms", "image_ids": ["a"]}),
+            "invalid_project",
+        ),
+        (
+            json!({"project": "palms", "search": {"from": "2026-13-01"}}),
+            "invalid_parameter",
+        ),
+        (json!({"project": "palms", "images": ["a"]}), "invalid_json"),
+    ] {
+        let (status, refused, _) = created(body.clone());
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {refused}");
+        assert_eq!(refused["code"], code, "{body}");
+    }
+
+    // The backend down: 502, and the client may try again.
+    jobs.down.set(true);
+    let (status, refused, _) = created(json!({"project": "palms", "upload_ids": [upload]}));
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::BAD_GATEWAY, &json!("job_trigger_failed"))
+    );
+    jobs.down.set(false);
+
+    // PUT is not a method of /v1/jobs: 405 with both it has.
+    let (response, _) = edge.call(
+        Request::builder()
+            .method(Method::PUT)
+            .uri("/v1/jobs")
+            .header("authorization", format!("Bearer {KEY}")),
+        b"",
+    );
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, POST");
+}
+
+#[test]
+fn job_events_open_with_the_status_and_a_retry() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let (_, ids) = completed_upload(&edge, &storage, "palms", &["a.jpg"]);
+    assert_eq!(ids.len(), 1);
+    let get = |path: &str| {
+        edge.call(
+            Request::builder()
+                .uri(path)
+                .header("authorization", format!("Bearer {KEY}"))
+                .header("origin", ORIGIN),
+            b"",
+        )
+    };
+    let (response, _) = get("/v1/jobs/job-1/events");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["access-control-allow-origin"], ORIGIN);
+    let body = std::str::from_utf8(response.body()).unwrap();
+    let lines: Vec<&str> = body.split('\n').collect();
+    assert_eq!(
+        lines[..3],
+        ["retry: 1000", "id: 1", "event: progress"],
+        "{body}"
+    );
+    let job: Value = serde_json::from_str(lines[3].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        (job["job_id"].as_str(), job["state"].as_str()),
+        (Some("job-1"), Some("queued"))
+    );
+    assert!(
+        job.get("inputs").is_none(),
+        "progress frames leave the inputs out: {job}"
+    );
+    assert!(body.ends_with("\n\n"));
+
+    let (response, answer) = get("/v1/jobs/job-9/events");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer["code"], "job_not_found");
+    let (response, _) = edge.call(Request::builder().uri("/v1/jobs/job-1/events"), b"");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }

@@ -213,6 +213,15 @@ impl Store for SqliteStore {
             .optional()
         })
     }
+
+    async fn images(&self, image_ids: &[String]) -> Result<Vec<Manifest>, StoreError> {
+        let ids = serde_json::to_string(image_ids).expect("strings serialise");
+        self.with("images", |c| {
+            let mut statement = c.prepare_cached(sql::IMAGES)?;
+            let rows = statement.query_map([ids], |r| manifest(&r.get::<_, String>(0)?))?;
+            rows.collect()
+        })
+    }
 }
 
 #[cfg(test)]

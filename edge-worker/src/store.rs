@@ -27,6 +27,10 @@ pub(crate) mod sql {
     pub(crate) const SET_JOB: &str =
         "UPDATE uploads SET job_id = ?2 WHERE upload_id = ?1 AND job_id IS NULL";
     pub(crate) const IMAGE: &str = "SELECT manifest FROM images WHERE image_id = ?1";
+    /// The images among ?1, a JSON array of ids (one parameter however many ids: no limit
+    /// on bound variables to meet).
+    pub(crate) const IMAGES: &str =
+        "SELECT manifest FROM images WHERE image_id IN (SELECT value FROM json_each(?1))";
     /// Images, keyset-paginated on (acquired_on, image_id). A NULL parameter disables its
     /// filter. ?4..?7 is the bounding box; min_lon > max_lon crosses the antimeridian.
     pub(crate) const SEARCH: &str = "
@@ -117,7 +121,16 @@ pub trait Store {
     -> impl Future<Output = Result<Vec<Manifest>, StoreError>>;
     /// One recorded image.
     fn image(&self, image_id: &str) -> impl Future<Output = Result<Option<Manifest>, StoreError>>;
+    /// The recorded images among `image_ids`, in no particular order; unknown ids are left
+    /// out. Callers pass at most [`IMAGES_PER_CALL`] ids.
+    fn images(
+        &self,
+        image_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Manifest>, StoreError>>;
 }
+
+/// The most ids one [`Store::images`] call takes (one query, its ids as one JSON parameter).
+pub const IMAGES_PER_CALL: usize = 500;
 
 /// A [`conformance`] check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,6 +290,12 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
         "an unknown image is absent",
         store.image("conformance-zz").await.map_err(fail("image"))?,
         None,
+    )?;
+    let asked = ["conformance-zz", "conformance-a2", "conformance-a2"].map(String::from);
+    check(
+        "images reads the known among several ids, each once",
+        store.images(&asked).await.map_err(fail("images"))?,
+        vec![a2.clone()],
     )?;
 
     check(

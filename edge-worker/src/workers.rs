@@ -205,6 +205,21 @@ impl Store for D1Store {
             .map_err(failed("image"))?;
         row.map(|r| parse(&r.manifest)).transpose()
     }
+
+    async fn images(&self, image_ids: &[String]) -> Result<Vec<Manifest>, StoreError> {
+        let ids = serde_json::to_string(image_ids).expect("strings serialise");
+        let rows = self
+            .0
+            .prepare(sql::IMAGES)
+            .bind(&[text(&ids)])
+            .map_err(failed("images"))?
+            .all()
+            .await
+            .map_err(failed("images"))?
+            .results::<ManifestField>()
+            .map_err(failed("images"))?;
+        rows.iter().map(|r| parse(&r.manifest)).collect()
+    }
 }
 
 /// Outbound HTTP through the Workers `fetch`.
@@ -343,6 +358,12 @@ async fn fetch(
             edge.respond(admitted, body, now(), &mut random_uuid).await
         }
         crate::Admission::Answered(answer) => answer,
+        // A Worker does not hold the response open: one frame, whose `retry:` has the
+        // client reconnect for the next.
+        crate::Admission::Events(mut events) => match edge.open_events(&mut events, now()).await {
+            Ok((head, first)) => head.map(|_| first),
+            Err(answer) => answer,
+        },
     };
     Ok(response.map(http_body_util::Full::new))
 }

@@ -106,6 +106,24 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     await page.setViewportSize({ width: 390, height: 844 });
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
     await page.screenshot({ path: join(ARTIFACTS, 'phone.png') });
+
+    // The API reference at /docs: Swagger UI from the page's own assets (no other origin),
+    // the edge's document, and "Try it out" answering with the local key already filled in.
+    const requested = [];
+    const docs = await context.newPage();
+    docs.on('request', (r) => requested.push(r.url()));
+    await docs.setViewportSize({ width: 1280, height: 900 });
+    await docs.goto(`${stack.url}/docs/`);
+    await docs.locator('.swagger-ui .info .title', { hasText: 'Tessera edge API' }).waitFor();
+    const listJobs = docs.locator('#operations-default-listJobs');
+    await listJobs.locator('.opblock-summary').click();
+    await listJobs.locator('.try-out__btn').click();
+    await listJobs.locator('.execute').click();
+    await listJobs.locator('.live-responses-table .response-col_status', { hasText: '200' }).waitFor();
+    assert.ok(await docs.locator('#operations-default-jobEvents').count() === 1, 'the events route is documented');
+    await docs.screenshot({ path: join(ARTIFACTS, 'docs.png') });
+    const foreign = requested.filter((url) => !url.startsWith(stack.url) && !url.startsWith('data:'));
+    assert.deepEqual(foreign, [], 'the reference loads nothing from another origin');
     await context.close();
   } finally {
     await stack.stop();

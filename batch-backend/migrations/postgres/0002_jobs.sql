@@ -1,8 +1,9 @@
 -- Jobs and their inputs (tessera_core::job). Times are Unix milliseconds.
 CREATE TABLE jobs (
   job_id TEXT PRIMARY KEY,
-  -- The upload that triggered it; one job per upload.
-  upload_id TEXT NOT NULL UNIQUE,
+  -- The upload that triggered it (one job per upload); NULL for a job asked for by
+  -- image ids, upload ids or a search.
+  upload_id TEXT UNIQUE,
   project TEXT NOT NULL,
   state TEXT NOT NULL,
   stage TEXT,

@@ -680,7 +680,7 @@ fn job_of(row: &AnyRow, now: i64) -> Result<JobStatus> {
             fraction,
             eta_seconds,
         },
-        upload_id: text("upload_id")?,
+        upload_id: row.try_get("upload_id")?,
         project: Project::new(project.as_str()).map_err(|e| anyhow::anyhow!("{project:?}: {e}"))?,
         created_at: unsigned(row, "created_at")? / 1000,
         inputs: Vec::new(),

@@ -151,6 +151,46 @@ pub(crate) async fn wait_for_end(
     }
 }
 
+/// Reads `GET /v1/jobs/{id}/events` until the server closes the stream (within `limit`);
+/// each frame's event name and data, keep-alive comments left out.
+pub(crate) async fn follow_events(
+    client: &reqwest::Client,
+    api: &str,
+    key: &str,
+    job_id: &str,
+    limit: Duration,
+) -> Vec<(String, Value)> {
+    let mut response = client
+        .get(format!("{api}/v1/jobs/{job_id}/events"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    tokio::time::timeout(limit, async {
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the event stream still open after {limit:?}:\n{text}"));
+    text.split("\n\n")
+        .filter_map(|frame| {
+            let field = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+            };
+            Some((
+                field("event")?.to_owned(),
+                serde_json::from_str(field("data")?).unwrap(),
+            ))
+        })
+        .collect()
+}
+
 /// `gdal_translate` with `args`.
 pub(crate) fn gdal_translate(args: &[&str], from: &Path, to: &Path) {
     let status = Command::new("gdal_translate")
@@ -239,9 +279,10 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
     );
 
     let client = reqwest::Client::new();
-    let job = runtime().block_on(async {
+    let (events, job) = runtime().block_on(async {
         let job_id = upload(&client, &api, &key, "palms", &images).await;
-        wait_for_end(
+        let events = follow_events(&client, &api, &key, &job_id, Duration::from_secs(180)).await;
+        let job = wait_for_end(
             &client,
             &api,
             &key,
@@ -249,10 +290,27 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
             Duration::from_secs(180),
             &mut up,
         )
-        .await
+        .await;
+        (events, job)
     });
     let log = up.log.lock().unwrap().clone();
     assert_eq!(job["state"], "succeeded", "{job:#}\n{log}");
+    // The events: progress that never goes back, then one `end` with the final status.
+    let (last, progress) = events.split_last().unwrap();
+    assert_eq!(last.0, "end");
+    assert_eq!(
+        (&last.1["state"], &last.1["inputs"]),
+        (&job["state"], &job["inputs"])
+    );
+    assert!(
+        progress.iter().all(|(name, _)| name == "progress"),
+        "{events:?}"
+    );
+    let fractions: Vec<f64> = events
+        .iter()
+        .map(|(_, job)| job["progress"]["fraction"].as_f64().unwrap())
+        .collect();
+    assert!(fractions.is_sorted(), "{fractions:?}");
     assert_eq!(job["progress"]["fraction"], 1.0, "{job:#}");
     assert_eq!(job["progress"]["done"], 8);
     assert_eq!(job["progress"]["failed"], 3, "{job:#}");
@@ -317,13 +375,24 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
         sidecar["results"][job_id]["summary"],
         format!("results/{job_id}/job.json")
     );
+    // The planted derivative is flagged on its image's sidecar, with the job that found it.
+    let planted_key = format!(
+        "metadata/palms/{}.json",
+        inputs[7]["image_id"].as_str().unwrap()
+    );
+    let planted: Value = serde_json::from_slice(&stored(data.path(), &planted_key)).unwrap();
+    assert_eq!(planted["refused"][job_id]["stage"], "ingest", "{planted:#}");
+    assert_eq!(
+        planted["refused"][job_id]["reason"].as_str(),
+        Some(reason(7).as_str())
+    );
+    assert!(planted.get("results").is_none(), "{planted:#}");
     stop(up);
 }
 
-/// A 2,400² GeoTIFF at OSBS_029's 0.1 m: its pixels tiled 6 × 6 (copies placed with
-/// `gdal_translate -a_ullr`, joined by `gdalbuildvrt`), cut into four 1,200² quarters: a
-/// mosaic whose detection takes seconds, long enough to kill a worker in the middle of it.
-fn tiled_quarters(dir: &Path) -> Vec<PathBuf> {
+/// A 2,400² virtual raster at OSBS_029's 0.1 m: its pixels tiled 6 × 6 (copies placed with
+/// `gdal_translate -a_ullr`, joined by `gdalbuildvrt`).
+pub(crate) fn tiled_vrt(dir: &Path) -> PathBuf {
     let osbs = crate::fixtures().join("deepforest-2.1.0/OSBS_029.tif");
     let (x0, y0) = (404_211.9, 3_285_142.9);
     let mut copies = Vec::new();
@@ -346,6 +415,13 @@ fn tiled_quarters(dir: &Path) -> Vec<PathBuf> {
         .status()
         .unwrap();
     assert!(status.success());
+    vrt
+}
+
+/// [`tiled_vrt`] cut into four 1,200² quarters: a mosaic whose detection takes seconds, long
+/// enough to kill a worker in the middle of it.
+fn tiled_quarters(dir: &Path) -> Vec<PathBuf> {
+    let vrt = tiled_vrt(dir);
     [(0, 0), (1200, 0), (0, 1200), (1200, 1200)]
         .iter()
         .enumerate()

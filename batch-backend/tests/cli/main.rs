@@ -5,6 +5,7 @@
 
 mod connections;
 mod detect;
+mod job_scale;
 mod jobs;
 mod mosaic;
 mod store;

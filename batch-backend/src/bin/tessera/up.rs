@@ -32,6 +32,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tessera_core::access::{api_key_hash, host_allowed};
+use tessera_core::job_inputs::JobLimits;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
 use tessera_edge::native::{ConnectionLimits, ReqwestOutbound, answer, serve_connections};
@@ -72,6 +73,8 @@ pub(crate) struct UpArgs {
     workers: usize,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
+    #[command(flatten)]
+    job_limits: crate::worker::JobLimitArgs,
 }
 
 /// Runs `tessera up` until Ctrl-C.
@@ -85,6 +88,7 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         limits: args.connections.limits(),
         database: args.database,
         workers: args.workers,
+        job_limits: args.job_limits.limits(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,6 +133,8 @@ pub(crate) struct UpOptions {
     pub database: Option<String>,
     /// In-process workers.
     pub workers: usize,
+    /// What one job input may be.
+    pub job_limits: JobLimits,
 }
 
 /// The local stack's secrets, generated on first start into `{data}/local.json`.
@@ -282,6 +288,7 @@ pub(crate) async fn run(
         objects: Objects::s3(&config.storage)?,
         scratch: options.data.join("scratch"),
         detector: DetectorChoice::default(),
+        limits: options.job_limits,
     };
     let edge = Rc::new(Edge::new(
         config,
@@ -370,18 +377,16 @@ fn page_origins(addr: SocketAddr) -> Vec<String> {
 }
 
 async fn page_or_api(
-    edge: &LocalEdge,
+    edge: &Rc<LocalEdge>,
     mut web: tower_http::services::ServeDir,
     page_config: &Bytes,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path();
     if path == "/health" || path.starts_with("/v1/") {
-        return answer(edge, request).await.map(|body| {
-            Full::new(body)
-                .map_err(|never| match never {})
-                .boxed_unsync()
-        });
+        return answer(edge, request)
+            .await
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync());
     }
     let mut response = if path == "/config.json" {
         let mut response = Response::new(

@@ -16,6 +16,8 @@ use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::Pipeline;
 use tessera_batch::worker::{self, WorkerOptions};
+use tessera_core::job_inputs::JobLimits;
+use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 
 use crate::detect::DetectorArgs;
 
@@ -38,6 +40,8 @@ pub(crate) struct WorkerArgs {
     scratch: Option<PathBuf>,
     #[command(flatten)]
     detector: DetectorArgs,
+    #[command(flatten)]
+    job_limits: JobLimitArgs,
     /// Address of `/health`, and of the service job API a deployed edge calls when
     /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
@@ -82,6 +86,28 @@ async fn answer(
         .map(|body| Full::new(Bytes::from(body)))
 }
 
+/// Limits on one job input ([`JobLimits`]), for `tessera worker` and `tessera up`.
+#[derive(clap::Args)]
+pub(crate) struct JobLimitArgs {
+    /// Largest job input, in bytes; larger inputs are reported failed and the job goes on
+    /// (the photo path's 10 MiB does not apply to jobs).
+    #[arg(long, default_value_t = JobLimits::DEFAULT_MAX_INPUT_BYTES)]
+    max_input_bytes: u64,
+    /// Most pixels a raster input's header may claim (more is refused as a likely
+    /// decompression bomb).
+    #[arg(long, default_value_t = DEFAULT_MAX_INPUT_PIXELS)]
+    max_input_pixels: u64,
+}
+
+impl JobLimitArgs {
+    pub(crate) const fn limits(&self) -> JobLimits {
+        JobLimits {
+            max_input_bytes: self.max_input_bytes,
+            max_input_pixels: self.max_input_pixels,
+        }
+    }
+}
+
 pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let storage = tessera_edge::config::storage_from_lookup(|name| std::env::var(name).ok())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -99,6 +125,7 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("tessera-worker")),
             detector: args.detector.choice(),
+            limits: args.job_limits.limits(),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -1,0 +1,277 @@
+//! How a client names a job's inputs: the body of the public `POST /v1/jobs`
+//! ([`CreateJob`]), what it selects ([`JobSelection`]) and the limit per job
+//! ([`MAX_JOB_INPUTS`]).
+//!
+//! A job is made of recorded images of one project, named in exactly one way:
+//!
+//! ```json
+//! {"project": "palms", "image_ids": ["0190…", "0190…"]}
+//! {"project": "palms", "upload_ids": ["0190…"]}
+//! {"project": "palms", "search": {"from": "2026-05-01", "to": "2026-05-31",
+//!                                 "bbox": [-82.1, 29.6, -81.9, 29.8]}}
+//! ```
+//!
+//! `search` takes the filters of `GET /v1/images` (dates `YYYY-MM-DD`, inclusive; `bbox`
+//! `[minLon, minLat, maxLon, maxLat]` in WGS 84 degrees) and is checked by the same parser
+//! ([`parse_image_query`]). The edge resolves the selection against its records and sends the
+//! batch backend a [`JobRequest`](crate::job::JobRequest), whose inputs the backend holds to
+//! [`JobLimits`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::keys::Project;
+use crate::search::{ImageQuery, QueryError, parse_image_query};
+
+/// The most inputs one job takes, however they are named.
+pub const MAX_JOB_INPUTS: usize = 10_000;
+
+/// What one job input may be, apart from the photo path's limits (10 MiB, 100 megapixels):
+/// orthophoto tiles of hundreds of megabytes and gigapixels are ordinary job inputs. The
+/// batch backend's ingest refuses an input over either limit (reported on the input, the
+/// job goes on); `tessera worker` and `tessera up` take both as flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Largest input, bytes: [`JobLimits::DEFAULT_MAX_INPUT_BYTES`] unless configured.
+    pub max_input_bytes: u64,
+    /// Most pixels a raster input's header may claim (more is a likely decompression bomb):
+    /// [`crate::mosaic::DEFAULT_MAX_INPUT_PIXELS`] unless configured.
+    pub max_input_pixels: u64,
+}
+
+impl JobLimits {
+    /// 8 GiB: a large BigTIFF orthophoto tile, and well under a worker's scratch disk.
+    pub const DEFAULT_MAX_INPUT_BYTES: u64 = 8 << 30;
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: Self::DEFAULT_MAX_INPUT_BYTES,
+            max_input_pixels: crate::mosaic::DEFAULT_MAX_INPUT_PIXELS,
+        }
+    }
+}
+
+/// The body of the public `POST /v1/jobs`: a project and exactly one of `image_ids`,
+/// `upload_ids` or `search`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// The project whose images the job runs on.
+    pub project: String,
+    /// These images, in this order (a repeated id counts once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ids: Option<Vec<String>>,
+    /// The images of these completed uploads, upload by upload in upload order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_ids: Option<Vec<String>>,
+    /// Every recorded image of the project that matches, in (acquisition date, id) order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<JobSearch>,
+}
+
+/// The filters of a job's search: those of `GET /v1/images`, the project aside.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSearch {
+    /// Acquired on or after, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Acquired on or before, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `[minLon, minLat, maxLon, maxLat]`, WGS 84 degrees; only images with GPS inside
+    /// (minLon > maxLon crosses the antimeridian).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+}
+
+/// What a [`CreateJob`] selects, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobSelection {
+    /// These image ids, repeats removed, first occurrence kept (not checked: the edge
+    /// reports those it has no record of).
+    Images(Vec<String>),
+    /// The images of these uploads, repeats removed.
+    Uploads(Vec<String>),
+    /// A search of the project's records, read in pages of [`ImageQuery::MAX_LIMIT`].
+    Search(ImageQuery),
+}
+
+/// Why a [`CreateJob`] was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobInputsError {
+    /// The project name is not valid.
+    #[error("project {0:?} is not a project name ([a-z0-9-], 1 to 64 characters)")]
+    Project(String),
+    /// None, or more than one, of the three ways of naming inputs.
+    #[error("name the job's inputs with exactly one of image_ids, upload_ids or search")]
+    Selection,
+    /// An empty list.
+    #[error("{0} is empty: a job needs at least one input")]
+    Empty(&'static str),
+    /// More inputs than a job takes.
+    #[error("{what}: {count} inputs; a job takes at most {max}")]
+    TooMany {
+        /// What was counted (`image_ids`, `upload_ids`, `the search`).
+        what: &'static str,
+        /// How many there were (for a search: at least this many).
+        count: usize,
+        /// [`MAX_JOB_INPUTS`].
+        max: usize,
+    },
+    /// A search that matches no recorded image of the project.
+    #[error("no recorded image of project {0} matches the search")]
+    NothingFound(String),
+    /// A search filter that `GET /v1/images` would refuse too.
+    #[error("search: {0}")]
+    Search(QueryError),
+}
+
+impl JobInputsError {
+    /// The stable code ([`ErrorCode`]).
+    #[must_use]
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::Project(_) => ErrorCode::InvalidProject,
+            Self::Selection | Self::Empty(_) | Self::TooMany { .. } => ErrorCode::JobInputs,
+            Self::NothingFound(_) => ErrorCode::InputsNotFound,
+            Self::Search(e) => e.code(),
+        }
+    }
+}
+
+impl CreateJob {
+    /// The project and the checked selection.
+    ///
+    /// # Errors
+    /// [`JobInputsError`]: a bad project name, not exactly one selection, an empty list, a
+    /// list over [`MAX_JOB_INPUTS`], or a search filter `GET /v1/images` refuses.
+    pub fn selection(&self) -> Result<(Project, JobSelection), JobInputsError> {
+        let project = Project::new(&self.project)
+            .map_err(|_| JobInputsError::Project(self.project.clone()))?;
+        let selection = match (&self.image_ids, &self.upload_ids, &self.search) {
+            (Some(ids), None, None) => JobSelection::Images(checked_list("image_ids", ids)?),
+            (None, Some(ids), None) => JobSelection::Uploads(checked_list("upload_ids", ids)?),
+            (None, None, Some(search)) => {
+                let mut pairs = vec![
+                    ("project", project.as_str().to_owned()),
+                    ("limit", ImageQuery::MAX_LIMIT.to_string()),
+                ];
+                let bbox = search.bbox.map(|b| b.map(|v| v.to_string()).join(","));
+                for (name, value) in [("from", &search.from), ("to", &search.to), ("bbox", &bbox)] {
+                    if let Some(value) = value {
+                        pairs.push((name, value.clone()));
+                    }
+                }
+                JobSelection::Search(parse_image_query(pairs).map_err(JobInputsError::Search)?)
+            }
+            _ => return Err(JobInputsError::Selection),
+        };
+        Ok((project, selection))
+    }
+}
+
+/// `ids` without repeats (first occurrence kept), refused when empty or over the limit.
+fn checked_list(what: &'static str, ids: &[String]) -> Result<Vec<String>, JobInputsError> {
+    if ids.is_empty() {
+        return Err(JobInputsError::Empty(what));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let unique: Vec<String> = ids.iter().filter(|id| seen.insert(*id)).cloned().collect();
+    if unique.len() > MAX_JOB_INPUTS {
+        return Err(JobInputsError::TooMany {
+            what,
+            count: unique.len(),
+            max: MAX_JOB_INPUTS,
+        });
+    }
+    Ok(unique)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> CreateJob {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_selection_is_taken() {
+        let (project, selection) = body(r#"{"project":"palms","image_ids":["a","b","a"]}"#)
+            .selection()
+            .unwrap();
+        assert_eq!(project.as_str(), "palms");
+        let JobSelection::Images(ids) = selection else {
+            panic!("{selection:?}")
+        };
+        assert_eq!(ids, ["a", "b"]);
+        for json in [
+            r#"{"project":"palms"}"#,
+            r#"{"project":"palms","image_ids":["a"],"upload_ids":["u"]}"#,
+            r#"{"project":"palms","upload_ids":["u"],"search":{}}"#,
+        ] {
+            assert_eq!(
+                body(json).selection(),
+                Err(JobInputsError::Selection),
+                "{json}"
+            );
+        }
+        assert!(serde_json::from_str::<CreateJob>(r#"{"project":"p","images":[]}"#).is_err());
+    }
+
+    #[test]
+    fn lists_are_bounded_and_projects_checked() {
+        let empty = body(r#"{"project":"palms","upload_ids":[]}"#).selection();
+        assert_eq!(empty, Err(JobInputsError::Empty("upload_ids")));
+        let many = CreateJob {
+            project: "palms".into(),
+            image_ids: Some((0..=MAX_JOB_INPUTS).map(|n| n.to_string()).collect()),
+            ..CreateJob::default()
+        };
+        let e = many.selection().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::JobInputs);
+        assert_eq!(
+            e.to_string(),
+            "image_ids: 10001 inputs; a job takes at most 10000"
+        );
+        let bad = body(r#"{"project":"Palms!","image_ids":["a"]}"#).selection();
+        assert_eq!(bad.unwrap_err().code(), ErrorCode::InvalidProject);
+    }
+
+    #[test]
+    fn a_search_is_checked_as_get_v1_images_checks_it() {
+        let (_, selection) = body(
+            r#"{"project":"palms","search":{"from":"2026-05-01","to":"2026-05-31","bbox":[-82.1,29.6,-81.9,29.8]}}"#,
+        )
+        .selection()
+        .unwrap();
+        let JobSelection::Search(query) = selection else {
+            panic!("{selection:?}")
+        };
+        assert_eq!(query.project.unwrap().as_str(), "palms");
+        assert_eq!(query.from.unwrap().to_string(), "2026-05-01");
+        assert_eq!(query.limit, ImageQuery::MAX_LIMIT);
+        assert!((query.bbox.unwrap().min_lon + 82.1).abs() < 1e-12);
+        let outside = body(r#"{"project":"palms","search":{"bbox":[0,0,181,1]}}"#).selection();
+        assert_eq!(outside.unwrap_err().code(), ErrorCode::InvalidParameter);
+        let bad = body(r#"{"project":"palms","search":{"from":"May"}}"#).selection();
+        let e = bad.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidParameter);
+        assert!(
+            e.to_string().starts_with("search: from=\"May\" is invalid"),
+            "{e}"
+        );
+        // '); DROP TABLE images; -- is a value like any other: refused by the date parser.
+        let injected = body(r#"{"project":"palms","search":{"to":"'); DROP TABLE images; --"}}"#);
+        assert_eq!(
+            injected.selection().unwrap_err().code(),
+            ErrorCode::InvalidParameter
+        );
+    }
+}
