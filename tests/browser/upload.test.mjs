@@ -115,13 +115,14 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     await docs.setViewportSize({ width: 1280, height: 900 });
     await docs.goto(`${stack.url}/docs/`);
     await docs.locator('.swagger-ui .info .title', { hasText: 'Tessera edge API' }).waitFor();
+    await docs.screenshot({ path: join(ARTIFACTS, 'docs.png') });
     const listJobs = docs.locator('#operations-default-listJobs');
     await listJobs.locator('.opblock-summary').click();
     await listJobs.locator('.try-out__btn').click();
     await listJobs.locator('.execute').click();
     await listJobs.locator('.live-responses-table .response-col_status', { hasText: '200' }).waitFor();
     assert.ok(await docs.locator('#operations-default-jobEvents').count() === 1, 'the events route is documented');
-    await docs.screenshot({ path: join(ARTIFACTS, 'docs.png') });
+    await docs.screenshot({ path: join(ARTIFACTS, 'docs-try-it-out.png') });
     const foreign = requested.filter((url) => !url.startsWith(stack.url) && !url.startsWith('data:'));
     assert.deepEqual(foreign, [], 'the reference loads nothing from another origin');
     await context.close();
