@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use tessera_core::job::{InputState, JobResults, JobStage, ResultObject};
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::keys::JobId;
@@ -128,6 +129,9 @@ pub struct Pipeline {
     pub limits: JobLimits,
 }
 
+/// Object transfers a task keeps in flight at once (stitch's downloads, publish's sidecars).
+const TRANSFERS_IN_FLIGHT: usize = 8;
+
 /// The key of a job's result `name`: `results/{job_id}/{name}` (ARCHITECTURE.md's layout).
 #[must_use]
 pub fn result_key(job_id: &JobId, name: &str) -> String {
@@ -201,10 +205,11 @@ impl Pipeline {
         if let Some(reason) = reason {
             // Flagged on the image's record too: a derivative that is not its original's, a
             // changed original, a file that is not what it claims.
-            self.annotate_sidecar(
-                &input.metadata_key,
+            annotate_sidecar(
+                self.objects.clone(),
+                input.metadata_key.clone(),
                 "refused",
-                job_id,
+                job_id.clone(),
                 serde_json::json!({"stage": "ingest", "reason": reason}),
             )
             .await?;
@@ -241,25 +246,30 @@ impl Pipeline {
         if rasters.is_empty() {
             return Ok(());
         }
+        // Several downloads in flight: a job of many small tiles waits on round trips, not
+        // bandwidth. The inputs keep their job order (later inputs win where they overlap).
+        let transfers: Vec<_> = rasters
+            .iter()
+            .map(|record| {
+                let (objects, max_bytes) = (self.objects.clone(), self.limits.max_input_bytes);
+                let path = dir.join(format!("{:06}.tif", record.index));
+                let key = record.input.original_key.clone();
+                async move {
+                    objects.download(&key, &path, max_bytes).await?;
+                    Ok::<_, ObjectError>(StitchInput { path, source: key })
+                }
+            })
+            .collect();
+        let mut downloads = futures_util::stream::iter(transfers).buffered(TRANSFERS_IN_FLIGHT);
         let mut inputs = Vec::with_capacity(rasters.len());
-        for (n, record) in rasters.iter().enumerate() {
-            let path = dir.join(format!("{:06}.tif", record.index));
-            self.objects
-                .download(
-                    &record.input.original_key,
-                    &path,
-                    self.limits.max_input_bytes,
-                )
-                .await?;
-            inputs.push(StitchInput {
-                path,
-                source: record.input.original_key.clone(),
-            });
+        while let Some(input) = downloads.next().await {
+            inputs.push(input?);
             progress.send_replace(TaskProgress {
-                within: 0.3 * (n + 1) as f64 / rasters.len() as f64,
+                within: 0.3 * inputs.len() as f64 / rasters.len() as f64,
                 windows: None,
             });
         }
+        drop(downloads);
         let project = self
             .store
             .job(job_id, now_ms())
@@ -437,52 +447,27 @@ impl Pipeline {
                 serde_json::to_vec_pretty(&summary).context("job.json")?,
             )
             .await?;
-        for record in self.store.inputs(job_id).await? {
-            if record.state != InputState::Ok {
-                continue;
-            }
-            self.annotate_sidecar(
-                &record.input.metadata_key,
-                "results",
-                job_id,
-                serde_json::json!({"summary": summary_key, "results": job.results}),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Sets `sidecar[field][job_id] = value` in the sidecar at `key` (keyed by job, so that
-    /// a task run twice writes the same sidecar). A missing or non-object sidecar is left
-    /// alone: the image record is the edge's, not the job's.
-    async fn annotate_sidecar(
-        &self,
-        key: &str,
-        field: &str,
-        job_id: &JobId,
-        value: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        let mut sidecar: serde_json::Value = match self.objects.get(key).await {
-            Ok(body) => {
-                serde_json::from_slice(&body).with_context(|| format!("{key} is not JSON"))?
-            }
-            Err(ObjectError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(fields) = sidecar.as_object_mut() else {
-            return Ok(());
-        };
-        let entries = fields.entry(field).or_insert_with(|| serde_json::json!({}));
-        if let Some(entries) = entries.as_object_mut() {
-            entries.insert(job_id.as_str().to_owned(), value);
-        }
-        self.objects
-            .put(
-                key,
-                serde_json::to_vec_pretty(&sidecar).context("a sidecar")?,
-            )
-            .await?;
-        Ok(())
+        let entry = serde_json::json!({"summary": summary_key, "results": job.results});
+        let updates: Vec<_> = self
+            .store
+            .inputs(job_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.state == InputState::Ok)
+            .map(|record| {
+                annotate_sidecar(
+                    self.objects.clone(),
+                    record.input.metadata_key,
+                    "results",
+                    job_id.clone(),
+                    entry.clone(),
+                )
+            })
+            .collect();
+        futures_util::stream::iter(updates)
+            .buffer_unordered(TRANSFERS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
     }
 
     async fn update_results(
@@ -505,6 +490,37 @@ impl Pipeline {
 /// What an original that matched its checksum is: a georeferenced GeoTIFF is a raster;
 /// anything else a photo. Where the sidecar lists derivatives, they are re-derived from the
 /// original and must match the uploaded ones: no client can plant a derivative that is not
+/// Sets `sidecar[field][job_id] = value` in the sidecar at `key` (keyed by job, so that a
+/// task run twice writes the same sidecar). A missing or non-object sidecar is left alone:
+/// the image record is the edge's, not the job's.
+async fn annotate_sidecar(
+    objects: Objects,
+    key: String,
+    field: &'static str,
+    job_id: JobId,
+    value: serde_json::Value,
+) -> Result<(), TaskError> {
+    let mut sidecar: serde_json::Value = match objects.get(&key).await {
+        Ok(body) => serde_json::from_slice(&body).with_context(|| format!("{key} is not JSON"))?,
+        Err(ObjectError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(fields) = sidecar.as_object_mut() else {
+        return Ok(());
+    };
+    let entries = fields.entry(field).or_insert_with(|| serde_json::json!({}));
+    if let Some(entries) = entries.as_object_mut() {
+        entries.insert(job_id.as_str().to_owned(), value);
+    }
+    objects
+        .put(
+            &key,
+            serde_json::to_vec_pretty(&sidecar).context("a sidecar")?,
+        )
+        .await?;
+    Ok(())
+}
+
 /// its original's. `Err` is the reason the input is left out.
 fn examine(
     path: &Path,

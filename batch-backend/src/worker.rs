@@ -158,10 +158,7 @@ async fn run_claimed(
     let _ = store
         .change_state(&key.job_id, JobEvent::Claim, None, now_ms())
         .await?;
-    let running = store
-        .job(&key.job_id, now_ms())
-        .await?
-        .is_some_and(|job| job.state == tessera_core::job::JobState::Running);
+    let running = store.job_state(&key.job_id).await? == Some(tessera_core::job::JobState::Running);
     let outcome = if running {
         match run_leased(pipeline, worker, task, key, detector).await? {
             Some(outcome) => outcome,

@@ -635,6 +635,22 @@ impl Store {
         Ok(changed)
     }
 
+    /// The job's state alone (a worker asks before each task; [`Store::job`] would read
+    /// every input too).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn job_state(&self, job_id: &JobId) -> Result<Option<JobState>> {
+        let state: Option<String> =
+            sqlx::query(self.sql("SELECT state FROM jobs WHERE job_id = $1"))
+                .bind(job_id.as_str().to_owned())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| row.try_get("state"))
+                .transpose()?;
+        state.as_deref().map(job_state).transpose()
+    }
+
     /// The job's recorded stage, if a worker has reached one.
     ///
     /// # Errors
