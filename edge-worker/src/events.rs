@@ -106,8 +106,8 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             return None;
         }
         let job_id = JobId::new(&events.job_id).ok()?;
-        let job = match self.jobs.status(&job_id).await {
-            Ok(Some(job)) => job,
+        let frame = match self.jobs.status(&job_id).await {
+            Ok(Some(job)) => self.frame(events, job, now).unwrap_or_default(),
             Ok(None) => {
                 // Deleted under the stream: say so and end.
                 events.ended = true;
@@ -118,22 +118,21 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             }
             Err(e) => {
                 log_error("job events", &e);
-                None?
+                Bytes::new()
             }
         };
-        match self.frame(events, job, now) {
-            Ok(frame) if !frame.is_empty() => Some(frame),
-            Ok(_) | Err(_) => {
-                events.quiet_polls += 1;
-                (events.quiet_polls >= KEEP_ALIVE_POLLS).then(|| {
-                    events.quiet_polls = 0;
-                    Bytes::from_static(b": keep-alive\n\n")
-                })
-            }
+        if !frame.is_empty() {
+            return Some(frame);
         }
+        events.quiet_polls += 1;
+        (events.quiet_polls >= KEEP_ALIVE_POLLS).then(|| {
+            events.quiet_polls = 0;
+            Bytes::from_static(b": keep-alive\n\n")
+        })
     }
 
-    /// The frame for `job`, empty when it is what the stream last sent.
+    /// The frame for `job`, empty when it is what the stream last sent. The stream's state
+    /// changes only once the frame is made (a failed presign leaves it as it was).
     fn frame(
         &self,
         events: &mut JobEvents,
@@ -147,12 +146,13 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         if events.last.as_deref() == Some(&job) {
             return Ok(Bytes::new());
         }
-        events.last = Some(Box::new(job.clone()));
+        let mut sent = job.clone();
+        self.presign_results(&mut sent, now)?;
+        events.last = Some(Box::new(job));
         events.ended = ended;
         events.sent += 1;
         events.quiet_polls = 0;
-        self.presign_results(&mut job, now)?;
-        let data = serde_json::to_string(&job).expect("a job status serialises");
+        let data = serde_json::to_string(&sent).expect("a job status serialises");
         let event = if ended { "end" } else { "progress" };
         Ok(Bytes::from(format!(
             "id: {}\nevent: {event}\ndata: {data}\n\n",

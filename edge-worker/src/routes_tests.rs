@@ -18,7 +18,7 @@ use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRe
 use tessera_core::{ObjectKind, Sha256Digest};
 
 use crate::sqlite::SqliteStore;
-use crate::{Acted, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
+use crate::{Acted, Admission, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
 
 const KEY: &str = "router-test-key";
 const ORIGIN: &str = "http://app.example";
@@ -82,6 +82,8 @@ impl Outbound for &ScriptedStorage {
 struct ScriptedJobs {
     requests: RefCell<Vec<JobRequest>>,
     down: Cell<bool>,
+    /// Jobs cancelled through the API (by number).
+    cancelled: RefCell<Vec<usize>>,
 }
 
 impl ScriptedJobs {
@@ -109,8 +111,13 @@ impl Jobs for &ScriptedJobs {
             .as_str()
             .strip_prefix("job-")
             .and_then(|n| n.parse::<usize>().ok());
-        Ok(n.filter(|n| (1..=requests.len()).contains(n))
-            .map(|n| ScriptedJobs::queued(n, &requests[n - 1])))
+        Ok(n.filter(|n| (1..=requests.len()).contains(n)).map(|n| {
+            let mut job = ScriptedJobs::queued(n, &requests[n - 1]);
+            if self.cancelled.borrow().contains(&n) {
+                job.state = tessera_core::job::JobState::Cancelled;
+            }
+            job
+        }))
     }
 
     async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
@@ -127,7 +134,7 @@ impl Jobs for &ScriptedJobs {
         })
     }
 
-    /// Jobs stay queued: a cancel succeeds, a retry conflicts.
+    /// As `transition` decides: a queued job can be cancelled, a cancelled one retried.
     async fn act(&self, job_id: &JobId, action: JobAction) -> Result<Acted, JobsError> {
         let Some(mut job) = self.status(job_id).await? else {
             return Ok(Acted::NotFound);
@@ -135,6 +142,11 @@ impl Jobs for &ScriptedJobs {
         match tessera_core::job::transition(job.state, action.event()) {
             Ok(state) => {
                 job.state = state;
+                let n: usize = job_id.as_str()["job-".len()..].parse().unwrap();
+                match action {
+                    JobAction::Cancel => self.cancelled.borrow_mut().push(n),
+                    JobAction::Retry => self.cancelled.borrow_mut().retain(|&c| c != n),
+                }
                 Ok(Acted::Done(Box::new(job)))
             }
             Err(e) => Ok(Acted::Conflict(e.to_string())),
@@ -354,6 +366,11 @@ fn upload_complete_is_verified_recorded_and_triggers_one_job() {
     assert_eq!(
         (status, &cancelled["state"]),
         (StatusCode::OK, &json!("cancelled"))
+    );
+    let (status, retried) = edge.api(Method::POST, "/v1/jobs/job-1/retry", &Value::Null);
+    assert_eq!(
+        (status, &retried["state"]),
+        (StatusCode::OK, &json!("queued"))
     );
     let (status, refused) = edge.api(Method::POST, "/v1/jobs/job-1/retry", &Value::Null);
     assert_eq!(
@@ -761,4 +778,61 @@ fn job_events_open_with_the_status_and_a_retry() {
     assert_eq!(answer["code"], "job_not_found");
     let (response, _) = edge.call(Request::builder().uri("/v1/jobs/job-1/events"), b"");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn job_events_send_changes_keep_alives_and_one_end() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    completed_upload(&edge, &storage, "palms", &["a.jpg"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = Request::builder()
+        .uri("/v1/jobs/job-1/events")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(())
+        .unwrap();
+    let (parts, ()) = request.into_parts();
+    let Admission::Events(mut events) = edge.edge.admit(&parts, edge.now.get()) else {
+        panic!("GET /v1/jobs/{{id}}/events is a stream")
+    };
+    let now = edge.now.get();
+    let (head, first) = runtime
+        .block_on(edge.edge.open_events(&mut events, now))
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(
+        std::str::from_utf8(&first)
+            .unwrap()
+            .contains("event: progress")
+    );
+    // Nothing changes: silence, then a keep-alive comment on the 15th poll.
+    for poll in 1..crate::events::KEEP_ALIVE_POLLS {
+        let frame = runtime.block_on(edge.edge.next_event(&mut events, now));
+        assert_eq!(frame, None, "poll {poll}");
+    }
+    let frame = runtime.block_on(edge.edge.next_event(&mut events, now));
+    assert_eq!(frame.as_deref(), Some(&b": keep-alive\n\n"[..]));
+    // Cancelled: one `end` frame with the full status, then the stream is over.
+    let (status, _) = edge.api(Method::POST, "/v1/jobs/job-1/cancel", &Value::Null);
+    assert_eq!(status, StatusCode::OK);
+    let end = runtime
+        .block_on(edge.edge.next_event(&mut events, now))
+        .unwrap();
+    let end = std::str::from_utf8(&end).unwrap();
+    assert!(end.starts_with("id: 2\nevent: end\ndata: "), "{end}");
+    let job: Value =
+        serde_json::from_str(end.lines().nth(2).unwrap()["data: ".len()..].trim()).unwrap();
+    assert_eq!(job["state"], "cancelled");
+    assert_eq!(
+        job["inputs"].as_array().map(Vec::len),
+        Some(1),
+        "the end carries the inputs"
+    );
+    assert!(events.ended());
+    assert_eq!(
+        runtime.block_on(edge.edge.next_event(&mut events, now)),
+        None
+    );
 }
