@@ -7,6 +7,8 @@ const ui = SwaggerUIBundle({
   deepLinking: true,
   tryItOutEnabled: false,
   persistAuthorization: false,
+  // Swagger UI would otherwise send the document's URL to validator.swagger.io for a badge.
+  validatorUrl: null,
 });
 fetch('/config.json')
   .then((r) => (r.ok ? r.json() : {}))
