@@ -242,3 +242,37 @@ fn gdal_and_proj_leave_the_store_s_sqlite_alone() {
         "the store's SQLite took another copy's VFS as its default"
     );
 }
+
+/// Ten concurrent completions of one upload record one job: the database's unique upload
+/// column decides, not a check before the insert; every caller is told the same job.
+#[test]
+fn concurrent_job_creation_for_one_upload_records_one_job() {
+    use tessera_core::job::JobRequest;
+    use tessera_core::keys::Project;
+    runtime().block_on(async {
+        let (_dir, stores) = stores("one_job_per_upload").await;
+        for store in stores {
+            let d = store.dialect();
+            let request = JobRequest::for_upload("upload-1", &Project::new("palms").unwrap(), &[]);
+            let creations = (0..10).map(|n| {
+                let (store, request) = (store.clone(), request.clone());
+                async move {
+                    let job_id = JobId::new(format!("job-{n}")).unwrap();
+                    store.create_job(&job_id, &request, T0).await.unwrap()
+                }
+            });
+            let answers = futures_util::future::join_all(creations).await;
+            let created = answers.iter().filter(|(_, created)| *created).count();
+            let ids: HashSet<&str> = answers.iter().map(|(j, _)| j.job_id.as_str()).collect();
+            assert_eq!((created, ids.len()), (1, 1), "{d:?}: {answers:#?}");
+            let query = tessera_core::job::JobQuery {
+                project: None,
+                state: None,
+                limit: 50,
+                cursor: None,
+            };
+            let (listed, _) = store.list_jobs(&query, T0).await.unwrap();
+            assert_eq!(listed.len(), 1, "{d:?}: {listed:#?}");
+        }
+    });
+}
