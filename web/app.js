@@ -189,6 +189,27 @@ function renderJob(card, job) {
     img.alt = `Detections of job ${job.job_id}`;
     parts.push(img);
   }
+  // Each photo's detections: its preview (upright, boxes drawn) and count, named as uploaded.
+  const names = new Map((job.inputs ?? []).map((i) => [i.image_id, i.original_key.split('/').pop()]));
+  if (results.photos?.length) {
+    const list = document.createElement('ul');
+    list.className = 'photos';
+    for (const photo of results.photos) {
+      const item = document.createElement('li');
+      const name = names.get(photo.image_id) ?? photo.image_id;
+      if (photo.preview?.url) {
+        const img = document.createElement('img');
+        img.src = photo.preview.url;
+        img.alt = `Detections on ${name}`;
+        item.append(img);
+      }
+      const caption = document.createElement('span');
+      caption.textContent = `${name}: ${photo.detections} detection${photo.detections === 1 ? '' : 's'}`;
+      item.append(caption);
+      list.append(item);
+    }
+    parts.push(list);
+  }
   const links = Object.entries(RESULT_NAMES).filter(([name]) => results[name]?.url).map(([name, label]) => {
     const a = document.createElement('a');
     a.href = results[name].url;

@@ -173,6 +173,19 @@ impl Objects {
         Ok(())
     }
 
+    /// A writer of the object `key` from chunks as they come (a posted file): one PUT up to
+    /// 10 MiB, a multipart upload of 10 MiB parts above, two in flight, so memory holds at
+    /// most about 30 MiB of it. Nothing is stored under `key` until [`ObjectWriter::finish`];
+    /// [`ObjectWriter::abort`] drops what was sent.
+    #[must_use]
+    pub fn writer(&self, key: &str) -> ObjectWriter {
+        ObjectWriter {
+            key: key.to_owned(),
+            writer: BufWriter::with_capacity(Arc::clone(&self.0), Key::from(key), 10 << 20)
+                .with_max_concurrency(2),
+        }
+    }
+
     /// Streams the file `from` to `key` (replacing it): one PUT up to 10 MiB, a multipart
     /// upload above.
     ///
@@ -193,5 +206,92 @@ impl Objects {
             key: key.to_owned(),
             detail: e.to_string(),
         })
+    }
+}
+
+/// An object being written chunk by chunk ([`Objects::writer`]).
+pub struct ObjectWriter {
+    key: String,
+    writer: BufWriter,
+}
+
+impl std::fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectWriter {
+    /// The object's key.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Sends `chunk` on.
+    ///
+    /// # Errors
+    /// [`ObjectError::Storage`].
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), ObjectError> {
+        self.writer
+            .write_all(chunk)
+            .await
+            .map_err(|e| self.storage_error(&e))
+    }
+
+    /// Stores the object.
+    ///
+    /// # Errors
+    /// [`ObjectError::Storage`].
+    pub async fn finish(mut self) -> Result<(), ObjectError> {
+        self.writer
+            .shutdown()
+            .await
+            .map_err(|e| self.storage_error(&e))
+    }
+
+    /// Drops what was sent (a multipart upload is aborted); nothing is stored.
+    pub async fn abort(mut self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::warn!(key = %self.key, error = %e, "aborting a partial object");
+        }
+    }
+
+    fn storage_error(&self, e: &dyn std::fmt::Display) -> ObjectError {
+        ObjectError::Storage {
+            key: self.key.clone(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Jobs posted with their files stream them to the bucket ([`tessera_edge::posted`]).
+impl tessera_edge::posted::FileSink for Objects {
+    type Writer = ObjectWriter;
+
+    fn create(&self, key: &str) -> ObjectWriter {
+        self.writer(key)
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), String> {
+        Objects::put(self, key, body)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl tessera_edge::posted::FileWriter for ObjectWriter {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        Self::write(self, chunk).await.map_err(|e| e.to_string())
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        Self::finish(self).await.map_err(|e| e.to_string())
+    }
+
+    async fn abort(self) {
+        Self::abort(self).await;
     }
 }

@@ -805,6 +805,25 @@ pub fn write_preview(rendition: &Path, size: (usize, usize), out: &Path) -> Resu
 /// # Errors
 /// GDAL's, or `rgb` of the wrong length.
 pub fn write_png(rgb: &[u8], width: usize, height: usize, out: &Path) -> Result<()> {
+    write_rgb(rgb, (width, height), out, "PNG", &["ZLEVEL=1"])
+}
+
+/// Writes `rgb` (as [`write_png`]) as an uncompressed, tiled TIFF without georeferencing: a
+/// photo, upright, for the detector (which reads TIFFs only).
+///
+/// # Errors
+/// GDAL's, or `rgb` of the wrong length.
+pub fn write_tiff(rgb: &[u8], width: usize, height: usize, out: &Path) -> Result<()> {
+    write_rgb(rgb, (width, height), out, "GTiff", &["TILED=YES"])
+}
+
+fn write_rgb(
+    rgb: &[u8],
+    (width, height): (usize, usize),
+    out: &Path,
+    driver: &str,
+    options: &[&str],
+) -> Result<()> {
     configure();
     if rgb.len() != width * height * 3 {
         bail!("{} bytes for a {width} × {height} RGB image", rgb.len());
@@ -818,13 +837,40 @@ pub fn write_png(rgb: &[u8], width: usize, height: usize, out: &Path) -> Result<
             .rasterband(band + 1)?
             .write((0, 0), (width, height), &mut buffer)?;
     }
-    let png = gdal::DriverManager::get_driver_by_name("PNG")?;
-    let options = gdal::cpl::CslStringList::from_iter(["ZLEVEL=1"]);
+    let format = gdal::DriverManager::get_driver_by_name(driver)?;
+    let options = gdal::cpl::CslStringList::from_iter(options.iter().copied());
     image
-        .create_copy(&png, out, &options)
+        .create_copy(&format, out, &options)
         .with_context(|| format!("writing {}", out.display()))?
         .close()?;
     Ok(())
+}
+
+/// Reads an 8-bit image whole (a preview PNG, [`write_preview`]) as RGB, `width × height × 3`
+/// (HWC): its first three bands (an alpha band is left out), or a single band as grey.
+/// Returns the pixels, the width and the height.
+///
+/// # Errors
+/// GDAL's: not an image it reads.
+pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    configure();
+    let dataset = Dataset::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (width, height) = dataset.raster_size();
+    let bands = dataset.raster_count();
+    let mut rgb = vec![0u8; width * height * 3];
+    for c in 0..3 {
+        let band = if bands >= 3 { c + 1 } else { 1 };
+        let plane = dataset.rasterband(band)?.read_as::<u8>(
+            (0, 0),
+            (width, height),
+            (width, height),
+            None,
+        )?;
+        for (px, &v) in rgb.chunks_exact_mut(3).zip(plane.data()) {
+            px[c] = v;
+        }
+    }
+    Ok((rgb, width, height))
 }
 
 /// The version of the GDAL library in use (`3.6.2`).

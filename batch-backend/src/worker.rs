@@ -221,7 +221,7 @@ async fn run_leased(
                 // The last progress, which the next tick would have written.
                 if reported.has_changed().unwrap_or(false) {
                     let p = *reported.borrow_and_update();
-                    store.progress(&key.job_id, key.stage, p.within, p.windows, now_ms()).await?;
+                    store.task_progress(key, p.within, p.windows, now_ms()).await?;
                 }
                 return Ok(Some(match result {
                     Ok(()) => Attempt::Completed,
@@ -236,7 +236,7 @@ async fn run_leased(
             _ = report.tick() => {
                 if reported.has_changed().unwrap_or(false) {
                     let p = *reported.borrow_and_update();
-                    store.progress(&key.job_id, key.stage, p.within, p.windows, now_ms()).await?;
+                    store.task_progress(key, p.within, p.windows, now_ms()).await?;
                 }
             }
         }

@@ -215,6 +215,34 @@ pub fn window_grid(width: usize, height: usize, size: usize, overlap: f64) -> Ve
         .collect()
 }
 
+/// One of `count` equal parts of a raster's windows, so that several workers share one
+/// mosaic: shard `index` runs windows `total·index/count .. total·(index+1)/count` of
+/// [`window_grid`]'s row-by-row order, a band of rows. Every window falls in exactly one
+/// shard, and each window's detections depend on that window alone, so the shards'
+/// candidates together are the whole run's and [`merge`] over them gives the same result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which part, from 0.
+    pub index: u32,
+    /// How many parts (at least 1).
+    pub count: u32,
+}
+
+impl Shard {
+    /// Every window: one part of one.
+    pub const WHOLE: Self = Self { index: 0, count: 1 };
+
+    /// This part's range of indices into a grid of `total` windows; empty when there are
+    /// fewer windows than parts.
+    #[must_use]
+    pub fn windows(self, total: usize) -> std::ops::Range<usize> {
+        let count = self.count.max(1) as usize;
+        let index = (self.index as usize).min(count);
+        let at = |i: usize| total * i / count;
+        at(index)..at(index + 1).min(total)
+    }
+}
+
 /// One detection: a box, its score and class.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
@@ -496,6 +524,27 @@ mod tests {
                 size: 400
             }
         );
+    }
+
+    #[test]
+    fn shards_split_the_windows_into_contiguous_parts_that_cover_each_once() {
+        for total in [0, 1, 5, 16, 1849] {
+            for count in [1, 2, 3, 7, 64] {
+                let ranges: Vec<_> = (0..count)
+                    .map(|index| Shard { index, count }.windows(total))
+                    .collect();
+                assert_eq!(ranges[0].start, 0, "{total} {count}");
+                assert_eq!(ranges.last().unwrap().end, total, "{total} {count}");
+                for pair in ranges.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start, "{total} {count}");
+                }
+                let sizes: Vec<usize> = ranges.iter().map(ExactSizeIterator::len).collect();
+                let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(max - min <= 1, "{total} {count}: {sizes:?}");
+            }
+        }
+        assert_eq!(Shard::WHOLE.windows(16), 0..16);
+        assert_eq!(Shard { index: 9, count: 3 }.windows(16), 16..16);
     }
 
     #[test]

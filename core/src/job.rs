@@ -283,14 +283,38 @@ pub fn stage_after(stage: JobStage) -> Option<JobStage> {
     PIPELINE.get(at + 1).copied()
 }
 
-/// How many tasks (shards) `stage` has in a job of `inputs` inputs: ingest one per input, so
-/// that many workers share a large job; the others one each.
+/// How many tasks (shards) `stage` has in a job of `inputs` inputs whose detection is
+/// `detect_tasks` tasks (its mosaic's [`detect_shards`] and one per photo): ingest one per
+/// input and detect one per shard or photo, so that many workers share a large job or one
+/// large mosaic; the others one each (detect too when it has nothing to run).
 #[must_use]
-pub fn shards(stage: JobStage, inputs: usize) -> u32 {
+pub fn shards(stage: JobStage, inputs: usize, detect_tasks: u32) -> u32 {
     match stage {
         JobStage::Ingest => u32::try_from(inputs).unwrap_or(u32::MAX),
+        JobStage::Detect => detect_tasks.max(1),
         _ => 1,
     }
+}
+
+/// Mosaic pixels per detect task by default: 64 Mpx is about 1,850 windows of 256 pixels
+/// at the default overlap, about a minute of a 2-core CPU worker at the 28 windows/s of
+/// BENCHMARKS.md, long enough that downloading the mosaic and loading the model stay a small
+/// part of a task.
+pub const DEFAULT_DETECT_SHARD_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// The most detect tasks one mosaic is split into.
+pub const MAX_DETECT_SHARDS: u32 = 256;
+
+/// How many detect tasks share a `width × height` mosaic: one per `shard_pixels` pixels,
+/// rounded up, from 1 to [`MAX_DETECT_SHARDS`]. Each runs an equal part of the mosaic's
+/// windows ([`crate::detect::Shard`]).
+#[must_use]
+pub fn detect_shards(width: usize, height: usize, shard_pixels: u64) -> u32 {
+    let pixels = (width as u64).saturating_mul(height as u64);
+    let count = pixels.div_ceil(shard_pixels.max(1));
+    u32::try_from(count)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_DETECT_SHARDS)
 }
 
 /// How a job ends after its last stage: it succeeded when at least one input could be
@@ -400,6 +424,23 @@ pub struct JobResults {
     /// The STAC Item describing the mosaic and its assets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stac: Option<ResultObject>,
+    /// Each photo's detections (photos are run one by one, upright, in their own pixels), in
+    /// input order; their boxes are in the COCO JSON too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<PhotoResult>,
+}
+
+/// The detections of one photo of a job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoResult {
+    /// The photo.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub image_id: ImageId,
+    /// How many detections it has.
+    pub detections: u64,
+    /// The photo upright (EXIF orientation applied), reduced, with its detections drawn.
+    pub preview: ResultObject,
 }
 
 impl JobResults {
@@ -414,6 +455,7 @@ impl JobResults {
         ]
         .into_iter()
         .flatten()
+        .chain(self.photos.iter_mut().map(|p| &mut p.preview))
     }
 }
 
@@ -846,7 +888,29 @@ mod tests {
         assert_eq!(stage_after(JobStage::Ingest), Some(JobStage::Stitch));
         assert_eq!(stage_after(JobStage::Detect), Some(JobStage::Publish));
         assert_eq!(stage_after(JobStage::Publish), None);
-        assert_eq!(shards(JobStage::Ingest, 1000), 1000);
-        assert_eq!(shards(JobStage::Stitch, 1000), 1);
+        assert_eq!(shards(JobStage::Ingest, 1000, 1), 1000);
+        assert_eq!(shards(JobStage::Stitch, 1000, 1), 1);
+        assert_eq!(shards(JobStage::Detect, 1000, 1006), 1006);
+        assert_eq!(shards(JobStage::Detect, 1, 0), 1);
+        assert_eq!(shards(JobStage::Publish, 1000, 6), 1);
+    }
+
+    #[test]
+    fn a_mosaic_is_split_into_one_detect_task_per_shard_of_pixels() {
+        let mpx = 1024 * 1024;
+        assert_eq!(detect_shards(0, 0, mpx), 1);
+        assert_eq!(detect_shards(1024, 1024, mpx), 1);
+        assert_eq!(detect_shards(1025, 1024, mpx), 2);
+        assert_eq!(detect_shards(8000, 8000, DEFAULT_DETECT_SHARD_PIXELS), 1);
+        assert_eq!(
+            detect_shards(20_000, 20_000, DEFAULT_DETECT_SHARD_PIXELS),
+            6
+        );
+        assert_eq!(detect_shards(1 << 20, 1 << 20, 1), MAX_DETECT_SHARDS);
+        assert_eq!(
+            detect_shards(10, 10, 0),
+            100,
+            "no pixels per shard counts as one"
+        );
     }
 }

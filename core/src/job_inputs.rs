@@ -16,11 +16,21 @@
 //! ([`parse_image_query`]). The edge resolves the selection against its records and sends the
 //! batch backend a [`JobRequest`](crate::job::JobRequest), whose inputs the backend holds to
 //! [`JobLimits`].
+//!
+//! On the native hosts a job's files may also be posted in the request itself, as
+//! `multipart/form-data` (RFC 7578): a [`FORM_PROJECT`] field first, then one [`FORM_FILES`]
+//! part per file. Each part is checked as it streams to storage ([`PostedFile`]: its type by
+//! magic bytes, its size against [`JobLimits::max_input_bytes`]); a refused part is reported
+//! ([`RefusedFile`]) and the others make the job ([`JobPosted`]).
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::error::ErrorCode;
+use crate::job::JobStatus;
 use crate::keys::Project;
+use crate::limits::{ImageFormat, sniff};
+use crate::manifest::Sha256Digest;
 use crate::search::{ImageQuery, QueryError, parse_image_query};
 
 /// The most inputs one job takes, however they are named.
@@ -176,6 +186,174 @@ impl CreateJob {
     }
 }
 
+/// The form field naming a posted job's project; it comes before the files.
+pub const FORM_PROJECT: &str = "project";
+
+/// The form field of each posted file, with its `filename`.
+pub const FORM_FILES: &str = "files";
+
+/// Bytes of a file's start that [`sniff`] needs to recognise every accepted type.
+pub const SNIFF_BYTES: usize = 16;
+
+/// One posted file, checked as its bytes arrive ([`PostedFile::push`]): its type from its first
+/// [`SNIFF_BYTES`] bytes, its size against the limit at every chunk, its SHA-256 on the way.
+/// A caller streams each chunk on to storage once [`PostedFile::format`] is known, and stops
+/// (aborting what it stored) at the first refusal.
+#[derive(Debug, Clone)]
+pub struct PostedFile {
+    file_name: String,
+    max_bytes: u64,
+    head: Vec<u8>,
+    format: Option<ImageFormat>,
+    size: u64,
+    hasher: sha2::Sha256,
+}
+
+/// A posted file that passed: what it is, how long, and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedSummary {
+    /// The file's name as posted.
+    pub file_name: String,
+    /// Its type by magic bytes.
+    pub format: ImageFormat,
+    /// Its length in bytes.
+    pub size_bytes: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: Sha256Digest,
+}
+
+impl PostedFile {
+    /// A file named `file_name` (its part's `filename`), refused beyond `max_bytes`.
+    ///
+    /// # Errors
+    /// [`RefusedFile`] `file_name` when the name is empty or over 255 characters.
+    pub fn new(file_name: &str, max_bytes: u64) -> Result<Self, RefusedFile> {
+        if file_name.is_empty() || file_name.chars().count() > 255 {
+            return Err(RefusedFile::new(
+                file_name,
+                ErrorCode::FileName,
+                "a posted file needs a filename of 1 to 255 characters",
+            ));
+        }
+        Ok(Self {
+            file_name: file_name.to_owned(),
+            max_bytes,
+            head: Vec::with_capacity(SNIFF_BYTES),
+            format: None,
+            size: 0,
+            hasher: sha2::Sha256::new(),
+        })
+    }
+
+    /// Takes the next `chunk` of the file.
+    ///
+    /// # Errors
+    /// [`RefusedFile`]: over the size limit, or not a JPEG, PNG or TIFF by its first bytes.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), RefusedFile> {
+        self.size += chunk.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(RefusedFile::new(
+                &self.file_name,
+                ErrorCode::TooLarge,
+                format!(
+                    "over {} bytes; a job input may have at most {} (--max-input-bytes)",
+                    self.max_bytes, self.max_bytes
+                ),
+            ));
+        }
+        self.hasher.update(chunk);
+        if self.format.is_none() {
+            let wanted = SNIFF_BYTES - self.head.len();
+            self.head
+                .extend_from_slice(&chunk[..wanted.min(chunk.len())]);
+            if self.head.len() == SNIFF_BYTES {
+                self.sniff()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's type, once its first bytes have been seen.
+    #[must_use]
+    pub const fn format(&self) -> Option<ImageFormat> {
+        self.format
+    }
+
+    /// The file's name as posted.
+    #[must_use]
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// The checked file, after its last chunk.
+    ///
+    /// # Errors
+    /// [`RefusedFile`]: empty, or too short to be an accepted type.
+    pub fn finish(mut self) -> Result<PostedSummary, RefusedFile> {
+        if self.size == 0 {
+            return Err(RefusedFile::new(
+                &self.file_name,
+                ErrorCode::EmptyImage,
+                "the file is empty",
+            ));
+        }
+        let format = match self.format {
+            Some(format) => format,
+            None => self.sniff()?,
+        };
+        Ok(PostedSummary {
+            file_name: self.file_name,
+            format,
+            size_bytes: self.size,
+            sha256: Sha256Digest::from_bytes(self.hasher.finalize().into()),
+        })
+    }
+
+    fn sniff(&mut self) -> Result<ImageFormat, RefusedFile> {
+        let format = sniff(&self.head)
+            .map_err(|e| RefusedFile::new(&self.file_name, e.code(), e.to_string()))?;
+        self.format = Some(format);
+        Ok(format)
+    }
+}
+
+/// A posted file left out of its job, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{file_name}: {message}")]
+pub struct RefusedFile {
+    /// The file's name as posted.
+    pub file_name: String,
+    /// Why, as a stable code.
+    pub code: ErrorCode,
+    /// Why, in words, with the limit.
+    pub message: String,
+}
+
+impl RefusedFile {
+    /// `file_name` refused with `code` and `message`.
+    #[must_use]
+    pub fn new(file_name: &str, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            file_name: file_name.to_owned(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer to a job posted with its files: the job as `GET /v1/jobs/{id}` reports it, and
+/// the files left out of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPosted {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobStatus,
+    /// Posted files that are not inputs of the job, in posting order.
+    pub refused: Vec<RefusedFile>,
+}
+
 /// `ids` without repeats (first occurrence kept), refused when empty or over the limit.
 fn checked_list(what: &'static str, ids: &[String]) -> Result<Vec<String>, JobInputsError> {
     if ids.is_empty() {
@@ -223,6 +401,51 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<CreateJob>(r#"{"project":"p","images":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_posted_file_is_checked_as_it_arrives() {
+        let tiff = b"II*\0\x08\0\0\0 rest of a GeoTIFF";
+        let mut file = PostedFile::new("tile.tif", 64).unwrap();
+        file.push(&tiff[..5]).unwrap();
+        assert_eq!(file.format(), None, "five bytes are not enough to tell");
+        file.push(&tiff[5..]).unwrap();
+        assert_eq!(file.format(), Some(ImageFormat::Tiff));
+        let summary = file.finish().unwrap();
+        assert_eq!(
+            (summary.format, summary.size_bytes, summary.sha256),
+            (ImageFormat::Tiff, tiff.len() as u64, Sha256Digest::of(tiff))
+        );
+        // A short file is sniffed at its end.
+        let png = b"\x89PNG\r\n\x1a\n";
+        let mut short = PostedFile::new("dot.png", 64).unwrap();
+        short.push(png).unwrap();
+        assert_eq!(short.finish().unwrap().format, ImageFormat::Png);
+
+        let mut text = PostedFile::new("notes.tif", 64).unwrap();
+        let refused = text.push(b"image_path,xmin,ymin,xmax\n").unwrap_err();
+        assert_eq!(
+            (refused.file_name.as_str(), refused.code),
+            ("notes.tif", ErrorCode::UnsupportedType)
+        );
+        let mut big = PostedFile::new("big.tif", 20).unwrap();
+        big.push(&tiff[..16]).unwrap();
+        let refused = big.push(&tiff[16..]).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooLarge);
+        assert_eq!(
+            refused.to_string(),
+            "big.tif: over 20 bytes; a job input may have at most 20 (--max-input-bytes)"
+        );
+        let empty = PostedFile::new("empty.tif", 20)
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert_eq!(empty.code, ErrorCode::EmptyImage);
+        assert_eq!(
+            PostedFile::new("", 20).unwrap_err().code,
+            ErrorCode::FileName
+        );
+        assert!(PostedFile::new(&"x".repeat(256), 20).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::exif;
 use crate::keys::{ImageId, ObjectNaming, Project, Slug};
 use crate::limits::{self, ImageFormat, Limits};
 use crate::manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
-use crate::pixels::{self, LETTERBOX_SIZE, Rotation};
+use crate::pixels::{self, LETTERBOX_SIZE, RgbImage, Rotation};
 
 /// Why one file could not be preprocessed. Each variant carries the bad value and the limit;
 /// adapters add the file's name.
@@ -170,6 +170,18 @@ impl Derivatives {
             (object, body.as_slice())
         })
     }
+}
+
+/// A photo upright at full size: checked against `limits` ([`limits::probe`]: type, size,
+/// pixels), decoded to 8-bit RGB ([`pixels::decode_rgb8`]) and turned by its EXIF orientation,
+/// as [`preprocess`] sees it before the letterbox. For detection on photos.
+///
+/// # Errors
+/// [`PreprocessError`], as [`preprocess`].
+pub fn upright(bytes: &[u8], limits: &Limits) -> Result<RgbImage, PreprocessError> {
+    let probe = limits::probe(bytes, limits)?;
+    let orientation = exif::read_exif(bytes).orientation.unwrap_or_default();
+    Ok(orientation.apply(pixels::decode_rgb8(bytes, &probe, None)?))
 }
 
 /// Checks, orients, letterboxes, rotates, encodes and hashes one image.

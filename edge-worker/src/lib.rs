@@ -14,7 +14,7 @@
 //! | `POST /v1/uploads/{id}/complete` | HEAD-verify every object, write sidecars, record, trigger a job; idempotent |
 //! | `GET /v1/images?project=&from=&to=&bbox=&limit=&cursor=` | search by date and place, keyset-paginated |
 //! | `GET /v1/images/{id}` | one record with short-lived presigned GET URLs |
-//! | `POST /v1/jobs` | a job of recorded images named by ids, uploads or a search ([`tessera_core::job_inputs::CreateJob`]) |
+//! | `POST /v1/jobs` | a job of recorded images named by ids, uploads or a search ([`tessera_core::job_inputs::CreateJob`]); natively also a job posted with its files ([`posted`]) |
 //! | `GET /v1/jobs?project=&state=&limit=&cursor=` | jobs, newest first, keyset-paginated |
 //! | `GET /v1/jobs/{id}` | the batch job's status ([`tessera_core::job::JobStatus`]) |
 //! | `POST /v1/jobs/{id}/cancel`, `…/retry` | cancel a job; run again what failed |
@@ -34,6 +34,7 @@
 //! | [`sqlite`], `workers.rs` | the two hosts' stores and glue: SQLite and hyper natively ([`native`]), D1 and `fetch` on Workers |
 //! | [`jobs`] | how the edge reaches the batch backend |
 //! | [`events`] | a job's server-sent events: which frame, when |
+//! | [`posted`] | a job posted with its files (`multipart/form-data`), on the native hosts |
 //! | [`openapi`] | the OpenAPI document |
 
 use std::future::Future;
@@ -43,7 +44,7 @@ use http::{Request, Response};
 pub use crate::config::{BackendConfig, Config, ConfigError};
 pub use crate::events::JobEvents;
 pub use crate::jobs::{Acted, HttpJobs, Jobs, JobsError};
-pub use crate::routes::{Admission, Admitted, ClientAddr, Edge};
+pub use crate::routes::{Admission, Admitted, ClientAddr, Edge, PostedJob};
 pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
 pub use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
@@ -56,6 +57,8 @@ pub mod jobs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod openapi;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod posted;
 mod routes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sqlite;

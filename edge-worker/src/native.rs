@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::events::{EVENTS_POLL, JobEvents};
+use crate::posted::{FileSink, FileWriter, read_form};
 use crate::{
     Admission, BackendConfig, ClientAddr, Config, ConfigError, Edge, Jobs, Outbound, OutboundError,
     Store,
@@ -211,12 +212,23 @@ pub async fn serve<S, O, J>(
 /// The body of a native answer: whole, or a job's server-sent events as they come.
 pub type AnswerBody = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Storage for jobs posted with their files ([`crate::posted`]), and the limits each file is
+/// held to; hosts with an S3 client give it to [`answer_with_files`].
+#[derive(Debug, Clone)]
+pub struct PostedFiles<F> {
+    /// Where the files go.
+    pub sink: F,
+    /// What one file may be.
+    pub limits: tessera_core::job_inputs::JobLimits,
+}
+
 /// Answers one hyper request with `edge`: [`Edge::admit`] on the head, so that a request
 /// without a valid key is refused before its body is read; then the body, up to the configured
 /// limit (413 beyond it) and within [`BODY_READ_TIMEOUT`] (408), routed by [`Edge::respond`]
 /// with the system clock and random v4 ids. A job's events stream: [`Edge::next_event`] every
-/// [`EVENTS_POLL`] until the job ends or the client goes. For hosts that serve more than the
-/// edge on one port; [`serve`] uses it for every request.
+/// [`EVENTS_POLL`] until the job ends or the client goes. A job posted with its files is
+/// refused ([`Edge::files_not_taken`]): see [`answer_with_files`]. For hosts that serve more
+/// than the edge on one port; [`serve`] uses it for every request.
 pub async fn answer<S, O, J>(
     edge: &Rc<Edge<S, O, J>>,
     request: Request<Incoming>,
@@ -225,6 +237,36 @@ where
     S: Store + 'static,
     O: Outbound + 'static,
     J: Jobs + 'static,
+{
+    answer_posted(edge, request, None::<&PostedFiles<NoFiles>>).await
+}
+
+/// [`answer`], and a job posted with its files (`multipart/form-data`) read part by part into
+/// `files` ([`read_form`]) and created ([`Edge::create_posted_job`]).
+pub async fn answer_with_files<S, O, J, F>(
+    edge: &Rc<Edge<S, O, J>>,
+    request: Request<Incoming>,
+    files: &PostedFiles<F>,
+) -> Response<AnswerBody>
+where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+    F: FileSink,
+{
+    answer_posted(edge, request, Some(files)).await
+}
+
+async fn answer_posted<S, O, J, F>(
+    edge: &Rc<Edge<S, O, J>>,
+    request: Request<Incoming>,
+    files: Option<&PostedFiles<F>>,
+) -> Response<AnswerBody>
+where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+    F: FileSink,
 {
     let whole = |answer: Response<Bytes>| answer.map(|b| Full::new(b).boxed_unsync());
     let (parts, body) = request.into_parts();
@@ -236,6 +278,31 @@ where
             return match edge.open_events(&mut events, SystemTime::now()).await {
                 Ok((head, first)) => head.map(|_| event_stream(Rc::clone(edge), events, first)),
                 Err(answer) => whole(answer),
+            };
+        }
+        Admission::Files(posted) => {
+            let Some(files) = files else {
+                return whole(closing(edge.files_not_taken(posted)));
+            };
+            let today = chrono::DateTime::from_timestamp(unix_s(SystemTime::now()), 0)
+                .unwrap_or_default()
+                .date_naive();
+            let mut new_id = || uuid::Uuid::new_v4().to_string();
+            let content_type = posted.content_type().to_owned();
+            let form = read_form(
+                &files.sink,
+                &content_type,
+                body.into_data_stream(),
+                files.limits,
+                today,
+                &mut new_id,
+            )
+            .await;
+            return match form {
+                Ok((request, refused)) => {
+                    whole(edge.create_posted_job(posted, &request, refused).await)
+                }
+                Err(e) => whole(closing(edge.posted_job_refused(posted, e.code, e.message))),
             };
         }
     };
@@ -252,6 +319,43 @@ where
         edge.respond(admitted, body, SystemTime::now(), &mut new_id)
             .await,
     )
+}
+
+/// Seconds since the Unix epoch at `t` (0 before it).
+fn unix_s(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The sink of a host without file storage: [`answer`] refuses posted files before any
+/// would reach it.
+#[derive(Debug)]
+enum NoFiles {}
+
+impl FileSink for NoFiles {
+    type Writer = NoFiles;
+
+    fn create(&self, _key: &str) -> Self::Writer {
+        match *self {}
+    }
+
+    async fn put(&self, _key: &str, _body: Vec<u8>) -> Result<(), String> {
+        match *self {}
+    }
+}
+
+impl FileWriter for NoFiles {
+    async fn write(&mut self, _chunk: &[u8]) -> Result<(), String> {
+        match *self {}
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        match self {}
+    }
+
+    async fn abort(self) {
+        match self {}
+    }
 }
 
 /// `first`, then each frame [`Edge::next_event`] gives, polled every [`EVENTS_POLL`] by a

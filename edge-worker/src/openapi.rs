@@ -18,7 +18,9 @@ use tessera_core::job::{
     InputOutcome, InputState, JobCursor, JobPage, JobQuery, JobResults, JobStage, JobState,
     JobStatus, Progress, ResultObject,
 };
-use tessera_core::job_inputs::{CreateJob, JobSearch, MAX_JOB_INPUTS};
+use tessera_core::job_inputs::{
+    CreateJob, FORM_FILES, FORM_PROJECT, JobPosted, JobSearch, MAX_JOB_INPUTS, RefusedFile,
+};
 use tessera_core::keys::Project;
 use tessera_core::limits::ImageFormat;
 use tessera_core::presign::{Method, PresignedRequest};
@@ -218,8 +220,12 @@ fn paths() -> Value {
     );
     jobs["operationId"] = json!("listJobs");
     let mut create_job = keyed(
-        "A job of recorded images of one project, named by image ids, by upload ids or by a search",
-        ("201", "the job, queued", "JobStatus"),
+        "A job of recorded images of one project, named by image ids, by upload ids or by a search; on the native hosts (tessera edge, tessera up) also a job posted with its files as multipart/form-data",
+        (
+            "201",
+            "the job, queued, and any posted files left out of it",
+            "JobPosted",
+        ),
         &[
             bad_request,
             (
@@ -236,6 +242,21 @@ fn paths() -> Value {
             "schema": {"$ref": "#/components/schemas/CreateJob"},
             "example": {"project": "palm-survey", "search": {
                 "from": "2026-05-01", "to": "2026-05-31", "bbox": [-82.1, 29.6, -81.9, 29.8]}},
+        },
+        // RFC 7578; streamed part by part to storage, each file checked as an upload's is.
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FORM_PROJECT, FORM_FILES],
+                "properties": {
+                    FORM_PROJECT: {"type": "string", "pattern": Project::pattern(),
+                        "description": "the project; this field comes before the files"},
+                    FORM_FILES: {"type": "array", "maxItems": MAX_JOB_INPUTS,
+                        "description": "one part per file, with its filename: JPEG, PNG or TIFF by magic bytes, each up to the host's --max-input-bytes (8 GiB unless configured); a refused file is listed in `refused` and the others make the job",
+                        "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                },
+            },
+            "encoding": {FORM_FILES: {"contentType": "image/tiff, image/jpeg, image/png, application/octet-stream"}},
         }},
     });
     create_job["responses"]["201"]["links"] = json!({
@@ -475,6 +496,8 @@ pub fn document() -> Value {
         .schema_from::<ResultObject>()
         .schema_from::<CreateJob>()
         .schema_from::<JobSearch>()
+        .schema_from::<JobPosted>()
+        .schema_from::<RefusedFile>()
         .build();
     let mut document = serde_json::to_value(
         OpenApiBuilder::new()

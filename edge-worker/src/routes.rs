@@ -16,7 +16,9 @@ use tessera_core::access::{
 };
 use tessera_core::error::{ErrorCode, ObjectProblem};
 use tessera_core::job::{JobAction, JobRequest, JobStatus, parse_job_query};
-use tessera_core::job_inputs::{CreateJob, JobInputsError, JobSelection, MAX_JOB_INPUTS};
+use tessera_core::job_inputs::{
+    CreateJob, FORM_FILES, JobInputsError, JobPosted, JobSelection, MAX_JOB_INPUTS, RefusedFile,
+};
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{cut_page, parse_image_query};
@@ -69,6 +71,35 @@ pub enum Admission {
     /// A job's server-sent events: open them with [`Edge::open_events`] (the request has
     /// no body to read).
     Events(JobEvents),
+    /// A job posted with its files (`POST /v1/jobs` as `multipart/form-data`): a host that
+    /// stores files reads the form and answers with [`Edge::create_posted_job`]; others
+    /// with [`Edge::files_not_taken`]. The body is not bound by the JSON limit.
+    Files(PostedJob),
+}
+
+/// A job posted with its files, admitted (key and rate checked) before its form is read.
+#[derive(Debug)]
+pub struct PostedJob {
+    content_type: String,
+    origin: Option<HeaderValue>,
+}
+
+impl PostedJob {
+    /// The request's `Content-Type`, `multipart/form-data` with its boundary.
+    #[must_use]
+    pub fn content_type(&self) -> &str {
+        &self.content_type
+    }
+}
+
+/// Whether `headers` declare a `multipart/form-data` body (RFC 7578), by the media type's
+/// essence, case-insensitively.
+fn is_form_data(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
 /// A request whose head [`Edge::admit`] accepted: a known route and method, a valid API key
@@ -206,6 +237,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         match self.admit(&parts, now) {
             Admission::Admitted(admitted) => self.respond(admitted, body, now, new_id).await,
             Admission::Answered(answer) => answer,
+            Admission::Files(posted) => self.files_not_taken(posted),
             Admission::Events(mut events) => match self.open_events(&mut events, now).await {
                 // One frame: its `retry:` has the client reconnect for the next.
                 Ok((head, first)) => head.map(|_| first),
@@ -218,15 +250,16 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     /// `/health` and the OpenAPI document (answered here), unknown routes (404) and methods
     /// (405 with `Allow`), the client address's limit on failed authentications (429), the API
     /// key (401), the key's rate limit (429) and a declared `Content-Length` over the limit
-    /// (413).
+    /// (413; a job posted with its files has no such limit).
     pub fn admit(&self, parts: &http::request::Parts, now: SystemTime) -> Admission {
         let origin = parts.headers.get(header::ORIGIN).cloned();
+        let form = parts.method == HttpMethod::POST && is_form_data(&parts.headers);
         let decided = if parts.method == HttpMethod::OPTIONS {
             let mut preflight = Response::new(Bytes::new());
             *preflight.status_mut() = StatusCode::NO_CONTENT;
             Err(preflight)
         } else {
-            match self.admit_route(parts, now) {
+            match self.admit_route(parts, form, now) {
                 Ok(Matched::Health) => {
                     Err(json_response(StatusCode::OK, &json!({ "status": "ok" })))
                 }
@@ -237,6 +270,15 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         };
         match decided {
             Ok(Route::JobEvents(job_id)) => Admission::Events(JobEvents::new(job_id, origin)),
+            Ok(Route::CreateJob) if form => Admission::Files(PostedJob {
+                content_type: parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                origin,
+            }),
             Ok(route) => Admission::Admitted(Admitted {
                 route,
                 query: parts.uri.query().unwrap_or_default().to_owned(),
@@ -249,12 +291,16 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         }
     }
 
+    /// `form`: a `multipart/form-data` POST, whose length a job posted with its files may
+    /// exceed the JSON limit by.
     fn admit_route(
         &self,
         parts: &http::request::Parts,
+        form: bool,
         now: SystemTime,
     ) -> Result<Matched, ApiError> {
         let matched = match_route(&parts.method, parts.uri.path())?;
+        let posted_files = form && matches!(matched, Matched::Authorized(Route::CreateJob));
         if matches!(matched, Matched::Authorized(_)) {
             let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
             self.authorize(&parts.headers, client, now)?;
@@ -263,7 +309,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
-            if declared.is_some_and(|length| length > self.config.max_body_bytes) {
+            if !posted_files && declared.is_some_and(|length| length > self.config.max_body_bytes) {
                 return Err(ApiError::body_too_large(self.config.max_body_bytes));
             }
         }
@@ -624,6 +670,66 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
 
     /// `POST /v1/jobs`: a job of recorded images named by id, by upload or by a search
     /// ([`CreateJob`]), created on the batch backend; 201 with its status.
+    /// The answer to a job posted with its files on a host that does not store them (Workers):
+    /// 400 `content_type`, naming the ways that work there.
+    #[must_use]
+    pub fn files_not_taken(&self, posted: PostedJob) -> Response<Bytes> {
+        self.posted_job_refused(
+            posted,
+            ErrorCode::ContentType,
+            "this host does not take a job's files in the request: upload them \
+             (POST /v1/uploads) and name them in a JSON body (image_ids, upload_ids or \
+             search), or post them to a native host (tessera edge, tessera up)",
+        )
+    }
+
+    /// Refuses a posted job whose form itself is wrong (no project, a malformed body), with
+    /// `code` and `message`.
+    #[must_use]
+    pub fn posted_job_refused(
+        &self,
+        posted: PostedJob,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Response<Bytes> {
+        let mut answer = ApiError::new(code, message).into_response();
+        self.cors(posted.origin, answer.headers_mut());
+        answer
+    }
+
+    /// Creates the job of a posted form's stored files (`request`), reporting the files left
+    /// out: 201 [`JobPosted`]; 400 `job_inputs` naming each refusal when no file could be an
+    /// input; 502 `job_trigger_failed` when the batch backend did not accept the job.
+    pub async fn create_posted_job(
+        &self,
+        posted: PostedJob,
+        request: &JobRequest,
+        refused: Vec<RefusedFile>,
+    ) -> Response<Bytes> {
+        if request.inputs.is_empty() {
+            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            let message = if reasons.is_empty() {
+                format!("the form has no {FORM_FILES} part: a job needs at least one file")
+            } else {
+                format!("no posted file can be a job input: {}", reasons.join("; "))
+            };
+            return self.posted_job_refused(posted, ErrorCode::JobInputs, message);
+        }
+        let mut answer = match self.jobs.create(request).await {
+            Ok(job) => json_response(StatusCode::CREATED, &JobPosted { job, refused }),
+            Err(e) => {
+                log_error("job creation", &e);
+                ApiError::new(
+                    ErrorCode::JobTriggerFailed,
+                    "the batch backend did not accept the job; post it again",
+                )
+                .into_response()
+            }
+        };
+        self.cors(posted.origin, answer.headers_mut());
+        answer
+    }
+
     async fn create_job(&self, body: &[u8]) -> ApiResult {
         let request: CreateJob = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
@@ -635,7 +741,13 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             .create(&JobRequest::for_images(&project, &manifests))
             .await
         {
-            Ok(job) => Ok(json_response(StatusCode::CREATED, &job)),
+            Ok(job) => Ok(json_response(
+                StatusCode::CREATED,
+                &JobPosted {
+                    job,
+                    refused: Vec::new(),
+                },
+            )),
             Err(e) => {
                 log_error("job creation", &e);
                 Err(ApiError::new(

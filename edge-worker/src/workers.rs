@@ -358,6 +358,7 @@ async fn fetch(
             edge.respond(admitted, body, now(), &mut random_uuid).await
         }
         crate::Admission::Answered(answer) => answer,
+        crate::Admission::Files(posted) => edge.files_not_taken(posted),
         // A Worker does not hold the response open: one frame, whose `retry:` has the
         // client reconnect for the next.
         crate::Admission::Events(mut events) => match edge.open_events(&mut events, now()).await {

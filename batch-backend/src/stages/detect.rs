@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tessera_core::detect::{Detection, ModelDescription, Placed, Window, merge, window_grid};
+use serde::{Deserialize, Serialize};
+use tessera_core::detect::{
+    Detection, ModelDescription, Placed, Shard, Window, merge, window_grid,
+};
 use tessera_core::mosaic::{
     Crs, GRID_TOLERANCE_PX, GeoTransform, MosaicGrid, PREVIEW_MAX_SIDE, Placement, RasterProbe,
     Rendition, Resolution, SampleType, fit_within,
@@ -48,10 +51,12 @@ pub struct DetectOptions {
     pub overlap: f64,
     /// Per-input pixel limit.
     pub max_input_pixels: u64,
+    /// The part of each raster's windows to run ([`Shard::WHOLE`]: all of them).
+    pub shard: Shard,
 }
 
 /// A file that was run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetectedFile {
     /// Its name ([`DetectInput::source`]).
     pub source: String,
@@ -75,24 +80,28 @@ pub struct DetectedFile {
     pub scale: f64,
 }
 
-/// The stage's result.
-#[derive(Debug, Clone, Default)]
+/// The stage's result. A shard's report ([`run_windows`]) is written as JSON for the task
+/// that combines the shards ([`combine`]); previews and times stay with the process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DetectReport {
     /// Files run, in the order given; [`Placed::source`] indexes this list.
     pub files: Vec<DetectedFile>,
-    /// Merged detections scoring at least the threshold, best first. North-up georeferenced
-    /// files' boxes are in their CRS; rotated and non-georeferenced files' in their pixels (y
-    /// down), merged only within the file.
+    /// Merged detections scoring at least the threshold, best first (before
+    /// [`merge_detections`]: every window's candidates at least the threshold). North-up
+    /// georeferenced files' boxes are in their CRS; rotated and non-georeferenced files' in
+    /// their pixels (y down), merged only within the file.
     pub detections: Vec<Placed>,
     /// Files that failed: name and reason.
     pub failed: Vec<(String, String)>,
     /// The files run together (indices into `files`): one virtual mosaic per group.
     pub groups: Vec<Vec<usize>>,
     /// Each group's preview, without the detections drawn ([`write_preview`] draws them).
+    #[serde(skip)]
     pub previews: Vec<Preview>,
     /// Windows run.
     pub windows: usize,
     /// Where the time went.
+    #[serde(skip)]
     pub times: StageTimes,
 }
 
@@ -126,8 +135,22 @@ pub struct DetectProgress {
 /// Runs `detector` over every input. Georeferenced files that share a CRS, a pixel size, a
 /// band count and a sample type are run as one virtual mosaic (a VRT over the files), so
 /// windows cross the seams between files and a crown on a seam is seen whole; every other
-/// file is run alone.
+/// file is run alone. [`run_windows`], then [`merge_detections`].
 pub fn detect(
+    inputs: &[DetectInput],
+    detector: &mut Detector,
+    options: &DetectOptions,
+    progress: &mut dyn FnMut(DetectProgress),
+) -> DetectReport {
+    let mut report = run_windows(inputs, detector, options, progress);
+    merge_detections(&mut report);
+    report
+}
+
+/// Runs `options.shard`'s part of every input's windows: the report's detections are every
+/// such window's candidates scoring at least `options.score`, not yet merged. Shards of one
+/// run go together through [`combine`]; the whole run through [`merge_detections`].
+pub fn run_windows(
     inputs: &[DetectInput],
     detector: &mut Detector,
     options: &DetectOptions,
@@ -157,7 +180,6 @@ pub fn detect(
             Err(problem) => report.failed.push((input.source.clone(), problem)),
         }
     }
-    let mut candidates: Vec<(String, Placed)> = Vec::new();
     let mut counts = DetectProgress { done: 0, total: 0 };
     for group in groups(&report.files) {
         let run = run_group(
@@ -172,12 +194,10 @@ pub fn detect(
         match run {
             Ok((found, preview)) => {
                 report.previews.push(preview);
-                let first = &report.files[group[0]];
-                let frame = match (&first.crs, first.geotransform) {
-                    (Some(crs), Some(gt)) if gt.is_north_up() => crs.id.clone(),
-                    _ => format!("pixels of {}", first.source),
-                };
-                candidates.extend(found.into_iter().map(|p| (frame.clone(), p)));
+                // Below the threshold nothing is reported or suppresses anything (as SAHI
+                // and DeepForest filter before merging).
+                let kept = found.into_iter().filter(|p| p.world.score >= options.score);
+                report.detections.extend(kept);
             }
             Err(e) => {
                 for &i in &group {
@@ -191,11 +211,24 @@ pub fn detect(
         report.groups.push(group);
     }
     report.windows = counts.total;
+    report
+}
+
+/// Merges the report's candidates ([`run_windows`]) within each frame (one CRS, or one
+/// non-georeferenced or rotated file's pixels) with [`merge`], best first.
+pub fn merge_detections(report: &mut DetectReport) {
     let merging = Instant::now();
-    // Below the threshold nothing is reported or suppresses anything (as SAHI and DeepForest
-    // filter before merging). Then merge within each frame: one CRS, or one
-    // non-georeferenced file's pixels.
-    candidates.retain(|(_, p)| p.world.score >= options.score);
+    let frame = |p: &Placed| {
+        let file = &report.files[p.source];
+        match (&file.crs, file.geotransform) {
+            (Some(crs), Some(gt)) if gt.is_north_up() => crs.id.clone(),
+            _ => format!("pixels of {}", file.source),
+        }
+    };
+    let mut candidates: Vec<(String, Placed)> = std::mem::take(&mut report.detections)
+        .into_iter()
+        .map(|p| (frame(&p), p))
+        .collect();
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged = Vec::new();
     let mut rest = candidates.as_slice();
@@ -206,8 +239,55 @@ pub fn detect(
     }
     merged.sort_by(|a, b| b.world.score.total_cmp(&a.world.score));
     report.detections = merged;
-    report.times.merge = merging.elapsed();
-    report
+    report.times.merge += merging.elapsed();
+}
+
+/// One report of several runs' reports ([`run_windows`] or [`detect`]): the shards of one
+/// mosaic, and photos run one by one. Files are taken once by their source (the shards of a
+/// mosaic name the same file), each report's detections and groups pointed at them, windows
+/// summed, failures kept once, and every candidate merged again ([`merge_detections`]; an
+/// already merged set merges to itself), so the shards of a run give the same detections as
+/// one run of every window. `None` without reports. Previews are not carried: set them after.
+#[must_use]
+pub fn combine(reports: Vec<DetectReport>) -> Option<DetectReport> {
+    let mut reports = reports.into_iter();
+    let mut whole = reports.next()?;
+    for report in reports {
+        let index: Vec<usize> = report
+            .files
+            .into_iter()
+            .map(|file| {
+                whole
+                    .files
+                    .iter()
+                    .position(|f| f.source == file.source)
+                    .unwrap_or_else(|| {
+                        whole.files.push(file);
+                        whole.files.len() - 1
+                    })
+            })
+            .collect();
+        for group in report.groups {
+            let group: Vec<usize> = group.into_iter().map(|i| index[i]).collect();
+            if !whole.groups.contains(&group) {
+                whole.groups.push(group);
+            }
+        }
+        whole
+            .detections
+            .extend(report.detections.into_iter().map(|mut p| {
+                p.source = index[p.source];
+                p
+            }));
+        whole.windows += report.windows;
+        for failure in report.failed {
+            if !whole.failed.contains(&failure) {
+                whole.failed.push(failure);
+            }
+        }
+    }
+    merge_detections(&mut whole);
+    Some(whole)
 }
 
 /// Files that run together: georeferenced north-up files with the same CRS, pixel size (to
@@ -319,6 +399,29 @@ pub struct Preview {
 }
 
 impl Preview {
+    /// The preview of a `raster` (width, height) that is already drawn: `rgb`, 8-bit RGB,
+    /// `width × height × 3` (HWC), as the stitch stage writes it.
+    ///
+    /// # Panics
+    /// When `rgb` is not `width × height × 3` bytes.
+    #[must_use]
+    pub fn of_image(rgb: &[u8], width: usize, height: usize, raster: (usize, usize)) -> Self {
+        assert_eq!(
+            rgb.len(),
+            width * height * 3,
+            "an RGB image of {width} × {height}"
+        );
+        Self {
+            width,
+            height,
+            raster,
+            sums: rgb
+                .chunks_exact(3)
+                .map(|px| [px[0].into(), px[1].into(), px[2].into(), 1])
+                .collect(),
+        }
+    }
+
     fn new(raster_width: usize, raster_height: usize) -> Self {
         let (width, height) = fit_within(raster_width, raster_height, PREVIEW_MAX_SIDE);
         Self {
@@ -442,7 +545,10 @@ fn run_raster(
     let description = detector.description().clone();
     let size = description.size;
     let side = ((size as f64 * scale).round() as usize).max(1);
-    let grid = window_grid(probe.width, probe.height, side, options.overlap);
+    let mut grid = window_grid(probe.width, probe.height, side, options.overlap);
+    let part = options.shard.windows(grid.len());
+    grid.truncate(part.end);
+    grid.drain(..part.start);
     counts.total += grid.len();
     let batch_size = detector.batch();
     let (send, receive) = mpsc::sync_channel::<anyhow::Result<Batch>>(QUEUED_BATCHES);
@@ -681,11 +787,27 @@ impl<'a> RgbReader<'a> {
     }
 }
 
-/// `detections.coco.json`, `detections.geojson` (georeferenced files only), a preview PNG
-/// per group of files run together (`preview.png`, or `preview-N.png` when there are
-/// several) and `item.json` (a STAC Item of the georeferenced rasters with the others as
-/// assets, named `id` and dated `datetime`, RFC 3339) in `out`. Returns the previews' names.
-/// The files depend only on their arguments, so a rerun writes the same bytes.
+/// The names [`write_outputs`] gives each group's preview: `preview.png`, or `preview-N.png`
+/// when there are several groups; as `(group, name)`.
+#[must_use]
+pub fn preview_names(report: &DetectReport) -> Vec<(usize, String)> {
+    (0..report.groups.len())
+        .map(|g| {
+            let name = if report.groups.len() == 1 {
+                "preview.png".to_owned()
+            } else {
+                format!("preview-{}.png", g + 1)
+            };
+            (g, name)
+        })
+        .collect()
+}
+
+/// `detections.coco.json`, `detections.geojson` (georeferenced files only), the preview PNG
+/// of each `(group, name)` in `previews` ([`preview_names`] for all of them) and `item.json`
+/// (a STAC Item of the georeferenced rasters with the others as assets, named `id` and dated
+/// `datetime`, RFC 3339) in `out`. The files depend only on their arguments, so a rerun writes
+/// the same bytes.
 ///
 /// # Errors
 /// When a file cannot be written or a footprint cannot be projected to WGS 84.
@@ -695,7 +817,8 @@ pub fn write_outputs(
     out: &Path,
     id: &str,
     datetime: &str,
-) -> anyhow::Result<Vec<String>> {
+    previews: &[(usize, String)],
+) -> anyhow::Result<()> {
     let images: Vec<CocoImage> = report
         .files
         .iter()
@@ -761,26 +884,18 @@ pub fn write_outputs(
             footprint: [lonlat[0], lonlat[1], lonlat[2], lonlat[3]],
         });
     }
-    let previews: Vec<String> = (0..report.groups.len())
-        .map(|g| {
-            if report.groups.len() == 1 {
-                "preview.png".to_owned()
-            } else {
-                format!("preview-{}.png", g + 1)
-            }
-        })
-        .collect();
-    for (g, name) in previews.iter().enumerate() {
-        write_preview(report, g, &out.join(name))?;
+    for (g, name) in previews {
+        write_preview(report, *g, &out.join(name))?;
     }
+    let names: Vec<String> = previews.iter().map(|(_, name)| name.clone()).collect();
     let item = stac_item(
         id,
         datetime,
         &rasters,
         "detections.coco.json",
         "detections.geojson",
-        &previews,
+        &names,
     );
     std::fs::write(out.join("item.json"), serde_json::to_vec_pretty(&item)?)?;
-    Ok(previews)
+    Ok(())
 }

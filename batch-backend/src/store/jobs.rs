@@ -26,7 +26,7 @@ const INSERT_CHUNK: usize = 100;
 pub enum InputKind {
     /// A georeferenced GeoTIFF: stitched and run through the detector.
     Raster,
-    /// A photo (or a TIFF without georeferencing): verified only.
+    /// A photo (or a TIFF without georeferencing): run through the detector alone, upright.
     Photo,
 }
 
@@ -67,6 +67,24 @@ pub enum Advanced {
     Ended(JobState),
     /// The job is cancelled or already ended: nothing was enqueued.
     Stopped,
+}
+
+/// A job's detect tasks: shards of its mosaic first (task `i` runs shard `i` of
+/// `mosaic_shards`), then one per accepted photo (task `mosaic_shards + p` runs photo `p`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectTasks {
+    /// Shards of the mosaic (0 without one).
+    pub mosaic_shards: u32,
+    /// Photos.
+    pub photos: u32,
+}
+
+impl DetectTasks {
+    /// How many tasks in all.
+    #[must_use]
+    pub const fn count(self) -> u32 {
+        self.mosaic_shards.saturating_add(self.photos)
+    }
 }
 
 fn unsigned(row: &AnyRow, column: &str) -> Result<u64> {
@@ -161,7 +179,7 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let first = tessera_core::job::PIPELINE[0];
-        Self::enqueue_stage(self, &mut tx, job_id, first, request.inputs.len(), now).await?;
+        self.enqueue_stage(&mut tx, job_id, first, now).await?;
         sqlx::query(self.sql("UPDATE jobs SET stage = $1 WHERE job_id = $2"))
             .bind(first.as_str())
             .bind(job_id.as_str().to_owned())
@@ -175,16 +193,28 @@ impl Store {
         Ok((job, true))
     }
 
-    /// Enqueues `stage`'s tasks for a job of `inputs` inputs ([`shards`]), each once.
+    /// Enqueues `stage`'s tasks for the job ([`shards`]: from its input count and its
+    /// mosaic's detect shards), each once.
     async fn enqueue_stage(
         &self,
         tx: &mut Tx,
         job_id: &JobId,
         stage: JobStage,
-        inputs: usize,
         now: i64,
     ) -> Result<()> {
-        let count = shards(stage, inputs);
+        let row =
+            sqlx::query(self.sql(
+                "SELECT inputs_total, detect_shards, detect_photos FROM jobs WHERE job_id = $1",
+            ))
+            .bind(job_id.as_str().to_owned())
+            .fetch_one(&mut **tx)
+            .await?;
+        let inputs = usize::try_from(unsigned(&row, "inputs_total")?)?;
+        let detect = DetectTasks {
+            mosaic_shards: u32::try_from(unsigned(&row, "detect_shards")?)?,
+            photos: u32::try_from(unsigned(&row, "detect_photos")?)?,
+        };
+        let count = shards(stage, inputs, detect.count());
         let keys: Vec<TaskKey> = (0..count)
             .map(|shard| TaskKey {
                 job_id: job_id.clone(),
@@ -420,6 +450,108 @@ impl Store {
         Ok(())
     }
 
+    /// Records a task's own progress (`within` its work, 0.0–1.0, and its windows done and
+    /// known), then raises the job's ([`Store::progress`]) to its stage's share: the mean of
+    /// its tasks' progress (a completed task counts as done, one not started as nothing), and
+    /// the windows summed over them. Several detect tasks sharing a mosaic add up this way.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn task_progress(
+        &self,
+        key: &TaskKey,
+        within: f64,
+        windows: Option<(u64, u64)>,
+        now: i64,
+    ) -> Result<()> {
+        let (done, total) = windows.unwrap_or((0, 0));
+        sqlx::query(self.sql(
+            "UPDATE tasks SET progress = $1, windows_done = $2, windows_total = $3
+             WHERE unique_key = $4",
+        ))
+        .bind(if within.is_finite() {
+            within.clamp(0.0, 1.0)
+        } else {
+            0.0
+        })
+        .bind(i64::try_from(done)?)
+        .bind(i64::try_from(total)?)
+        .bind(key.to_string())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(self.sql(
+            "SELECT CAST(SUM(CASE WHEN state = 'completed' THEN 1.0 ELSE progress END)
+                         AS DOUBLE PRECISION) AS within,
+                    COUNT(*) AS tasks,
+                    CAST(SUM(windows_done) AS BIGINT) AS done,
+                    CAST(SUM(windows_total) AS BIGINT) AS total
+             FROM tasks WHERE job_id = $1 AND stage = $2",
+        ))
+        .bind(key.job_id.as_str().to_owned())
+        .bind(key.stage.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let tasks = unsigned(&row, "tasks")?.max(1);
+        let within: f64 = row.try_get::<Option<f64>, _>("within")?.unwrap_or(0.0);
+        let windows = match windows {
+            Some(_) => Some((unsigned(&row, "done")?, unsigned(&row, "total")?)),
+            None => None,
+        };
+        self.progress(&key.job_id, key.stage, within / tasks as f64, windows, now)
+            .await
+    }
+
+    /// Records the job's detect tasks; the stitch task sets them before detect is enqueued.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn set_detect_tasks(&self, job_id: &JobId, tasks: DetectTasks) -> Result<()> {
+        sqlx::query(
+            self.sql("UPDATE jobs SET detect_shards = $1, detect_photos = $2 WHERE job_id = $3"),
+        )
+        .bind(i64::from(tasks.mosaic_shards))
+        .bind(i64::from(tasks.photos))
+        .bind(job_id.as_str().to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The job's detect tasks (one mosaic shard and no photo until stitch has said).
+    ///
+    /// # Errors
+    /// The database's; a missing job.
+    pub async fn detect_tasks(&self, job_id: &JobId) -> Result<DetectTasks> {
+        let row = sqlx::query(
+            self.sql("SELECT detect_shards, detect_photos FROM jobs WHERE job_id = $1"),
+        )
+        .bind(job_id.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await?
+        .with_context(|| format!("no job {job_id}"))?;
+        Ok(DetectTasks {
+            mosaic_shards: u32::try_from(unsigned(&row, "detect_shards")?)?,
+            photos: u32::try_from(unsigned(&row, "detect_photos")?)?,
+        })
+    }
+
+    /// The job's `n`-th photo that ingest accepted (from 0, in input order).
+    ///
+    /// # Errors
+    /// The database's, or a row that does not parse.
+    pub async fn nth_photo(&self, job_id: &JobId, n: u32) -> Result<Option<InputRecord>> {
+        let row = sqlx::query(self.sql(
+            "SELECT idx, image_id, original_key, metadata_key, media_type, sha256, state, kind, reason
+             FROM job_inputs WHERE job_id = $1 AND state = 'ok' AND kind = 'photo'
+             ORDER BY idx LIMIT 1 OFFSET $2",
+        ))
+        .bind(job_id.as_str().to_owned())
+        .bind(i64::from(n))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(input_of).transpose()
+    }
+
     /// Replaces the job's published results (keys only).
     ///
     /// # Errors
@@ -499,7 +631,7 @@ impl Store {
             return Ok(Advanced::Waiting);
         }
         let row = sqlx::query(self.sql(
-            "SELECT state, inputs_total,
+            "SELECT state,
                     (SELECT COUNT(*) FROM job_inputs WHERE job_id = $1 AND state = 'ok') AS ok
              FROM jobs WHERE job_id = $1",
         ))
@@ -512,10 +644,8 @@ impl Store {
         }
         match stage_after(stage) {
             Some(next) => {
-                let inputs = usize::try_from(unsigned(&row, "inputs_total")?)?;
                 let mut tx = self.begin_write().await?;
-                self.enqueue_stage(&mut tx, job_id, next, inputs, now)
-                    .await?;
+                self.enqueue_stage(&mut tx, job_id, next, now).await?;
                 sqlx::query(self.sql(
                     "UPDATE jobs SET stage = $1, updated_at = $2 WHERE job_id = $3 AND state = 'running'",
                 ))
@@ -616,15 +746,8 @@ impl Store {
         .try_get("open")?;
         let next = self.job_stage(job_id).await?.and_then(stage_after);
         if let (0, Some(next)) = (open, next) {
-            let inputs: i64 =
-                sqlx::query(self.sql("SELECT inputs_total FROM jobs WHERE job_id = $1"))
-                    .bind(job_id.as_str().to_owned())
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get("inputs_total")?;
             let mut tx = self.begin_write().await?;
-            self.enqueue_stage(&mut tx, job_id, next, usize::try_from(inputs)?, now)
-                .await?;
+            self.enqueue_stage(&mut tx, job_id, next, now).await?;
             sqlx::query(self.sql("UPDATE jobs SET stage = $1 WHERE job_id = $2"))
                 .bind(next.as_str())
                 .bind(job_id.as_str().to_owned())

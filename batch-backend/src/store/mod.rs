@@ -10,7 +10,7 @@
 
 mod jobs;
 
-pub use jobs::{Advanced, InputKind, InputRecord};
+pub use jobs::{Advanced, DetectTasks, InputKind, InputRecord};
 
 use anyhow::{Context as _, Result, bail};
 use sqlx::any::{AnyPoolOptions, AnyRow};

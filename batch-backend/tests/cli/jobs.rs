@@ -234,7 +234,11 @@ fn stored(data: &Path, key: &str) -> Vec<u8> {
 fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
     let data = tempfile::tempdir().unwrap();
     let pieces = tempfile::tempdir().unwrap();
-    let mut up = start_up_with(data.path(), &["--workers", "2"]);
+    // The 400² mosaic's four windows in four detect tasks, shared by the two workers.
+    let mut up = start_up_with(
+        data.path(),
+        &["--workers", "2", "--detect-shard-pixels", "40000"],
+    );
     let api = format!("http://{}", up.page);
     let key = credentials(data.path())["api_key"]
         .as_str()
@@ -313,7 +317,7 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
     assert!(fractions.is_sorted(), "{fractions:?}");
     assert_eq!(job["progress"]["fraction"], 1.0, "{job:#}");
     assert_eq!(job["progress"]["done"], 8);
-    assert_eq!(job["progress"]["failed"], 3, "{job:#}");
+    assert_eq!(job["progress"]["failed"], 3, "{:#}", job["inputs"]);
     let windows = &job["progress"]["windows_done"];
     assert!(
         windows.as_u64().unwrap() >= 1 && *windows == job["progress"]["windows_total"],
@@ -361,8 +365,25 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
         &format!("results/{job_id}/detections.coco.json"),
     ))
     .unwrap();
-    let crowns = coco["annotations"].as_array().unwrap().len();
-    assert!(crowns >= 15, "{crowns} detections on the OSBS_029 mosaic");
+    // The mosaic is COCO image 1; the photo (test1.jpg, run upright on its own) image 2,
+    // with its count and preview in the results.
+    let annotations = coco["annotations"].as_array().unwrap();
+    let of_image = |id: u64| annotations.iter().filter(|a| a["image_id"] == id).count();
+    assert!(
+        of_image(1) >= 15,
+        "{} detections on the OSBS_029 mosaic",
+        of_image(1)
+    );
+    assert_eq!(coco["images"][1]["file_name"], inputs[4]["original_key"]);
+    let photos = job["results"]["photos"].as_array().unwrap();
+    assert_eq!(photos.len(), 1, "{photos:#?}");
+    assert_eq!(photos[0]["image_id"], inputs[4]["image_id"]);
+    assert_eq!(photos[0]["detections"], of_image(2));
+    let preview = runtime().block_on(async {
+        let url = photos[0]["preview"]["url"].as_str().unwrap();
+        client.get(url).send().await.unwrap().bytes().await.unwrap()
+    });
+    assert_eq!(&preview[..8], b"\x89PNG\r\n\x1a\n", "the photo's preview");
     let mosaic = stored(data.path(), &format!("results/{job_id}/mosaic.tif"));
     assert_eq!(&mosaic[..4], b"II*\0");
     // Each input's sidecar names the job's results.
@@ -387,6 +408,208 @@ fn an_upload_s_job_runs_to_its_results_and_reports_each_bad_input() {
         Some(reason(7).as_str())
     );
     assert!(planted.get("results").is_none(), "{planted:#}");
+    stop(up);
+}
+
+/// Peak resident memory of process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Every object under `prefix` in `tessera up`'s bucket, as keys.
+fn stored_keys(data: &Path, prefix: &str) -> Vec<String> {
+    let root = data.join("s3/tessera");
+    let mut keys = Vec::new();
+    let mut folders = vec![root.join(prefix)];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let key = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                // s3s-fs keeps its own bookkeeping beside the objects.
+                if !key.split('/').any(|segment| segment.starts_with('.')) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_job_posted_with_its_files_streams_each_to_storage_checked_and_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let pieces = tempfile::tempdir().unwrap();
+    // Files of up to 160 MiB here; a 192 MiB one is refused while it streams.
+    let limit = (160u64 << 20).to_string();
+    let mut up = start_up_with(
+        data.path(),
+        &["--workers", "1", "--max-input-bytes", &limit],
+    );
+    let api = format!("http://{}", up.page);
+    let key = credentials(data.path())["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let quarters: Vec<Vec<u8>> = osbs_quarters(pieces.path())
+        .iter()
+        .take(2)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let client = reqwest::Client::new();
+    let before = peak_rss(up.child.id());
+    let post = |form: reqwest::multipart::Form, key: Option<&str>| {
+        let mut request = client.post(format!("{api}/v1/jobs")).multipart(form);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+    let file = |name: &str, bytes: Vec<u8>| {
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned())
+    };
+    let (status, posted) = runtime().block_on(async {
+        // 192 MiB that begin as a TIFF, sent as a stream of 1 MiB chunks.
+        let chunks = (0..192).map(|i| {
+            let mut chunk = vec![0u8; 1 << 20];
+            if i == 0 {
+                chunk[..4].copy_from_slice(b"II*\0");
+            }
+            Ok::<_, std::io::Error>(chunk)
+        });
+        let huge = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let form = reqwest::multipart::Form::new()
+            .text("project", "palms")
+            .part("files", file("osbs-0.tif", quarters[0].clone()))
+            .part(
+                "files",
+                file("notes.tif", b"image_path,xmin,ymin\n".repeat(10)),
+            )
+            .part(
+                "files",
+                reqwest::multipart::Part::stream(huge).file_name("huge.tif"),
+            )
+            .part("files", file("empty.tif", Vec::new()))
+            .part("files", file("osbs-1.tif", quarters[1].clone()));
+        post(form, Some(&key)).await
+    });
+    assert_eq!(status, 201, "{posted:#}");
+    let refused: Vec<(&str, &str)> = posted["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["file_name"].as_str().unwrap(),
+                r["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("notes.tif", "unsupported_type"),
+            ("huge.tif", "too_large"),
+            ("empty.tif", "empty_image")
+        ]
+    );
+    assert!(
+        posted["refused"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a job input may have at most 167772160"),
+        "{posted:#}"
+    );
+    // The huge file streamed through without being held: memory grew by far less than it.
+    let grown = peak_rss(up.child.id()).saturating_sub(before);
+    assert!(grown < 64 << 20, "tessera up's peak RSS grew {grown} bytes");
+
+    // The two GeoTIFFs are the job's inputs, stored byte for byte under the usual keys, each
+    // with a sidecar; nothing of the refused files was kept.
+    let inputs = posted["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 2, "{posted:#}");
+    for (input, bytes) in inputs.iter().zip(&quarters) {
+        let original = input["original_key"].as_str().unwrap();
+        let image_id = input["image_id"].as_str().unwrap();
+        assert!(
+            original.starts_with(&format!("original-uploads/palms/{image_id}/palms_osbs-")),
+            "{original}"
+        );
+        assert_eq!(&stored(data.path(), original), bytes, "{original}");
+        let sidecar: Value = serde_json::from_slice(&stored(
+            data.path(),
+            &format!("metadata/palms/{image_id}.json"),
+        ))
+        .unwrap();
+        assert_eq!(
+            sidecar["original"]["sha256"]["hex"],
+            json!(Sha256Digest::of(bytes).hex),
+            "{sidecar:#}"
+        );
+    }
+    assert_eq!(stored_keys(data.path(), "original-uploads").len(), 2);
+
+    let job_id = posted["job_id"].as_str().unwrap().to_owned();
+    let job = runtime().block_on(wait_for_end(
+        &client,
+        &api,
+        &key,
+        &job_id,
+        Duration::from_secs(180),
+        &mut up,
+    ));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["progress"]["done"], 2, "{job:#}");
+    assert!(job["results"]["mosaic"]["url"].is_string(), "{job:#}");
+
+    // The form's own mistakes refuse the request; so does a missing key.
+    runtime().block_on(async {
+        let files_first = reqwest::multipart::Form::new()
+            .part("files", file("osbs-0.tif", quarters[0].clone()))
+            .text("project", "palms");
+        let (status, refused) = post(files_first, Some(&key)).await;
+        assert_eq!((status, &refused["code"]), (400, &json!("job_inputs")));
+        assert_eq!(
+            refused["message"],
+            "the project field comes before the files parts"
+        );
+        let bad_project = reqwest::multipart::Form::new().text("project", "Palms!");
+        let (status, refused) = post(bad_project, Some(&key)).await;
+        assert_eq!((status, &refused["code"]), (400, &json!("invalid_project")));
+        let only_bad = reqwest::multipart::Form::new()
+            .text("project", "palms")
+            .part("files", file("notes.tif", b"a,b\n".to_vec()));
+        let (status, refused) = post(only_bad, Some(&key)).await;
+        assert_eq!((status, &refused["code"]), (400, &json!("job_inputs")));
+        assert!(
+            refused["message"].as_str().unwrap().starts_with(
+                "no posted file can be a job input: notes.tif: only JPEG, PNG and TIFF"
+            ),
+            "{refused}"
+        );
+        let unkeyed = reqwest::multipart::Form::new().text("project", "palms");
+        let (status, _) = post(unkeyed, None).await;
+        assert_eq!(status, 401);
+    });
+    assert_eq!(stored_keys(data.path(), "original-uploads").len(), 2);
     stop(up);
 }
 
@@ -434,12 +657,14 @@ fn tiled_quarters(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `tessera worker` against `database` and `up`'s storage, with a 3 s lease.
-fn start_worker(database: &str, up: &Up, data: &Path) -> std::process::Child {
+/// `tessera worker` against `database` and `up`'s storage, with a 3 s lease and
+/// `shard_pixels` mosaic pixels per detect task.
+fn start_worker(database: &str, up: &Up, data: &Path, shard_pixels: u64) -> std::process::Child {
     let credentials = credentials(data);
     Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["worker", "--database", database, "--lease-seconds", "3"])
         .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(["--detect-shard-pixels", &shard_pixels.to_string()])
         .arg("--scratch")
         .arg(data.join("worker-scratch"))
         .env("TESSERA_S3_ENDPOINT", format!("http://{}", up.storage))
@@ -462,7 +687,8 @@ fn start_worker(database: &str, up: &Up, data: &Path) -> std::process::Child {
 /// One run of the drill job: `tessera up` as storage (no workers of its own), the job's
 /// inputs put straight into its bucket with fixed keys, the job recorded in a fresh Postgres
 /// database under the fixed id `drill`, and `during` called with what it needs to start and
-/// kill workers. Returns every result object's bytes by name, and the store.
+/// kill workers. Returns every result object's bytes by its name under `results/drill/`, and
+/// the store.
 async fn drill_run(
     name: &str,
     quarters: &[PathBuf],
@@ -519,11 +745,22 @@ async fn drill_run(
         up.log.lock().unwrap()
     );
     let mut results = Vec::new();
-    for entry in std::fs::read_dir(bucket.join("results/drill")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if !name.starts_with('.') {
-            results.push((name, std::fs::read(&path).unwrap()));
+    let root = bucket.join("results/drill");
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if path.is_dir() {
+                folders.push(path);
+            } else if !path.file_name().unwrap().to_str().unwrap().starts_with('.') {
+                results.push((name, std::fs::read(&path).unwrap()));
+            }
         }
     }
     results.sort();
@@ -551,16 +788,27 @@ async fn wait_for_drill(store: &tessera_batch::store::Store, limit: Duration) {
     }
 }
 
+/// The results a job publishes (its shards' intermediate files left out).
+fn published(results: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
+    results
+        .iter()
+        .filter(|(name, _)| !name.contains('/'))
+        .collect()
+}
+
 #[test]
-fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
+fn two_workers_share_a_mosaic_s_detect_shards_and_one_killed_mid_shard_changes_no_byte() {
     let pieces = tempfile::tempdir().unwrap();
     let quarters = tiled_quarters(pieces.path());
     let job_id = tessera_core::keys::JobId::new("drill").unwrap();
+    // The 2,400² mosaic in 4 detect shards of 1,440,000 pixels (the default is 1).
+    let (whole, quarter) = (u64::MAX >> 1, 2400 * 2400 / 4);
     runtime().block_on(async {
-        // Undisturbed: one worker, stopped with SIGTERM once the job has ended.
+        // Undisturbed: one worker, the mosaic in one detect task, stopped with SIGTERM once
+        // the job has ended.
         let (reference, _) =
             drill_run("drill_reference", &quarters, async |db, up, data, store| {
-                let mut worker = start_worker(db, up, data);
+                let mut worker = start_worker(db, up, data, whole);
                 wait_for_drill(store, Duration::from_secs(300)).await;
                 let term = Command::new("kill")
                     .args(["-TERM", &worker.id().to_string()])
@@ -573,7 +821,10 @@ fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
                 );
             })
             .await;
-        let names: Vec<&str> = reference.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = published(&reference)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         assert_eq!(
             names,
             [
@@ -586,36 +837,64 @@ fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
             ]
         );
 
-        // The drill: worker A is killed (-9) while it detects; B takes the task up once A's
+        // The drill: workers A and B share the mosaic's four detect shards; the one holding
+        // a shard is killed (-9) in the middle of it, and the other takes it up once the
         // lease (3 s) has run out.
         let (drilled, store) = drill_run("drill_killed", &quarters, async |db, up, data, store| {
-            let mut a = start_worker(db, up, data);
+            let mut workers = [
+                start_worker(db, up, data, quarter),
+                start_worker(db, up, data, quarter),
+            ];
             let start = Instant::now();
-            loop {
-                let tasks = store.tasks(&job_id).await.unwrap();
-                if tasks
-                    .iter()
-                    .any(|t| t.key == "drill/detect/0" && t.state.as_str() == "running")
-                {
-                    break;
+            let holder = 'found: loop {
+                for task in store.tasks(&job_id).await.unwrap() {
+                    if task.key.starts_with("drill/detect/") && task.state.as_str() == "running" {
+                        let attempts = store.attempts(task.id).await.unwrap();
+                        if let Some(open) = attempts.last().filter(|a| a.ended_at.is_none()) {
+                            break 'found open.worker.clone();
+                        }
+                    }
                 }
-                assert!(start.elapsed() < Duration::from_secs(300), "{tasks:#?}");
+                assert!(
+                    start.elapsed() < Duration::from_secs(300),
+                    "no detect shard ran"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            a.kill().unwrap();
-            a.wait().unwrap();
-            let mut b = start_worker(db, up, data);
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let killed = workers
+                .iter()
+                .position(|w| holder.contains(&format!("-{}-", w.id())))
+                .unwrap_or_else(|| panic!("{holder} is neither worker"));
+            workers[killed].kill().unwrap();
+            workers[killed].wait().unwrap();
             wait_for_drill(store, Duration::from_secs(300)).await;
-            b.kill().unwrap();
-            b.wait().unwrap();
+            let survivor = &mut workers[1 - killed];
+            survivor.kill().unwrap();
+            survivor.wait().unwrap();
         })
         .await;
-        for ((name, want), (got_name, got)) in reference.iter().zip(&drilled) {
+        let (want, got) = (published(&reference), published(&drilled));
+        assert_eq!(want.len(), got.len());
+        for ((name, want), (got_name, got)) in want.iter().zip(&got) {
             assert_eq!(name, got_name);
-            assert!(want == got, "{name} differs after the kill");
+            assert!(want == got, "{name} differs with four shards and a kill");
         }
-        assert_eq!(reference.len(), drilled.len());
+        let partials: Vec<&str> = drilled
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.contains('/'))
+            .collect();
+        assert_eq!(
+            partials,
+            [
+                "detect/shard-0-of-4.json",
+                "detect/shard-1-of-4.json",
+                "detect/shard-2-of-4.json",
+                "detect/shard-3-of-4.json",
+                "stitch/preview.png"
+            ]
+        );
 
         let tasks = store.tasks(&job_id).await.unwrap();
         let keys: Vec<&str> = tasks.iter().map(|t| t.key.as_str()).collect();
@@ -628,33 +907,48 @@ fn a_worker_killed_in_the_middle_of_a_task_loses_nothing_and_changes_no_byte() {
                 "drill/ingest/3",
                 "drill/stitch/0",
                 "drill/detect/0",
+                "drill/detect/1",
+                "drill/detect/2",
+                "drill/detect/3",
                 "drill/publish/0"
             ],
             "each task once"
         );
+        let (mut killed_tasks, mut detect_workers) = (0, std::collections::HashSet::new());
         for task in &tasks {
             let attempts = store.attempts(task.id).await.unwrap();
-            // Claims of one task never overlap: each began after the one before ended.
+            // Two workers never hold one task at once: each claim began after the one
+            // before it ended.
             for pair in attempts.windows(2) {
                 assert!(
                     pair[0].ended_at.unwrap() <= pair[1].started_at,
                     "{attempts:#?}"
                 );
             }
-            if task.key == "drill/detect/0" {
+            assert_eq!(
+                attempts.last().unwrap().outcome.as_deref(),
+                Some("completed"),
+                "{}",
+                task.key
+            );
+            if task.key.starts_with("drill/detect/") {
+                detect_workers.extend(attempts.iter().map(|a| a.worker.clone()));
+            }
+            if attempts.len() > 1 {
+                killed_tasks += 1;
+                assert_eq!(task.key.split('/').nth(1), Some("detect"), "{attempts:#?}");
                 assert_eq!(attempts.len(), 2, "{attempts:#?}");
                 assert_eq!(attempts[0].outcome.as_deref(), Some("lease_expired"));
-                assert_eq!(attempts[1].outcome.as_deref(), Some("completed"));
                 assert_ne!(attempts[0].worker, attempts[1].worker);
-            } else {
-                assert_eq!(
-                    attempts.last().unwrap().outcome.as_deref(),
-                    Some("completed"),
-                    "{}",
-                    task.key
-                );
             }
         }
+        assert_eq!(killed_tasks, 1, "the killed worker's shard ran twice");
+        assert_eq!(detect_workers.len(), 2, "both workers ran detect shards");
+        let job = store.job(&job_id, 0).await.unwrap().unwrap();
+        assert_eq!(
+            (job.progress.fraction, job.progress.windows_done),
+            (1.0, job.progress.windows_total)
+        );
     });
 }
 

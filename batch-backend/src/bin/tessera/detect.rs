@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera_batch::inference::Device;
-use tessera_batch::stages::detect::{DetectInput, DetectOptions, detect, write_outputs};
+use tessera_batch::stages::detect::{
+    DetectInput, DetectOptions, detect, preview_names, write_outputs,
+};
 use tessera_batch::tasks::DetectorChoice;
 use tessera_core::detect::{DEFAULT_OVERLAP, DEFAULT_SCORE};
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
@@ -95,6 +97,7 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         score: args.score,
         overlap: args.overlap,
         max_input_pixels: DEFAULT_MAX_INPUT_PIXELS,
+        shard: tessera_core::detect::Shard::WHOLE,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -109,12 +112,14 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let writing = std::time::Instant::now();
     let now = chrono::Utc::now();
-    let previews = write_outputs(
+    let previews = preview_names(&report);
+    write_outputs(
         &report,
         detector.description(),
         &args.out,
         &format!("tessera-detect-{}", now.format("%Y%m%dT%H%M%SZ")),
         &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        &previews,
     )?;
     let write = writing.elapsed();
 
@@ -129,7 +134,7 @@ pub(crate) fn run(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     println!("  {}", args.out.join("detections.coco.json").display());
     println!("  {}", args.out.join("detections.geojson").display());
     println!("  {}", args.out.join("item.json").display());
-    for preview in &previews {
+    for (_, preview) in &previews {
         println!("  {}", args.out.join(preview).display());
     }
     let t = report.times;

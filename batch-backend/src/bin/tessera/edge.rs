@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use tessera_edge::native::{ReqwestOutbound, config_from_env, serve};
+use tessera_batch::objects::Objects;
+use tessera_core::job_inputs::JobLimits;
+use tessera_edge::native::{
+    PostedFiles, ReqwestOutbound, answer_with_files, config_from_env, serve_connections,
+};
 use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Edge, HttpJobs};
 
@@ -20,6 +24,10 @@ pub(crate) struct EdgeArgs {
     database: PathBuf,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
+    /// Largest file of a job posted with its files (`multipart/form-data`), in bytes; a
+    /// larger one is refused and the others make the job.
+    #[arg(long, default_value_t = JobLimits::DEFAULT_MAX_INPUT_BYTES)]
+    max_input_bytes: u64,
 }
 
 pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
@@ -36,15 +44,22 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("tessera edge: http://{}", listener.local_addr()?);
         let outbound = ReqwestOutbound::default();
         let jobs = HttpJobs::new(&backend.url, &backend.token, outbound.clone());
-        let edge = Edge::new(config, store, outbound, jobs);
+        let files = std::rc::Rc::new(PostedFiles {
+            sink: Objects::s3(&config.storage)?,
+            limits: JobLimits {
+                max_input_bytes: args.max_input_bytes,
+                ..JobLimits::default()
+            },
+        });
+        let edge = std::rc::Rc::new(Edge::new(config, store, outbound, jobs));
         let shutdown = crate::interrupted()?;
-        serve(
-            listener,
-            args.connections.limits(),
-            std::rc::Rc::new(edge),
-            shutdown,
-        )
-        .await;
+        let service = move |request: http::Request<hyper::body::Incoming>| {
+            let (edge, files) = (std::rc::Rc::clone(&edge), std::rc::Rc::clone(&files));
+            async move {
+                Ok::<_, std::convert::Infallible>(answer_with_files(&edge, request, &files).await)
+            }
+        };
+        serve_connections(listener, args.connections.limits(), service, shutdown).await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -35,7 +35,9 @@ use tessera_core::access::{api_key_hash, host_allowed};
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
-use tessera_edge::native::{ConnectionLimits, ReqwestOutbound, answer, serve_connections};
+use tessera_edge::native::{
+    ConnectionLimits, PostedFiles, ReqwestOutbound, answer_with_files, serve_connections,
+};
 use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
 use tower::Service as _;
@@ -74,7 +76,7 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     connections: crate::ConnectionArgs,
     #[command(flatten)]
-    job_limits: crate::worker::JobLimitArgs,
+    job: crate::worker::JobArgs,
 }
 
 /// Runs `tessera up` until Ctrl-C.
@@ -88,7 +90,8 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         limits: args.connections.limits(),
         database: args.database,
         workers: args.workers,
-        job_limits: args.job_limits.limits(),
+        job_limits: args.job.limits(),
+        detect_shard_pixels: args.job.detect_shard_pixels(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -135,6 +138,8 @@ pub(crate) struct UpOptions {
     pub workers: usize,
     /// What one job input may be.
     pub job_limits: JobLimits,
+    /// Mosaic pixels per detect task.
+    pub detect_shard_pixels: u64,
 }
 
 /// The local stack's secrets, generated on first start into `{data}/local.json`.
@@ -289,7 +294,13 @@ pub(crate) async fn run(
         scratch: options.data.join("scratch"),
         detector: DetectorChoice::default(),
         limits: options.job_limits,
+        detect_shard_pixels: options.detect_shard_pixels,
     };
+    // Jobs posted with their files go to the bucket as they arrive.
+    let files = Rc::new(PostedFiles {
+        sink: pipeline.objects.clone(),
+        limits: options.job_limits,
+    });
     let edge = Rc::new(Edge::new(
         config,
         store,
@@ -306,7 +317,8 @@ pub(crate) async fn run(
     ready(&origins[0], s3_addr);
     let page = move |request: Request<Incoming>| {
         let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
-        async move { Ok::<_, Infallible>(page_or_api(&edge, web, &page_config, request).await) }
+        let files = Rc::clone(&files);
+        async move { Ok::<_, Infallible>(page_or_api(&edge, &files, web, &page_config, request).await) }
     };
     let storage = move |request: Request<Incoming>| {
         let mut s3 = s3.clone();
@@ -378,13 +390,14 @@ fn page_origins(addr: SocketAddr) -> Vec<String> {
 
 async fn page_or_api(
     edge: &Rc<LocalEdge>,
+    files: &PostedFiles<Objects>,
     mut web: tower_http::services::ServeDir,
     page_config: &Bytes,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path();
     if path == "/health" || path.starts_with("/v1/") {
-        return answer(edge, request)
+        return answer_with_files(edge, request, files)
             .await
             .map(|body| body.map_err(|never| match never {}).boxed_unsync());
     }

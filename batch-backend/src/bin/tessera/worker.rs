@@ -16,6 +16,7 @@ use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::Pipeline;
 use tessera_batch::worker::{self, WorkerOptions};
+use tessera_core::job::DEFAULT_DETECT_SHARD_PIXELS;
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 
@@ -41,7 +42,7 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     detector: DetectorArgs,
     #[command(flatten)]
-    job_limits: JobLimitArgs,
+    job: JobArgs,
     /// Address of `/health`, and of the service job API a deployed edge calls when
     /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
@@ -86,9 +87,10 @@ async fn answer(
         .map(|body| Full::new(Bytes::from(body)))
 }
 
-/// Limits on one job input ([`JobLimits`]), for `tessera worker` and `tessera up`.
+/// How jobs run, for `tessera worker` and `tessera up`: limits on one input ([`JobLimits`])
+/// and how many detect tasks share a mosaic.
 #[derive(clap::Args)]
-pub(crate) struct JobLimitArgs {
+pub(crate) struct JobArgs {
     /// Largest job input, in bytes; larger inputs are reported failed and the job goes on
     /// (the photo path's 10 MiB does not apply to jobs).
     #[arg(long, default_value_t = JobLimits::DEFAULT_MAX_INPUT_BYTES)]
@@ -97,14 +99,23 @@ pub(crate) struct JobLimitArgs {
     /// decompression bomb).
     #[arg(long, default_value_t = DEFAULT_MAX_INPUT_PIXELS)]
     max_input_pixels: u64,
+    /// Mosaic pixels per detect task: a larger mosaic's windows are split into that many
+    /// tasks, which any workers share (at most 256) [default: 64 Mi pixels, 8192²].
+    #[arg(long, default_value_t = DEFAULT_DETECT_SHARD_PIXELS, hide_default_value = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    detect_shard_pixels: u64,
 }
 
-impl JobLimitArgs {
+impl JobArgs {
     pub(crate) const fn limits(&self) -> JobLimits {
         JobLimits {
             max_input_bytes: self.max_input_bytes,
             max_input_pixels: self.max_input_pixels,
         }
+    }
+
+    pub(crate) const fn detect_shard_pixels(&self) -> u64 {
+        self.detect_shard_pixels
     }
 }
 
@@ -125,7 +136,8 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("tessera-worker")),
             detector: args.detector.choice(),
-            limits: args.job_limits.limits(),
+            limits: args.job.limits(),
+            detect_shard_pixels: args.job.detect_shard_pixels(),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
