@@ -16,7 +16,7 @@ use tessera_core::error::{ErrorBody, ErrorCode, ObjectProblem};
 use tessera_core::exif::{DATE_PATTERN, ExifMetadata, GpsPosition, taken_at_pattern};
 use tessera_core::job::{
     InputOutcome, InputState, JobCursor, JobPage, JobQuery, JobResults, JobStage, JobState,
-    JobStatus, Progress, ResultObject,
+    JobStatus, PhotoResult, Progress, ResultObject,
 };
 use tessera_core::job_inputs::{
     CreateJob, FORM_FILES, FORM_PROJECT, JobPosted, JobSearch, MAX_JOB_INPUTS, RefusedFile,
@@ -494,6 +494,7 @@ pub fn document() -> Value {
         .schema_from::<InputState>()
         .schema_from::<JobResults>()
         .schema_from::<ResultObject>()
+        .schema_from::<PhotoResult>()
         .schema_from::<CreateJob>()
         .schema_from::<JobSearch>()
         .schema_from::<JobPosted>()
