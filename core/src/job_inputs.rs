@@ -160,13 +160,18 @@ impl CreateJob {
     ///
     /// # Errors
     /// [`JobInputsError`]: a bad project name, not exactly one selection, an empty list, a
-    /// list over [`MAX_JOB_INPUTS`], or a search filter `GET /v1/images` refuses.
-    pub fn selection(&self) -> Result<(Project, JobSelection), JobInputsError> {
+    /// list over `max_inputs` (the edge's configured count, at most [`MAX_JOB_INPUTS`]), or a
+    /// search filter `GET /v1/images` refuses.
+    pub fn selection(&self, max_inputs: usize) -> Result<(Project, JobSelection), JobInputsError> {
         let project = Project::new(&self.project)
             .map_err(|_| JobInputsError::Project(self.project.clone()))?;
         let selection = match (&self.image_ids, &self.upload_ids, &self.search) {
-            (Some(ids), None, None) => JobSelection::Images(checked_list("image_ids", ids)?),
-            (None, Some(ids), None) => JobSelection::Uploads(checked_list("upload_ids", ids)?),
+            (Some(ids), None, None) => {
+                JobSelection::Images(checked_list("image_ids", ids, max_inputs)?)
+            }
+            (None, Some(ids), None) => {
+                JobSelection::Uploads(checked_list("upload_ids", ids, max_inputs)?)
+            }
             (None, None, Some(search)) => {
                 let mut pairs = vec![
                     ("project", project.as_str().to_owned()),
@@ -354,18 +359,22 @@ pub struct JobPosted {
     pub refused: Vec<RefusedFile>,
 }
 
-/// `ids` without repeats (first occurrence kept), refused when empty or over the limit.
-fn checked_list(what: &'static str, ids: &[String]) -> Result<Vec<String>, JobInputsError> {
+/// `ids` without repeats (first occurrence kept), refused when empty or over `max`.
+fn checked_list(
+    what: &'static str,
+    ids: &[String],
+    max: usize,
+) -> Result<Vec<String>, JobInputsError> {
     if ids.is_empty() {
         return Err(JobInputsError::Empty(what));
     }
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     let unique: Vec<String> = ids.iter().filter(|id| seen.insert(*id)).cloned().collect();
-    if unique.len() > MAX_JOB_INPUTS {
+    if unique.len() > max {
         return Err(JobInputsError::TooMany {
             what,
             count: unique.len(),
-            max: MAX_JOB_INPUTS,
+            max,
         });
     }
     Ok(unique)
@@ -382,7 +391,7 @@ mod tests {
     #[test]
     fn exactly_one_selection_is_taken() {
         let (project, selection) = body(r#"{"project":"palms","image_ids":["a","b","a"]}"#)
-            .selection()
+            .selection(MAX_JOB_INPUTS)
             .unwrap();
         assert_eq!(project.as_str(), "palms");
         let JobSelection::Images(ids) = selection else {
@@ -395,7 +404,7 @@ mod tests {
             r#"{"project":"palms","upload_ids":["u"],"search":{}}"#,
         ] {
             assert_eq!(
-                body(json).selection(),
+                body(json).selection(MAX_JOB_INPUTS),
                 Err(JobInputsError::Selection),
                 "{json}"
             );
@@ -450,20 +459,25 @@ mod tests {
 
     #[test]
     fn lists_are_bounded_and_projects_checked() {
-        let empty = body(r#"{"project":"palms","upload_ids":[]}"#).selection();
+        let empty = body(r#"{"project":"palms","upload_ids":[]}"#).selection(MAX_JOB_INPUTS);
         assert_eq!(empty, Err(JobInputsError::Empty("upload_ids")));
         let many = CreateJob {
             project: "palms".into(),
             image_ids: Some((0..=MAX_JOB_INPUTS).map(|n| n.to_string()).collect()),
             ..CreateJob::default()
         };
-        let e = many.selection().unwrap_err();
+        let e = many.selection(MAX_JOB_INPUTS).unwrap_err();
         assert_eq!(e.code(), ErrorCode::JobInputs);
         assert_eq!(
             e.to_string(),
             "image_ids: 10001 inputs; a job takes at most 10000"
         );
-        let bad = body(r#"{"project":"Palms!","image_ids":["a"]}"#).selection();
+        let three = body(r#"{"project":"palms","upload_ids":["a","b","c","d"]}"#).selection(3);
+        assert_eq!(
+            three.unwrap_err().to_string(),
+            "upload_ids: 4 inputs; a job takes at most 3"
+        );
+        let bad = body(r#"{"project":"Palms!","image_ids":["a"]}"#).selection(MAX_JOB_INPUTS);
         assert_eq!(bad.unwrap_err().code(), ErrorCode::InvalidProject);
     }
 
@@ -472,7 +486,7 @@ mod tests {
         let (_, selection) = body(
             r#"{"project":"palms","search":{"from":"2026-05-01","to":"2026-05-31","bbox":[-82.1,29.6,-81.9,29.8]}}"#,
         )
-        .selection()
+        .selection(MAX_JOB_INPUTS)
         .unwrap();
         let JobSelection::Search(query) = selection else {
             panic!("{selection:?}")
@@ -481,9 +495,10 @@ mod tests {
         assert_eq!(query.from.unwrap().to_string(), "2026-05-01");
         assert_eq!(query.limit, ImageQuery::MAX_LIMIT);
         assert!((query.bbox.unwrap().min_lon + 82.1).abs() < 1e-12);
-        let outside = body(r#"{"project":"palms","search":{"bbox":[0,0,181,1]}}"#).selection();
+        let outside =
+            body(r#"{"project":"palms","search":{"bbox":[0,0,181,1]}}"#).selection(MAX_JOB_INPUTS);
         assert_eq!(outside.unwrap_err().code(), ErrorCode::InvalidParameter);
-        let bad = body(r#"{"project":"palms","search":{"from":"May"}}"#).selection();
+        let bad = body(r#"{"project":"palms","search":{"from":"May"}}"#).selection(MAX_JOB_INPUTS);
         let e = bad.unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidParameter);
         assert!(
@@ -493,7 +508,7 @@ mod tests {
         // '); DROP TABLE images; -- is a value like any other: refused by the date parser.
         let injected = body(r#"{"project":"palms","search":{"to":"'); DROP TABLE images; --"}}"#);
         assert_eq!(
-            injected.selection().unwrap_err().code(),
+            injected.selection(MAX_JOB_INPUTS).unwrap_err().code(),
             ErrorCode::InvalidParameter
         );
     }

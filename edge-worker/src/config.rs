@@ -57,6 +57,8 @@ pub const API_KEY_HASHES: &str = "TESSERA_API_KEY_HASHES";
 pub const CORS_ORIGINS: &str = "TESSERA_CORS_ORIGINS";
 /// Request body limit.
 pub const MAX_BODY_BYTES: &str = "TESSERA_MAX_BODY_BYTES";
+/// Inputs per job.
+pub const MAX_JOB_INPUTS: &str = "TESSERA_MAX_JOB_INPUTS";
 /// Token bucket size.
 pub const RATE_BURST: &str = "TESSERA_RATE_BURST";
 /// Token bucket refill.
@@ -108,6 +110,11 @@ pub const VARIABLES: &[Variable] = &[
         MAX_BODY_BYTES,
         "request body limit, bytes",
         Unset::Value("1048576"),
+    ),
+    var(
+        MAX_JOB_INPUTS,
+        "most inputs of one job (`POST /v1/jobs`), 1 to 10,000",
+        Unset::Value("10000"),
     ),
     var(
         RATE_BURST,
@@ -196,6 +203,20 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             })
     }
 
+    fn job_inputs(&self) -> Result<usize, ConfigError> {
+        let value = self.text(MAX_JOB_INPUTS)?;
+        value
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=tessera_core::job_inputs::MAX_JOB_INPUTS).contains(n))
+            .ok_or(ConfigError::Invalid {
+                name: MAX_JOB_INPUTS,
+                value,
+                expected: "a whole number from 1 to 10000",
+            })
+    }
+
     fn list(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
         Ok(self
             .text(name)?
@@ -222,6 +243,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Most inputs of one job, 1 to [`tessera_core::job_inputs::MAX_JOB_INPUTS`].
+    pub max_job_inputs: usize,
     /// Per-key burst size.
     pub rate_burst: f64,
     /// Per-key sustained requests per second.
@@ -244,6 +267,7 @@ impl Config {
             cors_origins: read.list(CORS_ORIGINS)?,
             // A byte count: truncation of a fractional or huge value is harmless.
             max_body_bytes: read.number(MAX_BODY_BYTES)? as usize,
+            max_job_inputs: read.job_inputs()?,
             rate_burst: read.number(RATE_BURST)?,
             rate_per_second: read.number(RATE_PER_SECOND)?,
         })
@@ -267,6 +291,7 @@ impl Config {
             (API_KEY_HASHES, self.api_key_hashes.join(",")),
             (CORS_ORIGINS, self.cors_origins.join(",")),
             (MAX_BODY_BYTES, self.max_body_bytes.to_string()),
+            (MAX_JOB_INPUTS, self.max_job_inputs.to_string()),
             (RATE_BURST, self.rate_burst.to_string()),
             (RATE_PER_SECOND, self.rate_per_second.to_string()),
         ]

@@ -294,6 +294,7 @@ where
                 &content_type,
                 body.into_data_stream(),
                 files.limits,
+                edge.config.max_job_inputs,
                 today,
                 &mut new_id,
             )

@@ -18,7 +18,7 @@ use serde_json::json;
 use tessera_core::error::ErrorCode;
 use tessera_core::job::{JobInput, JobRequest};
 use tessera_core::job_inputs::{
-    FORM_FILES, FORM_PROJECT, JobLimits, MAX_JOB_INPUTS, PostedFile, PostedSummary, RefusedFile,
+    FORM_FILES, FORM_PROJECT, JobLimits, PostedFile, PostedSummary, RefusedFile,
 };
 use tessera_core::keys::{ImageId, ObjectNaming, Project, Slug};
 use tessera_core::limits::ImageFormat;
@@ -67,8 +67,8 @@ impl FormError {
 }
 
 /// Reads a posted job's form from `body` (`content_type` carries its boundary), streaming
-/// each file to `sink`: the job's request (files in posting order) and the files left out.
-/// `today` dates the keys; `new_id` makes image ids.
+/// each file to `sink`: the job's request (files in posting order, at most `max_inputs`) and
+/// the files left out. `today` dates the keys; `new_id` makes image ids.
 ///
 /// # Errors
 /// [`FormError`]: no boundary, a form that does not parse or was cut short, a field other than
@@ -78,6 +78,7 @@ pub async fn read_form<F, S, E>(
     content_type: &str,
     body: S,
     limits: JobLimits,
+    max_inputs: usize,
     today: NaiveDate,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<(JobRequest, Vec<RefusedFile>), FormError>
@@ -118,11 +119,11 @@ where
             ));
         };
         let file_name = field.file_name().unwrap_or_default().to_owned();
-        if inputs.len() == MAX_JOB_INPUTS {
+        if inputs.len() >= max_inputs {
             refused.push(RefusedFile::new(
                 &file_name,
                 ErrorCode::JobInputs,
-                format!("a job takes at most {MAX_JOB_INPUTS} files"),
+                format!("a job takes at most {max_inputs} files"),
             ));
             continue;
         }

@@ -17,7 +17,7 @@ use tessera_core::access::{
 use tessera_core::error::{ErrorCode, ObjectProblem};
 use tessera_core::job::{JobAction, JobRequest, JobStatus, parse_job_query};
 use tessera_core::job_inputs::{
-    CreateJob, FORM_FILES, JobInputsError, JobPosted, JobSelection, MAX_JOB_INPUTS, RefusedFile,
+    CreateJob, FORM_FILES, JobInputsError, JobPosted, JobSelection, RefusedFile,
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
@@ -734,7 +734,9 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         let request: CreateJob = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
         let refused = |e: JobInputsError| ApiError::new(e.code(), e.to_string());
-        let (project, selection) = request.selection().map_err(refused)?;
+        let (project, selection) = request
+            .selection(self.config.max_job_inputs)
+            .map_err(refused)?;
         let manifests = self.job_inputs(&project, selection).await?;
         match self
             .jobs
@@ -763,18 +765,15 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     /// # Errors
     /// `inputs_not_found` (404) listing ids with no record in the project (an image of
     /// another project is not found either) or uploads not completed; `job_inputs` (400) for
-    /// more than [`MAX_JOB_INPUTS`] images.
+    /// more images than the configured count ([`Config::max_job_inputs`]).
     async fn job_inputs(
         &self,
         project: &Project,
         selection: JobSelection,
     ) -> Result<Vec<Manifest>, ApiError> {
+        let max = self.config.max_job_inputs;
         let too_many = |what, count| {
-            let e = JobInputsError::TooMany {
-                what,
-                count,
-                max: MAX_JOB_INPUTS,
-            };
+            let e = JobInputsError::TooMany { what, count, max };
             ApiError::new(e.code(), e.to_string())
         };
         let mut missing = Vec::new();
@@ -805,7 +804,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                         }
                         _ => missing.push(id),
                     }
-                    if manifests.len() > MAX_JOB_INPUTS {
+                    if manifests.len() > max {
                         return Err(too_many("upload_ids", manifests.len()));
                     }
                 }
@@ -814,7 +813,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 let rows = self.store.search(&query).await?;
                 let (page, cursor) = cut_page(rows, query.limit);
                 manifests.extend(page);
-                if manifests.len() > MAX_JOB_INPUTS {
+                if manifests.len() > max {
                     return Err(too_many("the search", manifests.len()));
                 }
                 match cursor {

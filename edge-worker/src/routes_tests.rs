@@ -169,6 +169,7 @@ fn config() -> Config {
         api_key_hashes: vec![api_key_hash(KEY)],
         cors_origins: vec![ORIGIN.into()],
         max_body_bytes: 64 * 1024,
+        max_job_inputs: 3,
         rate_burst: 1000.0,
         rate_per_second: 1000.0,
     }
@@ -644,7 +645,7 @@ fn jobs_are_created_from_image_ids_uploads_and_searches_of_one_project() {
     let (status, job, sent) =
         created(json!({"project": "palms", "image_ids": [ids[2], ids[0], ids[2]]}));
     assert_eq!(status, StatusCode::CREATED, "{job}");
-    assert_eq!(job["state"], "queued");
+    assert_eq!((&job["state"], &job["refused"]), (&json!("queued"), &json!([])));
     let sent = sent.unwrap();
     assert_eq!(sent.upload_id, None);
     let inputs: Vec<&str> = sent.inputs.iter().map(|i| i.image_id.as_str()).collect();
@@ -708,6 +709,11 @@ fn jobs_are_created_from_image_ids_uploads_and_searches_of_one_project() {
             "invalid_parameter",
         ),
         (json!({"project": "palms", "images": ["a"]}), "invalid_json"),
+        // Over the configured count (3 here).
+        (
+            json!({"project": "palms", "image_ids": ["a", "b", "c", "d"]}),
+            "job_inputs",
+        ),
     ] {
         let (status, refused, _) = created(body.clone());
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {refused}");

@@ -209,6 +209,7 @@ impl Stack {
             api_key_hashes: vec![api_key_hash(API_KEY)],
             cors_origins: vec!["http://app.example".into()],
             max_body_bytes: 1024 * 1024,
+            max_job_inputs: tessera_core::job_inputs::MAX_JOB_INPUTS,
             rate_burst: 1000.0,
             rate_per_second: 1000.0,
         };

@@ -32,7 +32,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tessera_core::access::{api_key_hash, host_allowed};
-use tessera_core::job_inputs::JobLimits;
+use tessera_core::job_inputs::{JobLimits, MAX_JOB_INPUTS};
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
 use tessera_edge::native::{
@@ -284,6 +284,7 @@ pub(crate) async fn run(
         api_key_hashes: vec![api_key_hash(&credentials.api_key)],
         cors_origins: origins.clone(),
         max_body_bytes: 1024 * 1024,
+        max_job_inputs: MAX_JOB_INPUTS,
         // One person's browser: generous, but still limited.
         rate_burst: 1000.0,
         rate_per_second: 200.0,
