@@ -18,11 +18,11 @@ mkdirSync(ARTIFACTS, { recursive: true });
 export const fixture = (rel) => join(FIXTURES, rel);
 export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
-/** `tessera up` on free ports; resolves once it prints its URL. */
-export async function startUp() {
+/** `tessera up` on free ports, with `extra` arguments; resolves once it prints its URL. */
+export async function startUp(extra = []) {
   const data = mkdtempSync(join(tmpdir(), 'tessera-up-'));
   const child = spawn(TESSERA, ['up', '--listen', '127.0.0.1:0', '--s3-listen', '127.0.0.1:0',
-    '--data', data, '--web', join(ROOT, 'web')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--data', data, '--web', join(ROOT, 'web'), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   const url = await new Promise((resolve, reject) => {
