@@ -238,11 +238,43 @@ function renderJob(card, job) {
   box.replaceChildren(...parts);
 }
 
+/** Event streams open at once. Each holds one of the browser's six HTTP/1.1 connections to
+ * the API until its job ends, and uploads need the others: two hundred queued jobs must not
+ * take them all. Jobs beyond it wait for a stream in upload order. */
+const MAX_EVENT_STREAMS = 2;
+let openStreams = 0;
+const streamWaiters = [];
+
+async function takeStream() {
+  if (openStreams < MAX_EVENT_STREAMS) {
+    openStreams += 1;
+    return;
+  }
+  // The releasing watcher hands its stream over without freeing it.
+  await new Promise((resolve) => streamWaiters.push(resolve));
+}
+
+function releaseStream() {
+  const next = streamWaiters.shift();
+  if (next) next();
+  else openStreams -= 1;
+}
+
 async function watchJob(card, jobId) {
   if (watched.has(jobId)) return;
   watched.add(jobId);
-  // Server-sent events until the job ends; when the server closes the stream first (Workers
-  // send one frame), reconnect after its `retry`. A reload watches the job again.
+  await takeStream();
+  try {
+    await followJob(card, jobId);
+  } finally {
+    releaseStream();
+    watched.delete(jobId);
+  }
+}
+
+/** Server-sent events until the job ends; when the server closes the stream first (Workers
+ * send one frame), reconnect after its `retry`. A reload watches the job again. */
+async function followJob(card, jobId) {
   const path = `/v1/jobs/${encodeURIComponent(jobId)}/events`;
   let ended = false;
   while (!ended && navigator.onLine) {
@@ -260,7 +292,6 @@ async function watchJob(card, jobId) {
     }
     if (!ended) await new Promise((resolve) => setTimeout(resolve, retry));
   }
-  watched.delete(jobId);
 }
 
 async function renderQueue() {
