@@ -256,7 +256,6 @@ fn paths() -> Value {
                         "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
                 },
             },
-            "encoding": {FORM_FILES: {"contentType": "image/tiff, image/jpeg, image/png, application/octet-stream"}},
         }},
     });
     create_job["responses"]["201"]["links"] = json!({

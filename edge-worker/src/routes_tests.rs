@@ -645,7 +645,10 @@ fn jobs_are_created_from_image_ids_uploads_and_searches_of_one_project() {
     let (status, job, sent) =
         created(json!({"project": "palms", "image_ids": [ids[2], ids[0], ids[2]]}));
     assert_eq!(status, StatusCode::CREATED, "{job}");
-    assert_eq!((&job["state"], &job["refused"]), (&json!("queued"), &json!([])));
+    assert_eq!(
+        (&job["state"], &job["refused"]),
+        (&json!("queued"), &json!([]))
+    );
     let sent = sent.unwrap();
     assert_eq!(sent.upload_id, None);
     let inputs: Vec<&str> = sent.inputs.iter().map(|i| i.image_id.as_str()).collect();
