@@ -93,7 +93,10 @@ where
             format!("Content-Type {content_type:?}: {e}"),
         )
     })?;
-    let constraints = multer::Constraints::new().allowed_fields(vec![FORM_PROJECT, FORM_FILES]);
+    // The project field is read whole into memory: a project name is at most 64 characters.
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec![FORM_PROJECT, FORM_FILES])
+        .size_limit(multer::SizeLimit::new().for_field(FORM_PROJECT, 256));
     let mut form = multer::Multipart::with_constraints(body, boundary, constraints);
     let unreadable =
         |e: multer::Error| FormError::new(ErrorCode::JobInputs, format!("the form: {e}"));

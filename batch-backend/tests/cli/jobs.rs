@@ -594,6 +594,15 @@ fn a_job_posted_with_its_files_streams_each_to_storage_checked_and_runs() {
         let bad_project = reqwest::multipart::Form::new().text("project", "Palms!");
         let (status, refused) = post(bad_project, Some(&key)).await;
         assert_eq!((status, &refused["code"]), (400, &json!("invalid_project")));
+        // The project field is read whole, so it is bounded (256 bytes) and a longer one is
+        // refused before it is read to its end.
+        let huge_project = reqwest::multipart::Form::new().text("project", "a".repeat(4096));
+        let (status, refused) = post(huge_project, Some(&key)).await;
+        assert_eq!(
+            (status, &refused["code"]),
+            (400, &json!("job_inputs")),
+            "{refused}"
+        );
         let only_bad = reqwest::multipart::Form::new()
             .text("project", "palms")
             .part("files", file("notes.tif", b"a,b\n".to_vec()));
