@@ -41,6 +41,7 @@
 //! | [`detect`] | detection: the window grid, model descriptions and normalisation, decoding, NMS in windows and in world coordinates |
 //! | [`results`] | the files a detection run publishes: COCO JSON, GeoJSON, the STAC Item, the preview's outlines |
 //! | [`mosaic`] | stitching GeoTIFFs: input checks, CRS and grid, overlap order, nodata, the COG, the 8-bit stretch |
+//! | [`webhook`] | webhook signatures (Standard Webhooks), events and payloads, the delivery schedule, which URLs may receive them |
 //! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
 pub mod access;
@@ -62,6 +63,7 @@ pub mod results;
 pub mod retry;
 pub mod search;
 pub mod upload;
+pub mod webhook;
 
 pub use manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 pub use preprocess::{Derivatives, Options, PreprocessError, preprocess};
