@@ -11,7 +11,10 @@ use tessera_core::error::{ErrorBody, ErrorCode};
 use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus, parse_job_query};
 use tessera_core::job_inputs::MAX_JOB_INPUTS;
 use tessera_core::keys::JobId;
-use tessera_edge::{Acted, Jobs, JobsError};
+use tessera_core::webhook::{
+    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, parse_delivery_query,
+};
+use tessera_edge::{Acted, Jobs, JobsError, Registered};
 
 use crate::store::Store;
 use crate::tasks::now_ms;
@@ -51,9 +54,17 @@ async fn list(store: &Store, query: &JobQuery) -> anyhow::Result<JobPage> {
 /// The job API over `http` types: `POST /v1/jobs` (201 with the [`JobStatus`], or 200 with
 /// the upload's existing job), `GET /v1/jobs` (a [`JobPage`]), `GET /v1/jobs/{id}` (200, or
 /// 404) and `POST /v1/jobs/{id}/{cancel,retry}` (200, 404, or 409 when the job's state does
-/// not allow it). Every request must carry `Authorization: Bearer {token}`. Errors are
-/// `{code, message}` like the edge's.
-pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+/// not allow it); and the webhook API: `POST /v1/webhooks` (201 with the endpoint and its
+/// secret, or 400 `webhook`; [`crate::webhook::register`] with `allow_local_webhooks`),
+/// `GET /v1/webhooks/deliveries` (a [`DeliveryPage`]) and
+/// `POST /v1/webhooks/deliveries/{id}/replay` (200, or 404). Every request must carry
+/// `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
+pub async fn answer(
+    store: &Store,
+    token: &str,
+    allow_local_webhooks: bool,
+    request: &Request<Vec<u8>>,
+) -> Response<Vec<u8>> {
     let authorized = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -116,6 +127,8 @@ pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> R
                 Err(e) => internal(&e),
             },
         }
+    } else if path == "/v1/webhooks" || path.starts_with("/v1/webhooks/") {
+        webhooks(store, allow_local_webhooks, request).await
     } else {
         error(ErrorCode::NotFound, &format!("no route for {path}"))
     };
@@ -126,13 +139,62 @@ pub async fn answer(store: &Store, token: &str, request: &Request<Vec<u8>>) -> R
         .expect("valid response")
 }
 
+/// The webhook routes of [`answer`].
+async fn webhooks(
+    store: &Store,
+    allow_local: bool,
+    request: &Request<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let path = request.uri().path();
+    let replay = path
+        .strip_prefix("/v1/webhooks/deliveries/")
+        .and_then(|rest| rest.strip_suffix("/replay"));
+    match (request.method(), path, replay) {
+        (&Method::POST, "/v1/webhooks", _) => {
+            match serde_json::from_slice::<CreateWebhook>(request.body()) {
+                Err(e) => error(ErrorCode::InvalidJson, &format!("request body: {e}")),
+                Ok(hook) => match crate::webhook::register(store, &hook, allow_local).await {
+                    Ok(Ok(endpoint)) => (StatusCode::CREATED, json!(endpoint)),
+                    Ok(Err(refused)) => error(ErrorCode::Webhook, &refused.to_string()),
+                    Err(e) => internal(&e),
+                },
+            }
+        }
+        (&Method::GET, "/v1/webhooks/deliveries", _) => {
+            let query = request.uri().query().unwrap_or_default();
+            match parse_delivery_query(form_urlencoded::parse(query.as_bytes())) {
+                Err(e) => error(ErrorCode::Webhook, &e.to_string()),
+                Ok(query) => match store.deliveries(&query).await {
+                    Ok(deliveries) => (StatusCode::OK, json!(DeliveryPage { deliveries })),
+                    Err(e) => internal(&e),
+                },
+            }
+        }
+        (&Method::POST, _, Some(id)) => match store.replay_delivery(id, now_ms()).await {
+            Ok(Some(delivery)) => (StatusCode::OK, json!(delivery)),
+            Ok(None) => error(
+                ErrorCode::DeliveryNotFound,
+                &format!("no webhook delivery {id}"),
+            ),
+            Err(e) => internal(&e),
+        },
+        _ => error(ErrorCode::NotFound, &format!("no route for {path}")),
+    }
+}
+
 /// The edge's [`Jobs`] answered in-process by the job store (the local stack).
 #[derive(Debug, Clone)]
-pub struct LocalJobs(pub Store);
+pub struct LocalJobs {
+    /// The job store.
+    pub store: Store,
+    /// Whether webhook endpoints may be `http` and local addresses
+    /// ([`crate::webhook::register`]).
+    pub allow_local_webhooks: bool,
+}
 
 impl Jobs for LocalJobs {
     async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
-        self.0
+        self.store
             .create_job(&new_job_id(), request, now_ms())
             .await
             .map(|(job, _created)| job)
@@ -140,20 +202,43 @@ impl Jobs for LocalJobs {
     }
 
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
-        self.0
+        self.store
             .job(job_id, now_ms())
             .await
             .map_err(|e| JobsError::Backend(e.into()))
     }
 
     async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
-        list(&self.0, query)
+        list(&self.store, query)
             .await
             .map_err(|e| JobsError::Backend(e.into()))
     }
 
     async fn act(&self, job_id: &JobId, action: JobAction) -> Result<Acted, JobsError> {
-        act(&self.0, job_id, action)
+        act(&self.store, job_id, action)
+            .await
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn create_webhook(&self, request: &CreateWebhook) -> Result<Registered, JobsError> {
+        match crate::webhook::register(&self.store, request, self.allow_local_webhooks).await {
+            Ok(Ok(endpoint)) => Ok(Registered::Done(endpoint)),
+            Ok(Err(refused)) => Ok(Registered::Refused(refused.to_string())),
+            Err(e) => Err(JobsError::Backend(e.into())),
+        }
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, JobsError> {
+        self.store
+            .deliveries(query)
+            .await
+            .map(|deliveries| DeliveryPage { deliveries })
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn replay(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        self.store
+            .replay_delivery(delivery_id, now_ms())
             .await
             .map_err(|e| JobsError::Backend(e.into()))
     }

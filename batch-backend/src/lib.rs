@@ -5,7 +5,8 @@
 //! [`jobs::LocalJobs`]); the [`stages`] a job runs (stitch, detect), orchestration only, over
 //! the adapters: [`raster`] (the only module that imports `gdal`) and [`inference`] (the only
 //! one that imports `ort`). The `tessera` binary (`src/bin/tessera/`) composes it with the
-//! edge and the core into the command-line tool.
+//! edge and the core into the command-line tool. [`webhook`] delivers the signed webhooks
+//! that the store's outbox records when jobs end.
 
 pub mod inference;
 pub mod jobs;
@@ -14,4 +15,5 @@ pub mod raster;
 pub mod stages;
 pub mod store;
 pub mod tasks;
+pub mod webhook;
 pub mod worker;

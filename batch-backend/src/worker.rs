@@ -10,6 +10,7 @@
 //! - Stopping (SIGTERM, Ctrl-C): no new claims; tasks in hand run to their end and are
 //!   recorded, then the workers return.
 //! - A task whose attempts are spent is discarded with its last error, and fails its job.
+//! - Each process also delivers webhooks from the outbox ([`crate::webhook`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tracing::Instrument as _;
 use crate::inference::Detector;
 use crate::store::{Claimed, Store};
 use crate::tasks::{Pipeline, TaskProgress, now_ms};
+use crate::webhook::DeliveryOptions;
 
 /// How often a job's progress is written while a task runs.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -37,6 +39,8 @@ pub struct WorkerOptions {
     pub workers: usize,
     /// Wait between claims when the queue is empty.
     pub poll: Duration,
+    /// How this process delivers webhooks ([`crate::webhook::run`], beside the workers).
+    pub webhooks: DeliveryOptions,
 }
 
 impl WorkerOptions {
@@ -50,12 +54,13 @@ impl WorkerOptions {
             name: format!("{host}-{}", std::process::id()),
             workers,
             poll: Duration::from_millis(250),
+            webhooks: DeliveryOptions::default(),
         }
     }
 }
 
-/// Runs `options.workers` workers over `pipeline` until `stop` resolves, then lets the tasks
-/// in hand finish and returns.
+/// Runs `options.workers` workers over `pipeline`, and the process's webhook deliveries,
+/// until `stop` resolves, then lets the tasks and deliveries in hand finish and returns.
 ///
 /// A task's failure is recorded on the task; the store's errors are logged and the claim is
 /// tried again after a poll interval.
@@ -67,6 +72,12 @@ pub async fn run(pipeline: Pipeline, options: WorkerOptions, stop: impl Future<O
         let name = format!("{}-{n}", options.name);
         workers.spawn(async move { work(&pipeline, &name, poll, stopped).await });
     }
+    workers.spawn(crate::webhook::run(
+        pipeline.store.clone(),
+        options.name.clone(),
+        options.webhooks.clone(),
+        stopped,
+    ));
     stop.await;
     tracing::info!("stopping: tasks in hand run to their end");
     let _ = stopping.send(true);
@@ -245,7 +256,8 @@ async fn run_leased(
 
 /// A uniform number in [0, 1) for the backoff's jitter, from the standard library's
 /// randomly keyed hasher (no generator needed for ±10 %).
-fn rand_unit() -> f64 {
+/// A uniform draw from `[0, 1)` for jitter (not for secrets).
+pub(crate) fn rand_unit() -> f64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_i64(now_ms());

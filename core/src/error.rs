@@ -71,6 +71,10 @@ pub enum ErrorCode {
     JobInputs,
     /// Named images or uploads that the project has no record of (listed in the message).
     InputsNotFound,
+    // A refused webhook request (crate::webhook::WebhookRequestError).
+    /// A webhook endpoint or delivery query that is refused: its URL (not https, or a
+    /// loopback, private or link-local address), its events, its project or a parameter.
+    Webhook,
 
     // Access.
     /// No API key, or an unknown one.
@@ -93,6 +97,8 @@ pub enum ErrorCode {
     ImageNotFound,
     /// No such job.
     JobNotFound,
+    /// No such webhook delivery.
+    DeliveryNotFound,
 
     // A change a job's state does not allow (cancelling a finished job, retrying a running one).
     /// The job's state does not allow the change.
@@ -138,6 +144,7 @@ impl ErrorCode {
             Self::InvalidParameter => "invalid_parameter",
             Self::JobInputs => "job_inputs",
             Self::InputsNotFound => "inputs_not_found",
+            Self::Webhook => "webhook",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::BodyTooLarge => "body_too_large",
@@ -147,6 +154,7 @@ impl ErrorCode {
             Self::UploadNotFound => "upload_not_found",
             Self::ImageNotFound => "image_not_found",
             Self::JobNotFound => "job_not_found",
+            Self::DeliveryNotFound => "delivery_not_found",
             Self::JobStateConflict => "job_state_conflict",
             Self::JobTriggerFailed => "job_trigger_failed",
             Self::JobStatusUnavailable => "job_status_unavailable",
@@ -169,6 +177,7 @@ impl ErrorCode {
             | Self::UploadNotFound
             | Self::ImageNotFound
             | Self::JobNotFound
+            | Self::DeliveryNotFound
             | Self::InputsNotFound => 404,
             Self::ObjectsNotUploaded | Self::JobStateConflict => 409,
             Self::JobTriggerFailed | Self::JobStatusUnavailable => 502,
@@ -192,7 +201,8 @@ impl ErrorCode {
             | Self::UnknownParameter
             | Self::RepeatedParameter
             | Self::InvalidParameter
-            | Self::JobInputs => 400,
+            | Self::JobInputs
+            | Self::Webhook => 400,
         }
     }
 }

@@ -212,6 +212,207 @@ pub struct Payload<T> {
     pub data: T,
 }
 
+/// `POST /v1/webhooks`: an endpoint that receives `events` of every job of `project`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// The project whose events it receives.
+    pub project: String,
+    /// Where deliveries are POSTed ([`check_url`]).
+    pub url: String,
+    /// The events it receives, at least one.
+    pub events: Vec<WebhookEvent>,
+}
+
+/// A registered endpoint, as `POST /v1/webhooks` answers it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// `ep_` and 32 hex digits.
+    pub endpoint_id: String,
+    /// Its project.
+    pub project: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// What it receives.
+    pub events: Vec<WebhookEvent>,
+    /// The signing secret, `whsec_…`: answered once, when the endpoint is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Whether deliveries stopped (the endpoint answered 410 Gone).
+    pub disabled: bool,
+    /// When it was registered, Unix seconds.
+    pub created_at: u64,
+}
+
+/// Where a delivery is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// A 2xx arrived.
+    Delivered,
+    /// Dead-lettered: its schedule is spent or its endpoint was disabled. It can be replayed.
+    Failed,
+}
+
+impl DeliveryState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+
+    /// Its name in the API and in SQL.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state of a name; `None` for another.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// One event on its way to one endpoint, as `GET /v1/webhooks/deliveries` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// `dlv_` and 32 hex digits: what `POST /v1/webhooks/deliveries/{id}/replay` takes.
+    pub delivery_id: String,
+    /// The `webhook-id` header, the same on every attempt and replay.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Its URL.
+    pub url: String,
+    /// The event.
+    pub event: WebhookEvent,
+    /// Where it is.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only), Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<u64>,
+    /// The last attempt's HTTP status, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the event happened, Unix seconds.
+    pub created_at: u64,
+}
+
+/// The answer of `GET /v1/webhooks/deliveries`: newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPage {
+    /// The deliveries, at most the query's `limit`.
+    pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// The most deliveries one page lists, and the default.
+pub const MAX_DELIVERY_PAGE: u32 = 200;
+
+/// Why a webhook request is refused (400 `webhook`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookRequestError {
+    /// A bad project name.
+    #[error("{0:?} is not a project name")]
+    Project(String),
+    /// No events.
+    #[error("an endpoint receives at least one event ({})", event_names())]
+    NoEvents,
+    /// The URL is refused.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// A query parameter is unknown or its value is not accepted.
+    #[error("query parameter {0}")]
+    Query(String),
+}
+
+fn event_names() -> String {
+    WebhookEvent::ALL.map(WebhookEvent::as_str).join(", ")
+}
+
+impl CreateWebhook {
+    /// The request checked: the project name, at least one event (repeats removed), and the
+    /// URL ([`check_url`] with `allow_local`).
+    ///
+    /// # Errors
+    /// [`WebhookRequestError`].
+    pub fn checked(&self, allow_local: bool) -> Result<Self, WebhookRequestError> {
+        crate::keys::Project::new(&self.project)
+            .map_err(|_| WebhookRequestError::Project(self.project.clone()))?;
+        if self.events.is_empty() {
+            return Err(WebhookRequestError::NoEvents);
+        }
+        check_url(&self.url, allow_local)?;
+        let mut events = Vec::with_capacity(self.events.len());
+        for event in &self.events {
+            if !events.contains(event) {
+                events.push(*event);
+            }
+        }
+        Ok(Self {
+            events,
+            ..self.clone()
+        })
+    }
+}
+
+/// `GET /v1/webhooks/deliveries?project=&state=&limit=`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only this project's.
+    pub project: Option<crate::keys::Project>,
+    /// Only deliveries in this state (`failed`: the dead-letter list).
+    pub state: Option<DeliveryState>,
+    /// At most this many, 1 to [`MAX_DELIVERY_PAGE`].
+    pub limit: u32,
+}
+
+/// Reads a delivery query's pairs.
+///
+/// # Errors
+/// An unknown parameter, a bad project, state or limit.
+pub fn parse_delivery_query<'a>(
+    pairs: impl IntoIterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Result<DeliveryQuery, WebhookRequestError> {
+    let mut query = DeliveryQuery {
+        project: None,
+        state: None,
+        limit: MAX_DELIVERY_PAGE,
+    };
+    for (name, value) in pairs {
+        let bad = || WebhookRequestError::Query(format!("{name}={value:?} is not accepted"));
+        match name.as_ref() {
+            "project" => {
+                query.project = Some(crate::keys::Project::new(value.as_ref()).map_err(|_| bad())?);
+            }
+            "state" => query.state = Some(DeliveryState::parse(&value).ok_or_else(bad)?),
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_DELIVERY_PAGE).contains(n))
+                    .ok_or_else(bad)?;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(query)
+}
+
 /// When failed deliveries are tried again: the wait before each attempt after the first, in
 /// milliseconds, each drawn within ±10 % (jitter, so that an endpoint's backlog does not come
 /// back at once). The default is the specification's: immediately, then 5 s, 5 min, 30 min,

@@ -10,6 +10,9 @@ use std::future::Future;
 use http::{Method, Request, StatusCode};
 use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus};
 use tessera_core::keys::JobId;
+use tessera_core::webhook::{
+    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, WebhookEndpoint,
+};
 
 use crate::{Outbound, OutboundError};
 
@@ -48,7 +51,16 @@ pub enum Acted {
     Conflict(String),
 }
 
-/// The batch backend as the edge sees it.
+/// What registering a webhook endpoint came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registered {
+    /// Registered: the endpoint, with its secret this once.
+    Done(WebhookEndpoint),
+    /// Refused (400 `webhook`); the message says why.
+    Refused(String),
+}
+
+/// The batch backend as the edge sees it: jobs, and the webhooks that report them.
 pub trait Jobs {
     /// Records a queued job for a completed upload and returns its status.
     fn create(&self, request: &JobRequest) -> impl Future<Output = Result<JobStatus, JobsError>>;
@@ -62,10 +74,27 @@ pub trait Jobs {
         job_id: &JobId,
         action: JobAction,
     ) -> impl Future<Output = Result<Acted, JobsError>>;
+    /// Registers a webhook endpoint (the backend checks its URL and makes its secret).
+    fn create_webhook(
+        &self,
+        request: &CreateWebhook,
+    ) -> impl Future<Output = Result<Registered, JobsError>>;
+    /// Webhook deliveries, newest first.
+    fn deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> impl Future<Output = Result<DeliveryPage, JobsError>>;
+    /// Sends a delivery again; `Ok(None)` when there is no such delivery.
+    fn replay(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Option<WebhookDelivery>, JobsError>>;
 }
 
 /// The backend's job API over HTTP: `POST {base_url}/v1/jobs`, `GET {base_url}/v1/jobs`,
-/// `GET {base_url}/v1/jobs/{id}` and `POST {base_url}/v1/jobs/{id}/{cancel,retry}`, each with
+/// `GET {base_url}/v1/jobs/{id}`, `POST {base_url}/v1/jobs/{id}/{cancel,retry}`,
+/// `POST {base_url}/v1/webhooks`, `GET {base_url}/v1/webhooks/deliveries` and
+/// `POST {base_url}/v1/webhooks/deliveries/{id}/replay`, each with
 /// `Authorization: Bearer {token}`.
 #[derive(Debug, Clone)]
 pub struct HttpJobs<O> {
@@ -162,6 +191,48 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
             s if s.is_success() => Ok(Acted::Done(Box::new(serde_json::from_slice(
                 response.body(),
             )?))),
+            _ => Err(refused(&response)),
+        }
+    }
+
+    async fn create_webhook(&self, request: &CreateWebhook) -> Result<Registered, JobsError> {
+        let body = serde_json::to_vec(request).expect("a webhook request serialises");
+        let response = self.call(Method::POST, "/v1/webhooks", body).await?;
+        match response.status() {
+            StatusCode::BAD_REQUEST => {
+                let body: tessera_core::error::ErrorBody = serde_json::from_slice(response.body())?;
+                Ok(Registered::Refused(body.message))
+            }
+            s if s.is_success() => Ok(Registered::Done(serde_json::from_slice(response.body())?)),
+            _ => Err(refused(&response)),
+        }
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, JobsError> {
+        let mut pairs = form_urlencoded::Serializer::new(String::new());
+        if let Some(project) = &query.project {
+            pairs.append_pair("project", project.as_str());
+        }
+        if let Some(state) = query.state {
+            pairs.append_pair("state", state.as_str());
+        }
+        pairs.append_pair("limit", &query.limit.to_string());
+        let path = format!("/v1/webhooks/deliveries?{}", pairs.finish());
+        let response = self.call(Method::GET, &path, Vec::new()).await?;
+        if !response.status().is_success() {
+            return Err(refused(&response));
+        }
+        Ok(serde_json::from_slice(response.body())?)
+    }
+
+    async fn replay(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        let id: String =
+            form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
+        let path = format!("/v1/webhooks/deliveries/{id}/replay");
+        let response = self.call(Method::POST, &path, Vec::new()).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
             _ => Err(refused(&response)),
         }
     }

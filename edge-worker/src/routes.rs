@@ -22,13 +22,14 @@ use tessera_core::job_inputs::{
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{cut_page, parse_image_query};
+use tessera_core::webhook::{CreateWebhook, parse_delivery_query};
 use tessera_core::upload::{
     StoredObject, UploadRequest, VERIFY_URL_LIFETIME, check_stored, plan_upload,
 };
 
 use crate::error::{ApiError, ApiResult, json_response, log_error};
 use crate::events::JobEvents;
-use crate::jobs::Acted;
+use crate::jobs::{Acted, JobsError, Registered};
 use crate::store::IMAGES_PER_CALL;
 use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
@@ -123,6 +124,9 @@ enum Route {
     Job(String),
     JobAction(String, JobAction),
     JobEvents(String),
+    CreateWebhook,
+    Deliveries,
+    Replay(String),
 }
 
 /// What a path and method name, before any key is checked.
@@ -173,6 +177,12 @@ fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
                 Matched::Authorized(Route::JobAction((*id).to_owned(), action)),
             )
         }
+        ["v1", "webhooks"] => ("POST", Matched::Authorized(Route::CreateWebhook)),
+        ["v1", "webhooks", "deliveries"] => ("GET", Matched::Authorized(Route::Deliveries)),
+        ["v1", "webhooks", "deliveries", id, "replay"] => (
+            "POST",
+            Matched::Authorized(Route::Replay((*id).to_owned())),
+        ),
         _ => {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
@@ -343,6 +353,9 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 Route::JobAction(id, action) => self.job_action(&id, action).await,
                 // admit hands these out as Admission::Events.
                 Route::JobEvents(id) => self.job(&id, now).await,
+                Route::CreateWebhook => self.create_webhook(&body).await,
+                Route::Deliveries => self.deliveries(&query).await,
+                Route::Replay(id) => self.replay(&id).await,
             }
         };
         let mut response = answered.unwrap_or_else(ApiError::into_response);
@@ -843,6 +856,39 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         Ok(manifests)
     }
 
+    /// `POST /v1/webhooks`: 201 with the endpoint and its secret, or 400 `webhook`.
+    async fn create_webhook(&self, body: &[u8]) -> ApiResult {
+        let request: CreateWebhook = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+        match self.jobs.create_webhook(&request).await {
+            Ok(Registered::Done(endpoint)) => Ok(json_response(StatusCode::CREATED, &endpoint)),
+            Ok(Registered::Refused(message)) => Err(ApiError::new(ErrorCode::Webhook, message)),
+            Err(e) => Err(backend_failed("webhook registration", &e)),
+        }
+    }
+
+    /// `GET /v1/webhooks/deliveries?project=&state=&limit=`.
+    async fn deliveries(&self, query: &str) -> ApiResult {
+        let query = parse_delivery_query(form_urlencoded::parse(query.as_bytes()))
+            .map_err(|e| ApiError::new(ErrorCode::Webhook, e.to_string()))?;
+        match self.jobs.deliveries(&query).await {
+            Ok(page) => Ok(json_response(StatusCode::OK, &page)),
+            Err(e) => Err(backend_failed("webhook deliveries", &e)),
+        }
+    }
+
+    /// `POST /v1/webhooks/deliveries/{id}/replay`: 200 with the delivery, pending again.
+    async fn replay(&self, delivery_id: &str) -> ApiResult {
+        match self.jobs.replay(delivery_id).await {
+            Ok(Some(delivery)) => Ok(json_response(StatusCode::OK, &delivery)),
+            Ok(None) => Err(ApiError::new(
+                ErrorCode::DeliveryNotFound,
+                format!("no webhook delivery {delivery_id}"),
+            )),
+            Err(e) => Err(backend_failed("webhook replay", &e)),
+        }
+    }
+
     /// Cancels or retries a job.
     async fn job_action(&self, job_id: &str, action: JobAction) -> ApiResult {
         let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
@@ -912,6 +958,15 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
 }
 
 /// Unix seconds of `t` (0 before 1970).
+/// The answer when the batch backend failed a webhook request: 502, logged.
+fn backend_failed(context: &str, error: &JobsError) -> ApiError {
+    log_error(context, error);
+    ApiError::new(
+        ErrorCode::JobStatusUnavailable,
+        "the batch backend did not answer; try again",
+    )
+}
+
 fn unix_s(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

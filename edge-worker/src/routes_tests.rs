@@ -15,10 +15,16 @@ use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus};
 use tessera_core::keys::JobId;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRequest};
+use tessera_core::webhook::{
+    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, WebhookEndpoint,
+};
 use tessera_core::{ObjectKind, Sha256Digest};
 
 use crate::sqlite::SqliteStore;
-use crate::{Acted, Admission, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError};
+use crate::{
+    Acted, Admission, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError,
+    Registered,
+};
 
 const KEY: &str = "router-test-key";
 const ORIGIN: &str = "http://app.example";
@@ -151,6 +157,32 @@ impl Jobs for &ScriptedJobs {
             }
             Err(e) => Ok(Acted::Conflict(e.to_string())),
         }
+    }
+
+    /// Refuses as the backend does without local webhooks; registers with a fixed secret.
+    async fn create_webhook(&self, request: &CreateWebhook) -> Result<Registered, JobsError> {
+        Ok(match request.checked(false) {
+            Err(e) => Registered::Refused(e.to_string()),
+            Ok(request) => Registered::Done(WebhookEndpoint {
+                endpoint_id: "ep_1".into(),
+                project: request.project,
+                url: request.url,
+                events: request.events,
+                secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+                disabled: false,
+                created_at: 0,
+            }),
+        })
+    }
+
+    async fn deliveries(&self, _query: &DeliveryQuery) -> Result<DeliveryPage, JobsError> {
+        Ok(DeliveryPage {
+            deliveries: Vec::new(),
+        })
+    }
+
+    async fn replay(&self, _delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        Ok(None)
     }
 }
 
@@ -844,4 +876,36 @@ fn job_events_send_changes_keep_alives_and_one_end() {
         runtime.block_on(edge.edge.next_event(&mut events, now)),
         None
     );
+}
+
+#[test]
+fn webhook_routes_relay_the_backend_s_answers_and_check_their_input() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let hook = |url: &str| json!({"project": "palms", "url": url, "events": ["job.completed"]});
+    let (status, endpoint) = edge.api(Method::POST, "/v1/webhooks", &hook("https://hooks.example.com/t"));
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
+    for (url, says) in [
+        ("http://hooks.example.com/", "must be https"),
+        ("https://169.254.169.254/", "link-local"),
+    ] {
+        let (status, refused) = edge.api(Method::POST, "/v1/webhooks", &hook(url));
+        assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("webhook")));
+        assert!(refused["message"].as_str().unwrap().contains(says), "{refused}");
+    }
+    let (status, refused) = edge.api(
+        Method::POST,
+        "/v1/webhooks",
+        &json!({"project": "palms", "url": "https://x.example/", "events": ["job.done"]}),
+    );
+    assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_json")));
+    let (status, page) = edge.api(Method::GET, "/v1/webhooks/deliveries?state=failed", &Value::Null);
+    assert_eq!((status, page), (StatusCode::OK, json!({"deliveries": []})));
+    let (status, refused) = edge.api(Method::GET, "/v1/webhooks/deliveries?state=lost", &Value::Null);
+    assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("webhook")));
+    let (status, missing) = edge.api(Method::POST, "/v1/webhooks/deliveries/dlv_x/replay", &Value::Null);
+    assert_eq!((status, &missing["code"]), (StatusCode::NOT_FOUND, &json!("delivery_not_found")));
+    let (status, _) = edge.api(Method::GET, "/v1/webhooks", &Value::Null);
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -1,7 +1,8 @@
 //! Jobs and their inputs in the store: created with their first stage's tasks in one
 //! transaction, read back as the API's [`JobStatus`], moved between states only through
 //! [`tessera_core::job::transition`], and advanced from stage to stage by
-//! [`Store::advance`] when a stage's last task ends.
+//! [`Store::advance`] when a stage's last task ends. A job that ends records its webhook
+//! deliveries in the same transaction (`job.completed`, `job.failed`).
 
 use anyhow::{Context as _, Result};
 use sqlx::Row as _;
@@ -14,6 +15,7 @@ use tessera_core::job::{
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::queue::{DEFAULT_MAX_ATTEMPTS, TaskKey};
+use tessera_core::webhook::WebhookEvent;
 
 use super::{Store, Tx};
 
@@ -90,6 +92,15 @@ impl DetectTasks {
 fn unsigned(row: &AnyRow, column: &str) -> Result<u64> {
     let v: i64 = row.try_get(column)?;
     u64::try_from(v).with_context(|| format!("{column} {v} is negative"))
+}
+
+/// The webhook a job's arrival in `state` sends, if any.
+const fn job_webhook_event(state: JobState) -> Option<WebhookEvent> {
+    match state {
+        JobState::Succeeded => Some(WebhookEvent::JobCompleted),
+        JobState::Failed => Some(WebhookEvent::JobFailed),
+        _ => None,
+    }
 }
 
 fn job_state(name: &str) -> Result<JobState> {
@@ -260,19 +271,30 @@ impl Store {
     /// # Errors
     /// The database's, or a row that does not parse.
     pub async fn job(&self, job_id: &JobId, now: i64) -> Result<Option<JobStatus>> {
+        let mut conn = self.pool.acquire().await?;
+        self.job_on(&mut conn, job_id, now).await
+    }
+
+    /// [`Store::job`] on `conn` (a transaction's, to see its own changes).
+    pub(super) async fn job_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &JobId,
+        now: i64,
+    ) -> Result<Option<JobStatus>> {
         let row = sqlx::query(self.sql(
             "SELECT job_id, upload_id, project, state, stage, inputs_total, windows_done,
                     windows_total, fraction, error, results, created_at, started_at
              FROM jobs WHERE job_id = $1",
         ))
         .bind(job_id.as_str().to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let mut job = job_of(&row, now)?;
-        let inputs = self.inputs(job_id).await?;
+        let inputs = self.inputs_on(conn, job_id).await?;
         job.progress.done = inputs
             .iter()
             .filter(|i| i.state != InputState::Pending)
@@ -346,12 +368,21 @@ impl Store {
     /// # Errors
     /// The database's, or a row that does not parse.
     pub async fn inputs(&self, job_id: &JobId) -> Result<Vec<InputRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        self.inputs_on(&mut conn, job_id).await
+    }
+
+    async fn inputs_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &JobId,
+    ) -> Result<Vec<InputRecord>> {
         let rows = sqlx::query(self.sql(
             "SELECT idx, image_id, original_key, metadata_key, media_type, sha256, state, kind, reason
              FROM job_inputs WHERE job_id = $1 ORDER BY idx",
         ))
         .bind(job_id.as_str().to_owned())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter().map(input_of).collect()
     }
@@ -590,6 +621,7 @@ impl Store {
                 Ok(to) => to,
                 Err(e) => return Ok(Err(e)),
             };
+            let mut tx = self.begin_write().await?;
             let changed = sqlx::query(self.sql(
                 "UPDATE jobs SET state = $1, updated_at = $2,
                      started_at = CASE WHEN $1 = 'running' AND started_at IS NULL THEN $2 ELSE started_at END,
@@ -602,11 +634,22 @@ impl Store {
             .bind(error.map(str::to_owned))
             .bind(job_id.as_str().to_owned())
             .bind(from.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-            if changed.rows_affected() == 1 {
-                return Ok(Ok(to));
+            if changed.rows_affected() != 1 {
+                tx.rollback().await?;
+                continue;
             }
+            if let Some(webhook) = job_webhook_event(to) {
+                let job = self
+                    .job_on(&mut tx, job_id, now)
+                    .await?
+                    .context("a job just changed is missing")?;
+                self.record_event(&mut tx, webhook, &job.project, &job, now)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(Ok(to));
         }
     }
 

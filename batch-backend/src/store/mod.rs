@@ -4,13 +4,16 @@
 //! are leases (Postgres: `FOR UPDATE SKIP LOCKED`; SQLite: inside `BEGIN IMMEDIATE`, its one
 //! writer), renewed by [`Store::heartbeat`]; [`Store::rescue`] returns expired leases;
 //! an attempt ends through [`tessera_core::queue::after_attempt`]. Each claim is recorded in
-//! `task_attempts`, so who held a task when can be checked afterwards.
+//! `task_attempts`, so who held a task when can be checked afterwards. Webhook endpoints
+//! and the delivery outbox live here too (`webhooks`).
 //!
 //! Times are Unix milliseconds, passed in (the caller's clock), so tests can move time.
 
 mod jobs;
+mod webhooks;
 
 pub use jobs::{Advanced, DetectTasks, InputKind, InputRecord};
+pub use webhooks::{DELIVERY_LEASE_MS, DueDelivery};
 
 use anyhow::{Context as _, Result, bail};
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -77,6 +77,8 @@ pub(crate) struct UpArgs {
     connections: crate::ConnectionArgs,
     #[command(flatten)]
     job: crate::worker::JobArgs,
+    #[command(flatten)]
+    webhooks: crate::worker::WebhookArgs,
 }
 
 /// Runs `tessera up` until Ctrl-C.
@@ -92,6 +94,7 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         job_limits: args.job.limits(),
         detect_shard_pixels: args.job.detect_shard_pixels(),
+        webhooks: args.webhooks.options(true),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,6 +131,8 @@ pub(crate) struct UpOptions {
     pub data: PathBuf,
     /// The static page (`web/`, with `web/pkg/` built by `scripts/build-web.sh`).
     pub web: PathBuf,
+    /// How webhooks are delivered (local addresses allowed: this is the local stack).
+    pub webhooks: tessera_batch::webhook::DeliveryOptions,
     /// Whether a non-loopback `listen` is allowed (`--expose`).
     pub expose: bool,
     /// Timeouts and the connection cap of both ports.
@@ -306,7 +311,10 @@ pub(crate) async fn run(
         config,
         store,
         ReqwestOutbound::default(),
-        LocalJobs(jobs.clone()),
+        LocalJobs {
+            store: jobs.clone(),
+            allow_local_webhooks: options.webhooks.allow_local,
+        },
     ));
     let page_config = Bytes::from(serde_json::to_vec(&serde_json::json!({
         "api_base": "",
@@ -326,9 +334,11 @@ pub(crate) async fn run(
         async move { s3.call(request).await }
     };
     let (stop_workers, workers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut worker_options = WorkerOptions::new(options.workers);
+    worker_options.webhooks = options.webhooks.clone();
     let workers = tokio::spawn(worker::run(
         pipeline,
-        WorkerOptions::new(options.workers),
+        worker_options,
         async move {
             let _ = workers_stopped.await;
         },

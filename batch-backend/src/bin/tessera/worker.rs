@@ -15,10 +15,12 @@ use http_body_util::Full;
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::Pipeline;
+use tessera_batch::webhook::DeliveryOptions;
 use tessera_batch::worker::{self, WorkerOptions};
 use tessera_core::job::DEFAULT_DETECT_SHARD_PIXELS;
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
+use tessera_core::webhook::DeliverySchedule;
 
 use crate::detect::DetectorArgs;
 
@@ -43,6 +45,8 @@ pub(crate) struct WorkerArgs {
     detector: DetectorArgs,
     #[command(flatten)]
     job: JobArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
     /// Address of `/health`, and of the service job API a deployed edge calls when
     /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
@@ -56,6 +60,7 @@ const MAX_API_BODY: usize = 16 << 20;
 async fn answer(
     store: &Store,
     token: Option<&str>,
+    allow_local_webhooks: bool,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Full<Bytes>> {
     use http_body_util::BodyExt as _;
@@ -68,7 +73,8 @@ async fn answer(
     if path == "/health" {
         return text(http::StatusCode::OK, "ok\n");
     }
-    let Some(token) = token.filter(|_| path.starts_with("/v1/jobs")) else {
+    let service = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
+    let Some(token) = token.filter(|_| service) else {
         return text(http::StatusCode::NOT_FOUND, "not found\n");
     };
     let (parts, body) = request.into_parts();
@@ -82,7 +88,7 @@ async fn answer(
         );
     };
     let request = http::Request::from_parts(parts, body.to_bytes().to_vec());
-    tessera_batch::jobs::answer(store, token, &request)
+    tessera_batch::jobs::answer(store, token, allow_local_webhooks, &request)
         .await
         .map(|body| Full::new(Bytes::from(body)))
 }
@@ -104,6 +110,36 @@ pub(crate) struct JobArgs {
     #[arg(long, default_value_t = DEFAULT_DETECT_SHARD_PIXELS, hide_default_value = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     detect_shard_pixels: u64,
+}
+
+/// How webhooks are delivered, for `tessera worker` and `tessera up`.
+#[derive(clap::Args)]
+pub(crate) struct WebhookArgs {
+    /// Waits before each retry of a failed delivery (units ms, s, m, h); after the last, the
+    /// delivery is dead-lettered [default: the Standard Webhooks schedule,
+    /// 5s,5m,30m,2h,5h,10h,10h, each ±10 %].
+    #[arg(long, default_value = "5s,5m,30m,2h,5h,10h,10h", hide_default_value = true,
+          value_parser = |s: &str| DeliverySchedule::parse(s).map_err(|e| e.to_string()))]
+    webhook_schedule: DeliverySchedule,
+    /// Seconds one delivery attempt may take.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    webhook_timeout_seconds: u64,
+    /// Allow webhook URLs that are plain http or reach loopback, private or link-local
+    /// addresses (a local stack or a test; never on a shared network). `tessera up` always
+    /// allows them.
+    #[arg(long)]
+    webhook_allow_local: bool,
+}
+
+impl WebhookArgs {
+    pub(crate) fn options(&self, allow_local: bool) -> DeliveryOptions {
+        DeliveryOptions {
+            schedule: self.webhook_schedule.clone(),
+            allow_local: allow_local || self.webhook_allow_local,
+            timeout: Duration::from_secs(self.webhook_timeout_seconds),
+            ..DeliveryOptions::default()
+        }
+    }
 }
 
 impl JobArgs {
@@ -143,7 +179,9 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let health = listener.local_addr()?;
-        let options = WorkerOptions::new(usize::try_from(args.workers)?);
+        let mut options = WorkerOptions::new(usize::try_from(args.workers)?);
+        options.webhooks = args.webhooks.options(false);
+        let allow_local = options.webhooks.allow_local;
         eprintln!(
             "tessera worker: {} worker(s) as {}, health on http://{health}/health",
             options.workers, options.name
@@ -161,7 +199,7 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 let (store, token) = (api_store.clone(), token.clone());
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        answer(&store, token.as_deref(), request).await,
+                        answer(&store, token.as_deref(), allow_local, request).await,
                     )
                 }
             },
