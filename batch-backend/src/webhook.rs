@@ -81,7 +81,9 @@ pub async fn register(
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the random source failed: {e}"))?;
     let secret = WebhookSecret::from_bytes(&bytes)?;
-    Ok(Ok(store.create_endpoint(&request, &secret, now_ms()).await?))
+    Ok(Ok(store
+        .create_endpoint(&request, &secret, now_ms())
+        .await?))
 }
 
 /// `host`'s addresses, refused when one of them is a [`forbidden_address`] or the name does
@@ -307,10 +309,10 @@ async fn deliver(
                 now_ms(),
             )
             .await;
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(delivery = %due.delivery_id, "the delivery's lease ran out during its attempt"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "recording a webhook attempt"),
+        if let Err(e) = &recorded {
+            tracing::warn!(error = %format!("{e:#}"), "recording a webhook attempt");
+        } else if matches!(recorded, Ok(false)) {
+            tracing::warn!(delivery = %due.delivery_id, "the lease ran out during the attempt");
         }
         if outcome == AfterAttempt::Disable {
             tracing::warn!(url = %due.url, "the endpoint answered 410 Gone: disabled");

@@ -226,8 +226,7 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
     }
 
     async fn replay(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
-        let id: String =
-            form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
+        let id: String = form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
         let path = format!("/v1/webhooks/deliveries/{id}/replay");
         let response = self.call(Method::POST, &path, Vec::new()).await?;
         match response.status() {

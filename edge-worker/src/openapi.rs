@@ -29,6 +29,10 @@ use tessera_core::upload::{
     DERIVATIVE_CONTENT_TYPE, DeclaredImage, DeclaredObject, DeclaredSha256, FILE_NAME_CHARS,
     ORIGINAL_FORMATS, UploadPolicy, UploadRequest,
 };
+use tessera_core::webhook::{
+    CreateWebhook, DeliveryPage, DeliveryState, MAX_DELIVERY_PAGE, MAX_URL_BYTES, WebhookDelivery,
+    WebhookEndpoint, WebhookEvent,
+};
 use tessera_core::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 
 /// The error answers of a route: status → description.
@@ -324,7 +328,68 @@ fn paths() -> Value {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     });
 
+    let mut create_webhook = keyed(
+        "Register a webhook endpoint for a project's events. Deliveries are signed as the Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the secret answered here, once; retried on its schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); only a 2xx counts, and a 410 disables the endpoint",
+        ("201", "the endpoint, with its secret", "WebhookEndpoint"),
+        &[
+            (
+                "400",
+                "the URL is not https, or reaches a loopback, private or link-local address; no events; a bad project",
+            ),
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    create_webhook["operationId"] = json!("createWebhook");
+    create_webhook["requestBody"] = json!({
+        "required": true,
+        "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/CreateWebhook"},
+            "example": {"project": "palm-survey", "url": "https://hooks.example.com/tessera",
+                "events": ["job.completed", "job.failed"]},
+        }},
+    });
+    let mut deliveries = keyed(
+        "Webhook deliveries, newest first; `state=failed` is the dead-letter list",
+        ("200", "the deliveries", "DeliveryPage"),
+        &[
+            ("400", "a parameter the API does not have, or a bad value"),
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    deliveries["operationId"] = json!("listDeliveries");
+    deliveries["parameters"] = json!([
+        query(
+            "project",
+            "only this project",
+            json!({"type": "string", "pattern": Project::pattern()})
+        ),
+        query(
+            "state",
+            "only deliveries in this state",
+            json!({"$ref": "#/components/schemas/DeliveryState"})
+        ),
+        query(
+            "limit",
+            "at most this many",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_PAGE,
+                "default": MAX_DELIVERY_PAGE})
+        ),
+    ]);
+    let mut replay = keyed(
+        "Send a delivery again, with the same webhook-id and body and a fresh schedule",
+        ("200", "the delivery, pending again", "WebhookDelivery"),
+        &[
+            ("404", "no such delivery"),
+            ("502", "the batch backend did not answer; try again"),
+        ],
+    );
+    replay["operationId"] = json!("replayDelivery");
+    replay["parameters"] = json!([path_id("the delivery_id")]);
+
     json!({
+        "/v1/webhooks": {"post": create_webhook},
+        "/v1/webhooks/deliveries": {"get": deliveries},
+        "/v1/webhooks/deliveries/{id}/replay": {"post": replay},
         "/v1/uploads": {"post": create},
         "/v1/uploads/{id}/complete": {"post": complete},
         "/v1/images": {"get": search},
@@ -455,6 +520,14 @@ fn constrain(schemas: &mut Value) {
         "minItems": 4, "maxItems": 4,
     });
     search["additionalProperties"] = json!(false);
+
+    let webhook = &mut schemas["CreateWebhook"];
+    webhook["properties"]["project"]["pattern"] = json!(Project::pattern());
+    webhook["properties"]["url"]["format"] = json!("uri");
+    webhook["properties"]["url"]["pattern"] = json!("^https://");
+    webhook["properties"]["url"]["maxLength"] = json!(MAX_URL_BYTES);
+    webhook["properties"]["events"]["minItems"] = json!(1);
+    webhook["additionalProperties"] = json!(false);
 }
 
 /// Builds the document.
@@ -498,6 +571,12 @@ pub fn document() -> Value {
         .schema_from::<JobSearch>()
         .schema_from::<JobPosted>()
         .schema_from::<RefusedFile>()
+        .schema_from::<CreateWebhook>()
+        .schema_from::<WebhookEndpoint>()
+        .schema_from::<WebhookEvent>()
+        .schema_from::<DeliveryState>()
+        .schema_from::<WebhookDelivery>()
+        .schema_from::<DeliveryPage>()
         .build();
     let mut document = serde_json::to_value(
         OpenApiBuilder::new()
@@ -506,7 +585,7 @@ pub fn document() -> Value {
                     .title("Tessera edge API")
                     .version(env!("CARGO_PKG_VERSION"))
                     .description(Some(
-                        "Presigned uploads of images and their derivatives, metadata records and search, batch job status. \
+                        "Presigned uploads of images and their derivatives, metadata records and search, batch jobs and their signed webhooks. \
                          Every error is an ErrorBody with a stable `code`; a path answers 405 with `Allow` for other methods.",
                     ))
                     .build(),

@@ -22,10 +22,10 @@ use tessera_core::job_inputs::{
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
 use tessera_core::search::{cut_page, parse_image_query};
-use tessera_core::webhook::{CreateWebhook, parse_delivery_query};
 use tessera_core::upload::{
     StoredObject, UploadRequest, VERIFY_URL_LIFETIME, check_stored, plan_upload,
 };
+use tessera_core::webhook::{CreateWebhook, parse_delivery_query};
 
 use crate::error::{ApiError, ApiResult, json_response, log_error};
 use crate::events::JobEvents;
@@ -179,10 +179,9 @@ fn match_route(method: &HttpMethod, path: &str) -> Result<Matched, ApiError> {
         }
         ["v1", "webhooks"] => ("POST", Matched::Authorized(Route::CreateWebhook)),
         ["v1", "webhooks", "deliveries"] => ("GET", Matched::Authorized(Route::Deliveries)),
-        ["v1", "webhooks", "deliveries", id, "replay"] => (
-            "POST",
-            Matched::Authorized(Route::Replay((*id).to_owned())),
-        ),
+        ["v1", "webhooks", "deliveries", id, "replay"] => {
+            ("POST", Matched::Authorized(Route::Replay((*id).to_owned())))
+        }
         _ => {
             return Err(ApiError::new(
                 ErrorCode::NotFound,

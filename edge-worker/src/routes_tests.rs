@@ -883,7 +883,11 @@ fn webhook_routes_relay_the_backend_s_answers_and_check_their_input() {
     let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
     let edge = Harness::new(&storage, &jobs, config());
     let hook = |url: &str| json!({"project": "palms", "url": url, "events": ["job.completed"]});
-    let (status, endpoint) = edge.api(Method::POST, "/v1/webhooks", &hook("https://hooks.example.com/t"));
+    let (status, endpoint) = edge.api(
+        Method::POST,
+        "/v1/webhooks",
+        &hook("https://hooks.example.com/t"),
+    );
     assert_eq!(status, StatusCode::CREATED, "{endpoint}");
     assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
     for (url, says) in [
@@ -891,21 +895,48 @@ fn webhook_routes_relay_the_backend_s_answers_and_check_their_input() {
         ("https://169.254.169.254/", "link-local"),
     ] {
         let (status, refused) = edge.api(Method::POST, "/v1/webhooks", &hook(url));
-        assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("webhook")));
-        assert!(refused["message"].as_str().unwrap().contains(says), "{refused}");
+        assert_eq!(
+            (status, &refused["code"]),
+            (StatusCode::BAD_REQUEST, &json!("webhook"))
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains(says),
+            "{refused}"
+        );
     }
     let (status, refused) = edge.api(
         Method::POST,
         "/v1/webhooks",
         &json!({"project": "palms", "url": "https://x.example/", "events": ["job.done"]}),
     );
-    assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_json")));
-    let (status, page) = edge.api(Method::GET, "/v1/webhooks/deliveries?state=failed", &Value::Null);
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_json"))
+    );
+    let (status, page) = edge.api(
+        Method::GET,
+        "/v1/webhooks/deliveries?state=failed",
+        &Value::Null,
+    );
     assert_eq!((status, page), (StatusCode::OK, json!({"deliveries": []})));
-    let (status, refused) = edge.api(Method::GET, "/v1/webhooks/deliveries?state=lost", &Value::Null);
-    assert_eq!((status, &refused["code"]), (StatusCode::BAD_REQUEST, &json!("webhook")));
-    let (status, missing) = edge.api(Method::POST, "/v1/webhooks/deliveries/dlv_x/replay", &Value::Null);
-    assert_eq!((status, &missing["code"]), (StatusCode::NOT_FOUND, &json!("delivery_not_found")));
+    let (status, refused) = edge.api(
+        Method::GET,
+        "/v1/webhooks/deliveries?state=lost",
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::BAD_REQUEST, &json!("webhook"))
+    );
+    let (status, missing) = edge.api(
+        Method::POST,
+        "/v1/webhooks/deliveries/dlv_x/replay",
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, &missing["code"]),
+        (StatusCode::NOT_FOUND, &json!("delivery_not_found"))
+    );
     let (status, _) = edge.api(Method::GET, "/v1/webhooks", &Value::Null);
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -240,9 +240,9 @@ impl Store {
             return Ok(None);
         };
         let endpoint_id: String = row.try_get("endpoint_id")?;
-        let endpoint = sqlx::query(self.sql(
-            "SELECT url, secret FROM webhook_endpoints WHERE endpoint_id = $1",
-        ))
+        let endpoint = sqlx::query(
+            self.sql("SELECT url, secret FROM webhook_endpoints WHERE endpoint_id = $1"),
+        )
         .bind(endpoint_id.clone())
         .fetch_one(&mut *tx)
         .await?;
@@ -307,16 +307,16 @@ impl Store {
             return Ok(false);
         }
         if outcome == AfterAttempt::Disable {
-            let endpoint: String = sqlx::query(self.sql(
-                "SELECT endpoint_id FROM webhook_deliveries WHERE delivery_id = $1",
-            ))
+            let endpoint: String = sqlx::query(
+                self.sql("SELECT endpoint_id FROM webhook_deliveries WHERE delivery_id = $1"),
+            )
             .bind(due.delivery_id.clone())
             .fetch_one(&mut *tx)
             .await?
             .try_get("endpoint_id")?;
-            sqlx::query(self.sql(
-                "UPDATE webhook_endpoints SET disabled_at = $1 WHERE endpoint_id = $2",
-            ))
+            sqlx::query(
+                self.sql("UPDATE webhook_endpoints SET disabled_at = $1 WHERE endpoint_id = $2"),
+            )
             .bind(now)
             .bind(endpoint.clone())
             .execute(&mut *tx)

@@ -1,7 +1,7 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
 //! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`]; the task store on SQLite and
-//! Postgres in [`store`].
+//! Postgres in [`store`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
 
 mod connections;
 mod detect;
@@ -10,6 +10,7 @@ mod jobs;
 mod mosaic;
 mod store;
 mod up;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

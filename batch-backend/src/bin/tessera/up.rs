@@ -336,13 +336,9 @@ pub(crate) async fn run(
     let (stop_workers, workers_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut worker_options = WorkerOptions::new(options.workers);
     worker_options.webhooks = options.webhooks.clone();
-    let workers = tokio::spawn(worker::run(
-        pipeline,
-        worker_options,
-        async move {
-            let _ = workers_stopped.await;
-        },
-    ));
+    let workers = tokio::spawn(worker::run(pipeline, worker_options, async move {
+        let _ = workers_stopped.await;
+    }));
     tokio::select! {
         () = serve_connections(page_listener, options.limits, for_host(page_addr, page), std::future::pending()) => {}
         () = serve_connections(s3_listener, options.limits, for_host(s3_addr, storage), std::future::pending()) => {}
