@@ -1128,6 +1128,33 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             http.act(&missing, JobAction::Cancel).await.unwrap(),
             Acted::NotFound
         );
+        // Webhooks: registered (the backend refuses loopback without local webhooks; the
+        // secret comes back once), listed and replayed over the same client.
+        use tessera_core::webhook::{CreateWebhook, DeliveryQuery, WebhookEvent};
+        let hook = |url: &str| CreateWebhook {
+            project: "palms".into(),
+            url: url.into(),
+            events: vec![WebhookEvent::JobFailed],
+        };
+        match http.create_webhook(&hook("https://127.0.0.1/h")).await.unwrap() {
+            tessera_edge::Registered::Refused(message) => {
+                assert!(message.contains("loopback"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match http.create_webhook(&hook("https://8.8.8.8/h")).await.unwrap() {
+            tessera_edge::Registered::Done(endpoint) => {
+                assert!(endpoint.secret.unwrap().starts_with("whsec_"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let query = DeliveryQuery {
+            project: Some(Project::new("palms").unwrap()),
+            state: None,
+            limit: 10,
+        };
+        assert_eq!(http.deliveries(&query).await.unwrap().deliveries, []);
+        assert_eq!(http.replay("dlv_nothing/../x").await.unwrap(), None);
         let wrong = HttpJobs::new("http://jobs.internal", "guess", Loopback(store));
         match wrong.create(&request).await {
             Err(JobsError::Refused { status, .. }) => assert_eq!(status, 401),
