@@ -56,7 +56,8 @@ async fn list(store: &Store, query: &JobQuery) -> anyhow::Result<JobPage> {
 /// 404) and `POST /v1/jobs/{id}/{cancel,retry}` (200, 404, or 409 when the job's state does
 /// not allow it); and the webhook API: `POST /v1/webhooks` (201 with the endpoint and its
 /// secret, or 400 `webhook`; [`crate::webhook::register`] with `allow_local_webhooks`),
-/// `GET /v1/webhooks/deliveries` (a [`DeliveryPage`]) and
+/// `GET /v1/webhooks/deliveries` (a [`DeliveryPage`]), `GET /v1/webhooks/deliveries/{id}`
+/// (200, or 404) and
 /// `POST /v1/webhooks/deliveries/{id}/replay` (200, or 404). Every request must carry
 /// `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
 pub async fn answer(
@@ -170,6 +171,17 @@ async fn webhooks(
                 },
             }
         }
+        (&Method::GET, _, None) if path.starts_with("/v1/webhooks/deliveries/") => {
+            let id = &path["/v1/webhooks/deliveries/".len()..];
+            match store.delivery(id).await {
+                Ok(Some(delivery)) => (StatusCode::OK, json!(delivery)),
+                Ok(None) => error(
+                    ErrorCode::DeliveryNotFound,
+                    &format!("no webhook delivery {id}"),
+                ),
+                Err(e) => internal(&e),
+            }
+        }
         (&Method::POST, _, Some(id)) => match store.replay_delivery(id, now_ms()).await {
             Ok(Some(delivery)) => (StatusCode::OK, json!(delivery)),
             Ok(None) => error(
@@ -233,6 +245,13 @@ impl Jobs for LocalJobs {
             .deliveries(query)
             .await
             .map(|deliveries| DeliveryPage { deliveries })
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn delivery(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        self.store
+            .delivery(delivery_id)
+            .await
             .map_err(|e| JobsError::Backend(e.into()))
     }
 

@@ -1,6 +1,8 @@
-//! Who may call the API and how often: API keys stored as hashes, a token bucket per key, and
-//! how long browsers may cache a CORS preflight.
+//! Who may call the API and how often: API keys stored as hashes, each granted every project
+//! or a list of them ([`ApiKeyGrant`]), a token bucket per key, and how long browsers may
+//! cache a CORS preflight.
 
+use crate::keys::Project;
 use crate::manifest::Sha256Digest;
 
 /// `Access-Control-Max-Age` of a CORS preflight answer: 600 s, so a changed list of allowed
@@ -61,6 +63,110 @@ pub const AUTH_FAILURES_PER_SECOND: f64 = 1.0;
 #[must_use]
 pub fn api_key_hash(token: &str) -> String {
     Sha256Digest::of(token.as_bytes()).hex
+}
+
+/// Which projects an API key reaches: every one (an operator's key) or those listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every project.
+    All,
+    /// Only these projects (at least one).
+    Projects(Vec<Project>),
+}
+
+impl KeyScope {
+    /// Whether a request about `project` is allowed (otherwise 403 `forbidden`).
+    #[must_use]
+    pub fn allows(&self, project: &Project) -> bool {
+        match self {
+            Self::All => true,
+            Self::Projects(projects) => projects.contains(project),
+        }
+    }
+
+    /// The project a list request (images, jobs, deliveries) is limited to: the one it
+    /// names, which the key must reach; without one, every project for an operator key, and
+    /// the key's project for a key of one project.
+    ///
+    /// # Errors
+    /// [`ScopeError::Forbidden`] for a project the key does not reach;
+    /// [`ScopeError::NameAProject`] when a key of several projects names none.
+    pub fn list_project(&self, named: Option<&Project>) -> Result<Option<Project>, ScopeError> {
+        match (self, named) {
+            (_, Some(project)) if self.allows(project) => Ok(Some(project.clone())),
+            (_, Some(project)) => Err(ScopeError::Forbidden(project.clone())),
+            (Self::All, None) => Ok(None),
+            (Self::Projects(projects), None) => match projects.as_slice() {
+                [only] => Ok(Some(only.clone())),
+                _ => Err(ScopeError::NameAProject),
+            },
+        }
+    }
+}
+
+/// Why a key may not do what it asks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// The project is not among the key's.
+    #[error("this API key does not reach project {0}")]
+    Forbidden(Project),
+    /// A list without `project` by a key of several projects.
+    #[error("this API key reaches several projects: name one with `project=`")]
+    NameAProject,
+}
+
+/// One accepted API key as configured: its hash ([`api_key_hash`]) and its scope, written
+/// `HASH` (every project) or `HASH=project-a+project-b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyGrant {
+    /// Lower-case hex SHA-256 of the key.
+    pub hash: String,
+    /// The projects it reaches.
+    pub scope: KeyScope,
+}
+
+/// Why a configured key entry does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("API key entry {0:?}: write HASH (64 hex digits) or HASH=project+project")]
+pub struct GrantError(pub String);
+
+impl std::str::FromStr for ApiKeyGrant {
+    type Err = GrantError;
+
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let bad = || GrantError(entry.to_owned());
+        let (hash, projects) = match entry.split_once('=') {
+            Some((hash, projects)) => (hash, Some(projects)),
+            None => (entry, None),
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let scope = match projects {
+            None => KeyScope::All,
+            Some(list) => KeyScope::Projects(
+                list.split('+')
+                    .map(|p| Project::new(p).map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(Self {
+            hash: hash.to_ascii_lowercase(),
+            scope,
+        })
+    }
+}
+
+impl std::fmt::Display for ApiKeyGrant {
+    /// The configured form, as [`str::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hash)?;
+        if let KeyScope::Projects(projects) = &self.scope {
+            let names: Vec<&str> = projects.iter().map(Project::as_str).collect();
+            write!(f, "={}", names.join("+"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A token bucket (the classic rate limiter: `capacity` requests at once, refilled at
@@ -174,6 +280,41 @@ mod tests {
         assert_eq!(
             api_key_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn key_grants_read_their_scope_and_decide_lists() {
+        let hash = api_key_hash("k");
+        let all: ApiKeyGrant = hash.parse().unwrap();
+        assert_eq!(all.scope, KeyScope::All);
+        let palms: ApiKeyGrant = format!("{hash}=palms").parse().unwrap();
+        let two: ApiKeyGrant = format!("{}=palms+oaks", hash.to_uppercase())
+            .parse()
+            .unwrap();
+        assert_eq!(two.hash, hash);
+        assert_eq!(two.to_string(), format!("{hash}=palms+oaks"));
+        for bad in [
+            "abc",
+            "abc=palms",
+            &format!("{hash}="),
+            &format!("{hash}=Palms"),
+        ] {
+            assert!(bad.parse::<ApiKeyGrant>().is_err(), "{bad}");
+        }
+        let p = |name: &str| Project::new(name).unwrap();
+        assert!(palms.scope.allows(&p("palms")) && !palms.scope.allows(&p("oaks")));
+        assert!(all.scope.allows(&p("oaks")));
+        assert_eq!(all.scope.list_project(None), Ok(None));
+        assert_eq!(palms.scope.list_project(None), Ok(Some(p("palms"))));
+        assert_eq!(
+            palms.scope.list_project(Some(&p("oaks"))),
+            Err(ScopeError::Forbidden(p("oaks")))
+        );
+        assert_eq!(two.scope.list_project(None), Err(ScopeError::NameAProject));
+        assert_eq!(
+            two.scope.list_project(Some(&p("oaks"))),
+            Ok(Some(p("oaks")))
         );
     }
 }

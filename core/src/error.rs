@@ -79,6 +79,8 @@ pub enum ErrorCode {
     // Access.
     /// No API key, or an unknown one.
     Unauthorized,
+    /// The API key does not reach the project the request concerns.
+    Forbidden,
     /// The key's rate limit is spent; see `Retry-After`.
     RateLimited,
     /// The request body is over the limit.
@@ -146,6 +148,7 @@ impl ErrorCode {
             Self::InputsNotFound => "inputs_not_found",
             Self::Webhook => "webhook",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::BodyTooLarge => "body_too_large",
             Self::RequestTimeout => "request_timeout",
@@ -163,13 +166,14 @@ impl ErrorCode {
     }
 
     /// The HTTP status an API answers with this code (RFC 9110 semantics): 400 for a bad
-    /// request or file, 401, 404, 405, 408, 409 for objects that are not as declared or a job state change not allowed, 413, 429, 502
+    /// request or file, 401, 403, 404, 405, 408, 409 for objects that are not as declared or a job state change not allowed, 413, 429, 502
     /// when the batch backend failed, 500 otherwise.
     #[must_use]
     pub fn http_status(self) -> u16 {
         match self {
             Self::TooLarge | Self::BodyTooLarge => 413,
             Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::RateLimited => 429,

@@ -290,6 +290,8 @@ pub struct WebhookDelivery {
     pub message_id: String,
     /// The endpoint.
     pub endpoint_id: String,
+    /// The project whose event it is.
+    pub project: String,
     /// Its URL.
     pub url: String,
     /// The event.

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tessera_core::access::ApiKeyGrant;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::search::DOWNLOAD_URL_LIFETIME;
 use tessera_core::upload::UploadPolicy;
@@ -98,7 +99,7 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         API_KEY_HASHES,
-        "comma-separated SHA-256 hex of the accepted API keys (keys are never stored)",
+        "the accepted API keys, comma-separated: each the SHA-256 hex of a key (keys are never stored), reaching every project, or `HASH=a+b`, reaching projects `a` and `b` only",
         Unset::Empty("none: every request is 401"),
     ),
     var(
@@ -217,6 +218,19 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             })
     }
 
+    fn grants(&self) -> Result<Vec<ApiKeyGrant>, ConfigError> {
+        self.list(API_KEY_HASHES)?
+            .into_iter()
+            .map(|entry| {
+                entry.parse().map_err(|_| ConfigError::Invalid {
+                    name: API_KEY_HASHES,
+                    value: entry,
+                    expected: "HASH (64 hex digits) or HASH=project+project, comma-separated",
+                })
+            })
+            .collect()
+    }
+
     fn list(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
         Ok(self
             .text(name)?
@@ -237,8 +251,9 @@ pub struct Config {
     pub policy: UploadPolicy,
     /// Validity of the GET URLs in `GET /v1/images/{id}`.
     pub get_expires_in: Duration,
-    /// SHA-256 hex of each accepted API key ([`tessera_core::access::api_key_hash`]).
-    pub api_key_hashes: Vec<String>,
+    /// Each accepted API key: its SHA-256 hex ([`tessera_core::access::api_key_hash`]) and
+    /// the projects it reaches, written `HASH` or `HASH=project+project`.
+    pub api_keys: Vec<ApiKeyGrant>,
     /// Origins allowed by CORS, e.g. `http://127.0.0.1:8080`; `*` allows any.
     pub cors_origins: Vec<String>,
     /// Largest request body, in bytes.
@@ -263,7 +278,7 @@ impl Config {
             storage,
             policy: UploadPolicy::default(),
             get_expires_in: DOWNLOAD_URL_LIFETIME,
-            api_key_hashes: read.list(API_KEY_HASHES)?,
+            api_keys: read.grants()?,
             cors_origins: read.list(CORS_ORIGINS)?,
             // A byte count: truncation of a fractional or huge value is harmless.
             max_body_bytes: read.number(MAX_BODY_BYTES)? as usize,
@@ -288,7 +303,10 @@ impl Config {
             (S3_ADDRESSING, addressing.to_owned()),
             (S3_ACCESS_KEY_ID, self.storage.access_key_id.clone()),
             (S3_SECRET_ACCESS_KEY, self.storage.secret_access_key.clone()),
-            (API_KEY_HASHES, self.api_key_hashes.join(",")),
+            (API_KEY_HASHES, {
+                let grants: Vec<String> = self.api_keys.iter().map(ToString::to_string).collect();
+                grants.join(",")
+            }),
             (CORS_ORIGINS, self.cors_origins.join(",")),
             (MAX_BODY_BYTES, self.max_body_bytes.to_string()),
             (MAX_JOB_INPUTS, self.max_job_inputs.to_string()),
@@ -394,7 +412,7 @@ mod tests {
             ),
             (1_048_576, 60.0, 10.0)
         );
-        assert!(config.api_key_hashes.is_empty() && config.cors_origins.is_empty());
+        assert!(config.api_keys.is_empty() && config.cors_origins.is_empty());
         let again = Config::from_lookup(lookup(&config.to_vars())).unwrap();
         assert_eq!(format!("{again:?}"), format!("{config:?}"));
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
+use tessera_core::access::KeyScope;
 use tessera_core::error::{ErrorBody, ErrorCode};
 use tessera_core::job::JobStatus;
 use tessera_core::keys::JobId;
@@ -39,6 +40,7 @@ pub const KEEP_ALIVE_POLLS: u32 = 15;
 pub struct JobEvents {
     pub(crate) job_id: String,
     pub(crate) origin: Option<HeaderValue>,
+    scope: KeyScope,
     last: Option<Box<JobStatus>>,
     sent: u64,
     quiet_polls: u32,
@@ -46,10 +48,11 @@ pub struct JobEvents {
 }
 
 impl JobEvents {
-    pub(crate) fn new(job_id: String, origin: Option<HeaderValue>) -> Self {
+    pub(crate) fn new(job_id: String, origin: Option<HeaderValue>, scope: KeyScope) -> Self {
         Self {
             job_id,
             origin,
+            scope,
             last: None,
             sent: 0,
             quiet_polls: 0,
@@ -74,6 +77,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     ) -> Result<(Response<Bytes>, Bytes), Response<Bytes>> {
         let first = async {
             let job = self.job_status(&events.job_id).await?;
+            crate::routes::reach(&events.scope, &job.project)?;
             let frame = self.frame(events, job, now)?;
             let retry = format!("retry: {}\n", EVENTS_RETRY.as_millis());
             Ok::<_, ApiError>(Bytes::from([retry.as_bytes(), &frame].concat()))

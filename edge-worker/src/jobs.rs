@@ -84,6 +84,11 @@ pub trait Jobs {
         &self,
         query: &DeliveryQuery,
     ) -> impl Future<Output = Result<DeliveryPage, JobsError>>;
+    /// One delivery; `Ok(None)` when there is no such delivery.
+    fn delivery(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Option<WebhookDelivery>, JobsError>>;
     /// Sends a delivery again; `Ok(None)` when there is no such delivery.
     fn replay(
         &self,
@@ -93,7 +98,7 @@ pub trait Jobs {
 
 /// The backend's job API over HTTP: `POST {base_url}/v1/jobs`, `GET {base_url}/v1/jobs`,
 /// `GET {base_url}/v1/jobs/{id}`, `POST {base_url}/v1/jobs/{id}/{cancel,retry}`,
-/// `POST {base_url}/v1/webhooks`, `GET {base_url}/v1/webhooks/deliveries` and
+/// `POST {base_url}/v1/webhooks`, `GET {base_url}/v1/webhooks/deliveries[/{id}]` and
 /// `POST {base_url}/v1/webhooks/deliveries/{id}/replay`, each with
 /// `Authorization: Bearer {token}`.
 #[derive(Debug, Clone)]
@@ -223,6 +228,17 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
             return Err(refused(&response));
         }
         Ok(serde_json::from_slice(response.body())?)
+    }
+
+    async fn delivery(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        let id: String = form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
+        let path = format!("/v1/webhooks/deliveries/{id}");
+        let response = self.call(Method::GET, &path, Vec::new()).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
+            _ => Err(refused(&response)),
+        }
     }
 
     async fn replay(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {

@@ -295,6 +295,7 @@ where
                 body.into_data_stream(),
                 files.limits,
                 edge.config.max_job_inputs,
+                posted.scope(),
                 today,
                 &mut new_id,
             )

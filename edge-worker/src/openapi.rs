@@ -56,8 +56,12 @@ fn errors(statuses: &[(&str, &str)]) -> Value {
 }
 
 /// The statuses every route behind the API key may answer besides its own.
-const KEYED: [(&str, &str); 5] = [
+const KEYED: [(&str, &str); 6] = [
     ("401", "missing or unknown API key"),
+    (
+        "403",
+        "the API key does not reach the project the request concerns",
+    ),
     ("408", "the request body did not arrive in time"),
     ("413", "request body over the limit"),
     (

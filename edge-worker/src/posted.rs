@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use futures_util::Stream;
 use serde_json::json;
+use tessera_core::access::{KeyScope, ScopeError};
 use tessera_core::error::ErrorCode;
 use tessera_core::job::{JobInput, JobRequest};
 use tessera_core::job_inputs::{
@@ -68,7 +69,8 @@ impl FormError {
 
 /// Reads a posted job's form from `body` (`content_type` carries its boundary), streaming
 /// each file to `sink`: the job's request (files in posting order, at most `max_inputs`) and
-/// the files left out. `today` dates the keys; `new_id` makes image ids.
+/// the files left out. `scope` is the API key's: a project it does not reach is refused
+/// before any file is stored. `today` dates the keys; `new_id` makes image ids.
 ///
 /// # Errors
 /// [`FormError`]: no boundary, a form that does not parse or was cut short, a field other than
@@ -79,6 +81,7 @@ pub async fn read_form<F, S, E>(
     body: S,
     limits: JobLimits,
     max_inputs: usize,
+    scope: &KeyScope,
     today: NaiveDate,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<(JobRequest, Vec<RefusedFile>), FormError>
@@ -105,14 +108,21 @@ where
     while let Some(mut field) = form.next_field().await.map_err(unreadable)? {
         if field.name() == Some(FORM_PROJECT) {
             let text = field.text().await.map_err(unreadable)?;
-            project = Some(Project::new(text.trim()).map_err(|_| {
+            let named = Project::new(text.trim()).map_err(|_| {
                 FormError::new(
                     ErrorCode::InvalidProject,
                     format!(
                         "project {text:?} is not a project name ([a-z0-9-], 1 to 64 characters)"
                     ),
                 )
-            })?);
+            })?;
+            if !scope.allows(&named) {
+                return Err(FormError::new(
+                    ErrorCode::Forbidden,
+                    ScopeError::Forbidden(named).to_string(),
+                ));
+            }
+            project = Some(named);
             continue;
         }
         let Some(project) = &project else {

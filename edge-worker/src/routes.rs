@@ -12,7 +12,8 @@ use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, Response, Stat
 use serde_json::json;
 use tessera_core::Manifest;
 use tessera_core::access::{
-    AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, CORS_MAX_AGE, TokenBucket, api_key_hash,
+    AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, CORS_MAX_AGE, KeyScope, ScopeError, TokenBucket,
+    api_key_hash,
 };
 use tessera_core::error::{ErrorCode, ObjectProblem};
 use tessera_core::job::{JobAction, JobRequest, JobStatus, parse_job_query};
@@ -83,6 +84,7 @@ pub enum Admission {
 pub struct PostedJob {
     content_type: String,
     origin: Option<HeaderValue>,
+    scope: KeyScope,
 }
 
 impl PostedJob {
@@ -90,6 +92,12 @@ impl PostedJob {
     #[must_use]
     pub fn content_type(&self) -> &str {
         &self.content_type
+    }
+
+    /// The projects the request's API key reaches: the form's project must be one of them.
+    #[must_use]
+    pub fn scope(&self) -> &KeyScope {
+        &self.scope
     }
 }
 
@@ -110,6 +118,7 @@ pub struct Admitted {
     route: Route,
     query: String,
     origin: Option<HeaderValue>,
+    scope: KeyScope,
 }
 
 /// The routes that need an API key, parsed from method and path.
@@ -134,6 +143,13 @@ enum Matched {
     Health,
     OpenApi,
     Authorized(Route),
+}
+
+/// A request's route, and the scope of its API key when the route needs one.
+enum Decided {
+    Health,
+    OpenApi,
+    Authorized(Route, KeyScope),
 }
 
 /// Matches `method` and `path` against the route table.
@@ -269,17 +285,19 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             Err(preflight)
         } else {
             match self.admit_route(parts, form, now) {
-                Ok(Matched::Health) => {
+                Ok(Decided::Health) => {
                     Err(json_response(StatusCode::OK, &json!({ "status": "ok" })))
                 }
-                Ok(Matched::OpenApi) => Err(json_response(StatusCode::OK, &openapi::document())),
-                Ok(Matched::Authorized(route)) => Ok(route),
+                Ok(Decided::OpenApi) => Err(json_response(StatusCode::OK, &openapi::document())),
+                Ok(Decided::Authorized(route, scope)) => Ok((route, scope)),
                 Err(e) => Err(e.into_response()),
             }
         };
         match decided {
-            Ok(Route::JobEvents(job_id)) => Admission::Events(JobEvents::new(job_id, origin)),
-            Ok(Route::CreateJob) if form => Admission::Files(PostedJob {
+            Ok((Route::JobEvents(job_id), scope)) => {
+                Admission::Events(JobEvents::new(job_id, origin, scope))
+            }
+            Ok((Route::CreateJob, scope)) if form => Admission::Files(PostedJob {
                 content_type: parts
                     .headers
                     .get(header::CONTENT_TYPE)
@@ -287,11 +305,13 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                     .unwrap_or_default()
                     .to_owned(),
                 origin,
+                scope,
             }),
-            Ok(route) => Admission::Admitted(Admitted {
+            Ok((route, scope)) => Admission::Admitted(Admitted {
                 route,
                 query: parts.uri.query().unwrap_or_default().to_owned(),
                 origin,
+                scope,
             }),
             Err(mut answer) => {
                 self.cors(origin, answer.headers_mut());
@@ -307,22 +327,24 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         parts: &http::request::Parts,
         form: bool,
         now: SystemTime,
-    ) -> Result<Matched, ApiError> {
-        let matched = match_route(&parts.method, parts.uri.path())?;
-        let posted_files = form && matches!(matched, Matched::Authorized(Route::CreateJob));
-        if matches!(matched, Matched::Authorized(_)) {
-            let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
-            self.authorize(&parts.headers, client, now)?;
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            if !posted_files && declared.is_some_and(|length| length > self.config.max_body_bytes) {
-                return Err(ApiError::body_too_large(self.config.max_body_bytes));
-            }
+    ) -> Result<Decided, ApiError> {
+        let route = match match_route(&parts.method, parts.uri.path())? {
+            Matched::Health => return Ok(Decided::Health),
+            Matched::OpenApi => return Ok(Decided::OpenApi),
+            Matched::Authorized(route) => route,
+        };
+        let posted_files = form && matches!(route, Route::CreateJob);
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0);
+        let scope = self.authorize(&parts.headers, client, now)?;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if !posted_files && declared.is_some_and(|length| length > self.config.max_body_bytes) {
+            return Err(ApiError::body_too_large(self.config.max_body_bytes));
         }
-        Ok(matched)
+        Ok(Decided::Authorized(route, scope))
     }
 
     /// Answers an admitted request with its body.
@@ -337,24 +359,26 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             route,
             query,
             origin,
+            scope,
         } = admitted;
+        let scope = &scope;
         let answered = if body.len() > self.config.max_body_bytes {
             Err(ApiError::body_too_large(self.config.max_body_bytes))
         } else {
             match route {
-                Route::CreateUpload => self.create_upload(&body, now, new_id).await,
-                Route::CompleteUpload(id) => self.complete_upload(&id, now).await,
-                Route::Search => self.search(&query).await,
-                Route::Image(id) => self.image(&id, now).await,
-                Route::Jobs => self.jobs(&query).await,
-                Route::CreateJob => self.create_job(&body).await,
-                Route::Job(id) => self.job(&id, now).await,
-                Route::JobAction(id, action) => self.job_action(&id, action).await,
+                Route::CreateUpload => self.create_upload(&body, scope, now, new_id).await,
+                Route::CompleteUpload(id) => self.complete_upload(&id, scope, now).await,
+                Route::Search => self.search(&query, scope).await,
+                Route::Image(id) => self.image(&id, scope, now).await,
+                Route::Jobs => self.jobs(&query, scope).await,
+                Route::CreateJob => self.create_job(&body, scope).await,
+                Route::Job(id) => self.job(&id, scope, now).await,
+                Route::JobAction(id, action) => self.job_action(&id, action, scope).await,
                 // admit hands these out as Admission::Events.
-                Route::JobEvents(id) => self.job(&id, now).await,
-                Route::CreateWebhook => self.create_webhook(&body).await,
-                Route::Deliveries => self.deliveries(&query).await,
-                Route::Replay(id) => self.replay(&id).await,
+                Route::JobEvents(id) => self.job(&id, scope, now).await,
+                Route::CreateWebhook => self.create_webhook(&body, scope).await,
+                Route::Deliveries => self.deliveries(&query, scope).await,
+                Route::Replay(id) => self.replay(&id, scope).await,
             }
         };
         let mut response = answered.unwrap_or_else(ApiError::into_response);
@@ -390,12 +414,13 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
 
     /// Bearer API key, compared by SHA-256; then the key's token bucket. A client address
     /// whose failed authentications spent its bucket is refused (429) whatever key it sends.
+    /// Answers the projects the key reaches.
     fn authorize(
         &self,
         headers: &HeaderMap,
         client: Option<IpAddr>,
         now: SystemTime,
-    ) -> Result<(), ApiError> {
+    ) -> Result<KeyScope, ApiError> {
         let now_s = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -409,10 +434,10 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let hash = token
+        let grant = token
             .map(|t| api_key_hash(t.trim()))
-            .filter(|hash| self.config.api_key_hashes.contains(hash));
-        let Some(hash) = hash else {
+            .and_then(|hash| self.config.api_keys.iter().find(|grant| grant.hash == hash));
+        let Some(grant) = grant else {
             if failures.len() >= MAX_TRACKED_CLIENTS {
                 failures.retain(|_, bucket| !bucket.is_full(now_s));
             }
@@ -432,10 +457,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         };
         drop(failures);
         let mut buckets = self.buckets.borrow_mut();
-        let bucket = buckets.entry(hash).or_insert_with(|| {
+        let bucket = buckets.entry(grant.hash.clone()).or_insert_with(|| {
             TokenBucket::new(self.config.rate_burst, self.config.rate_per_second, now_s)
         });
-        bucket.try_take(now_s).map_err(ApiError::rate_limited)
+        bucket.try_take(now_s).map_err(ApiError::rate_limited)?;
+        Ok(grant.scope.clone())
     }
 
     fn presign(
@@ -455,11 +481,15 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     async fn create_upload(
         &self,
         body: &[u8],
+        scope: &KeyScope,
         now: SystemTime,
         new_id: &mut dyn FnMut() -> String,
     ) -> ApiResult {
         let request: UploadRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+        if let Ok(project) = Project::new(&request.project) {
+            reach(scope, &project)?;
+        }
         let today = chrono::DateTime::<chrono::Utc>::from(now).date_naive();
         let mut image_id = || ImageId::new(new_id()).expect("hosts make ids in [a-z0-9-]");
         let manifests = plan_upload(&request, &self.config.policy, &mut image_id, today)
@@ -495,10 +525,16 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         ))
     }
 
-    async fn complete_upload(&self, upload_id: &str, now: SystemTime) -> ApiResult {
+    async fn complete_upload(
+        &self,
+        upload_id: &str,
+        scope: &KeyScope,
+        now: SystemTime,
+    ) -> ApiResult {
         let upload = self.store.upload(upload_id).await?.ok_or_else(|| {
             ApiError::new(ErrorCode::UploadNotFound, format!("no upload {upload_id}"))
         })?;
+        reach_name(scope, &upload.project)?;
         if !upload.completed {
             self.verify_objects(&upload.manifests, now).await?;
             for manifest in &upload.manifests {
@@ -619,9 +655,10 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         }
     }
 
-    async fn search(&self, query: &str) -> ApiResult {
-        let query = parse_image_query(form_urlencoded::parse(query.as_bytes()))
+    async fn search(&self, query: &str, scope: &KeyScope) -> ApiResult {
+        let mut query = parse_image_query(form_urlencoded::parse(query.as_bytes()))
             .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        query.project = list_project(scope, query.project.as_ref())?;
         let rows = self.store.search(&query).await?;
         let (images, cursor) = cut_page(rows, query.limit);
         let next_cursor = cursor.map(|c| c.encode());
@@ -634,10 +671,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         ))
     }
 
-    async fn image(&self, image_id: &str, now: SystemTime) -> ApiResult {
+    async fn image(&self, image_id: &str, scope: &KeyScope, now: SystemTime) -> ApiResult {
         let manifest = self.store.image(image_id).await?.ok_or_else(|| {
             ApiError::new(ErrorCode::ImageNotFound, format!("no image {image_id}"))
         })?;
+        reach(scope, &manifest.project)?;
         let mut downloads = BTreeMap::new();
         for object in &manifest.objects {
             let get = self.presign(
@@ -665,9 +703,10 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// One page of jobs.
-    async fn jobs(&self, query: &str) -> ApiResult {
-        let query = parse_job_query(form_urlencoded::parse(query.as_bytes()))
+    async fn jobs(&self, query: &str, scope: &KeyScope) -> ApiResult {
+        let mut query = parse_job_query(form_urlencoded::parse(query.as_bytes()))
             .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        query.project = list_project(scope, query.project.as_ref())?;
         match self.jobs.list(&query).await {
             Ok(page) => Ok(json_response(StatusCode::OK, &page)),
             Err(e) => {
@@ -742,13 +781,14 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         answer
     }
 
-    async fn create_job(&self, body: &[u8]) -> ApiResult {
+    async fn create_job(&self, body: &[u8], scope: &KeyScope) -> ApiResult {
         let request: CreateJob = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
         let refused = |e: JobInputsError| ApiError::new(e.code(), e.to_string());
         let (project, selection) = request
             .selection(self.config.max_job_inputs)
             .map_err(refused)?;
+        reach(scope, &project)?;
         let manifests = self.job_inputs(&project, selection).await?;
         match self
             .jobs
@@ -856,9 +896,12 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// `POST /v1/webhooks`: 201 with the endpoint and its secret, or 400 `webhook`.
-    async fn create_webhook(&self, body: &[u8]) -> ApiResult {
+    async fn create_webhook(&self, body: &[u8], scope: &KeyScope) -> ApiResult {
         let request: CreateWebhook = serde_json::from_slice(body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("request body: {e}")))?;
+        if let Ok(project) = Project::new(&request.project) {
+            reach(scope, &project)?;
+        }
         match self.jobs.create_webhook(&request).await {
             Ok(Registered::Done(endpoint)) => Ok(json_response(StatusCode::CREATED, &endpoint)),
             Ok(Registered::Refused(message)) => Err(ApiError::new(ErrorCode::Webhook, message)),
@@ -867,9 +910,10 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// `GET /v1/webhooks/deliveries?project=&state=&limit=`.
-    async fn deliveries(&self, query: &str) -> ApiResult {
-        let query = parse_delivery_query(form_urlencoded::parse(query.as_bytes()))
+    async fn deliveries(&self, query: &str, scope: &KeyScope) -> ApiResult {
+        let mut query = parse_delivery_query(form_urlencoded::parse(query.as_bytes()))
             .map_err(|e| ApiError::new(ErrorCode::Webhook, e.to_string()))?;
+        query.project = list_project(scope, query.project.as_ref())?;
         match self.jobs.deliveries(&query).await {
             Ok(page) => Ok(json_response(StatusCode::OK, &page)),
             Err(e) => Err(backend_failed("webhook deliveries", &e)),
@@ -877,7 +921,18 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// `POST /v1/webhooks/deliveries/{id}/replay`: 200 with the delivery, pending again.
-    async fn replay(&self, delivery_id: &str) -> ApiResult {
+    async fn replay(&self, delivery_id: &str, scope: &KeyScope) -> ApiResult {
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::DeliveryNotFound,
+                format!("no webhook delivery {delivery_id}"),
+            )
+        };
+        match self.jobs.delivery(delivery_id).await {
+            Ok(Some(delivery)) => reach_name(scope, &delivery.project)?,
+            Ok(None) => return Err(not_found()),
+            Err(e) => return Err(backend_failed("webhook delivery", &e)),
+        }
         match self.jobs.replay(delivery_id).await {
             Ok(Some(delivery)) => Ok(json_response(StatusCode::OK, &delivery)),
             Ok(None) => Err(ApiError::new(
@@ -889,8 +944,9 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// Cancels or retries a job.
-    async fn job_action(&self, job_id: &str, action: JobAction) -> ApiResult {
+    async fn job_action(&self, job_id: &str, action: JobAction, scope: &KeyScope) -> ApiResult {
         let not_found = || ApiError::new(ErrorCode::JobNotFound, format!("no job {job_id}"));
+        reach(scope, &self.job_status(job_id).await?.project)?;
         let job_id = JobId::new(job_id).map_err(|_| not_found())?;
         match self.jobs.act(&job_id, action).await {
             Ok(Acted::Done(job)) => Ok(json_response(StatusCode::OK, &job)),
@@ -909,8 +965,9 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     }
 
     /// The job, its results as presigned GET URLs valid for the configured GET lifetime.
-    async fn job(&self, job_id: &str, now: SystemTime) -> ApiResult {
+    async fn job(&self, job_id: &str, scope: &KeyScope, now: SystemTime) -> ApiResult {
         let mut job = self.job_status(job_id).await?;
+        reach(scope, &job.project)?;
         self.presign_results(&mut job, now)?;
         Ok(json_response(StatusCode::OK, &job))
     }
@@ -957,6 +1014,42 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
 }
 
 /// Unix seconds of `t` (0 before 1970).
+/// 403 `forbidden` unless the key reaches `project`.
+pub(crate) fn reach(scope: &KeyScope, project: &Project) -> Result<(), ApiError> {
+    if scope.allows(project) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            ScopeError::Forbidden(project.clone()).to_string(),
+        ))
+    }
+}
+
+/// [`reach`] for a project name as a record stores it.
+fn reach_name(scope: &KeyScope, project: &str) -> Result<(), ApiError> {
+    match Project::new(project) {
+        Ok(project) => reach(scope, &project),
+        // A stored name is always valid; an invalid one is nobody's.
+        Err(_) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this API key does not reach project {project:?}"),
+        )),
+    }
+}
+
+/// The project a list is limited to ([`KeyScope::list_project`]): 403 for a project the key
+/// does not reach, 400 `invalid_parameter` when a key of several projects names none.
+fn list_project(scope: &KeyScope, named: Option<&Project>) -> Result<Option<Project>, ApiError> {
+    scope.list_project(named).map_err(|e| {
+        let code = match e {
+            ScopeError::Forbidden(_) => ErrorCode::Forbidden,
+            ScopeError::NameAProject => ErrorCode::InvalidParameter,
+        };
+        ApiError::new(code, e.to_string())
+    })
+}
+
 /// The answer when the batch backend failed a webhook request: 502, logged.
 fn backend_failed(context: &str, error: &JobsError) -> ApiError {
     log_error(context, error);

@@ -181,6 +181,10 @@ impl Jobs for &ScriptedJobs {
         })
     }
 
+    async fn delivery(&self, _delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
+        Ok(None)
+    }
+
     async fn replay(&self, _delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
         Ok(None)
     }
@@ -198,7 +202,7 @@ fn config() -> Config {
         },
         policy: UploadPolicy::default(),
         get_expires_in: Duration::from_secs(300),
-        api_key_hashes: vec![api_key_hash(KEY)],
+        api_keys: vec![api_key_hash(KEY).parse().expect("a hash")],
         cors_origins: vec![ORIGIN.into()],
         max_body_bytes: 64 * 1024,
         max_job_inputs: 3,
@@ -238,10 +242,15 @@ impl<'a> Harness<'a> {
     }
 
     fn api(&self, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.api_as(KEY, method, path, body)
+    }
+
+    /// [`Harness::api`] with another API key.
+    fn api_as(&self, key: &str, method: Method, path: &str, body: &Value) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {KEY}"));
+            .header("authorization", format!("Bearer {key}"));
         let body = if body.is_null() {
             Vec::new()
         } else {
@@ -939,4 +948,127 @@ fn webhook_routes_relay_the_backend_s_answers_and_check_their_input() {
     );
     let (status, _) = edge.api(Method::GET, "/v1/webhooks", &Value::Null);
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// A key granted only the project `oaks`, and one granted `oaks` and `pines`.
+const OAKS_KEY: &str = "oaks-only-key";
+const TWO_KEY: &str = "oaks-and-pines-key";
+
+#[test]
+fn a_key_of_other_projects_is_refused_on_every_route_and_lists_only_its_own() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let mut config = config();
+    config
+        .api_keys
+        .push(format!("{}=oaks", api_key_hash(OAKS_KEY)).parse().unwrap());
+    config.api_keys.push(
+        format!("{}=oaks+pines", api_key_hash(TWO_KEY))
+            .parse()
+            .unwrap(),
+    );
+    let edge = Harness::new(&storage, &jobs, config);
+
+    // The operator key records a palms upload and its job.
+    let request = upload_request(&["a.jpg"]);
+    let (_, planned) = edge.api(Method::POST, "/v1/uploads", &request);
+    put_everything(&storage, &planned, &request);
+    let upload_id = planned["upload_id"].as_str().unwrap().to_owned();
+    let (status, done) = edge.api(
+        Method::POST,
+        &format!("/v1/uploads/{upload_id}/complete"),
+        &Value::Null,
+    );
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let image_id = done["images"][0].as_str().unwrap().to_owned();
+
+    let palms_hook =
+        json!({"project": "palms", "url": "https://h.example/", "events": ["job.failed"]});
+    let palms_job = json!({"project": "palms", "image_ids": [image_id]});
+    let mut oaks_upload = request.clone();
+    oaks_upload["project"] = json!("oaks");
+    for (method, path, body) in [
+        (Method::POST, "/v1/uploads".to_owned(), request.clone()),
+        (
+            Method::POST,
+            format!("/v1/uploads/{upload_id}/complete"),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            "/v1/images?project=palms".to_owned(),
+            Value::Null,
+        ),
+        (Method::GET, format!("/v1/images/{image_id}"), Value::Null),
+        (
+            Method::GET,
+            "/v1/jobs?project=palms".to_owned(),
+            Value::Null,
+        ),
+        (Method::POST, "/v1/jobs".to_owned(), palms_job.clone()),
+        (Method::GET, "/v1/jobs/job-1".to_owned(), Value::Null),
+        (Method::GET, "/v1/jobs/job-1/events".to_owned(), Value::Null),
+        (
+            Method::POST,
+            "/v1/jobs/job-1/cancel".to_owned(),
+            Value::Null,
+        ),
+        (Method::POST, "/v1/webhooks".to_owned(), palms_hook.clone()),
+        (
+            Method::GET,
+            "/v1/webhooks/deliveries?project=palms".to_owned(),
+            Value::Null,
+        ),
+    ] {
+        let (status, refused) = edge.api_as(OAKS_KEY, method.clone(), &path, &body);
+        assert_eq!(
+            (status, &refused["code"]),
+            (StatusCode::FORBIDDEN, &json!("forbidden")),
+            "{method} {path}: {refused}"
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains("palms"),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        jobs.requests.borrow().len(),
+        1,
+        "no job was made by the refused key"
+    );
+
+    // Its own project works; a list without a project is limited to it.
+    let (status, planned) = edge.api_as(OAKS_KEY, Method::POST, "/v1/uploads", &oaks_upload);
+    assert_eq!(status, StatusCode::CREATED, "{planned}");
+    let (status, found) = edge.api_as(OAKS_KEY, Method::GET, "/v1/images", &Value::Null);
+    assert_eq!(
+        (status, found["images"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    let (status, page) = edge.api_as(OAKS_KEY, Method::GET, "/v1/jobs", &Value::Null);
+    assert_eq!(
+        (status, page["jobs"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    // A key of two projects names one.
+    let (status, refused) = edge.api_as(TWO_KEY, Method::GET, "/v1/images", &Value::Null);
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_parameter"))
+    );
+    let (status, _) = edge.api_as(
+        TWO_KEY,
+        Method::GET,
+        "/v1/images?project=pines",
+        &Value::Null,
+    );
+    assert_eq!(status, StatusCode::OK);
+
+    // The operator key reaches everything.
+    let (status, found) = edge.api(Method::GET, "/v1/images", &Value::Null);
+    assert_eq!(
+        (status, found["images"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (status, _) = edge.api(Method::GET, "/v1/jobs/job-1", &Value::Null);
+    assert_eq!(status, StatusCode::OK);
 }

@@ -78,6 +78,7 @@ fn delivery_of(row: &AnyRow) -> Result<WebhookDelivery> {
         delivery_id: row.try_get("delivery_id")?,
         message_id: row.try_get("message_id")?,
         endpoint_id: row.try_get("endpoint_id")?,
+        project: row.try_get("project")?,
         url: row.try_get("url")?,
         event: event_of(&row.try_get::<String, _>("event")?)?,
         state,
@@ -341,7 +342,7 @@ impl Store {
     /// The database's, or a row that does not parse.
     pub async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<WebhookDelivery>> {
         let rows = sqlx::query(self.sql(
-            "SELECT d.delivery_id, d.message_id, d.endpoint_id, e.url, d.event, d.state, d.attempts,
+            "SELECT d.delivery_id, d.message_id, d.endpoint_id, d.project, e.url, d.event, d.state, d.attempts,
                     d.next_at, d.last_status, d.last_error, d.created_at
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
              WHERE ($1 IS NULL OR d.project = $1) AND ($2 IS NULL OR d.state = $2)
@@ -362,7 +363,7 @@ impl Store {
     /// The database's, or a row that does not parse.
     pub async fn delivery(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>> {
         let row = sqlx::query(self.sql(
-            "SELECT d.delivery_id, d.message_id, d.endpoint_id, e.url, d.event, d.state, d.attempts,
+            "SELECT d.delivery_id, d.message_id, d.endpoint_id, d.project, e.url, d.event, d.state, d.attempts,
                     d.next_at, d.last_status, d.last_error, d.created_at
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
              WHERE d.delivery_id = $1",

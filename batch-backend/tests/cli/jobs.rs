@@ -1136,13 +1136,21 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             url: url.into(),
             events: vec![WebhookEvent::JobFailed],
         };
-        match http.create_webhook(&hook("https://127.0.0.1/h")).await.unwrap() {
+        match http
+            .create_webhook(&hook("https://127.0.0.1/h"))
+            .await
+            .unwrap()
+        {
             tessera_edge::Registered::Refused(message) => {
                 assert!(message.contains("loopback"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        match http.create_webhook(&hook("https://8.8.8.8/h")).await.unwrap() {
+        match http
+            .create_webhook(&hook("https://8.8.8.8/h"))
+            .await
+            .unwrap()
+        {
             tessera_edge::Registered::Done(endpoint) => {
                 assert!(endpoint.secret.unwrap().starts_with("whsec_"));
             }

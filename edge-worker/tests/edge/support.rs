@@ -206,7 +206,7 @@ impl Stack {
             storage: storage.clone(),
             policy: UploadPolicy::default(),
             get_expires_in: Duration::from_secs(300),
-            api_key_hashes: vec![api_key_hash(API_KEY)],
+            api_keys: vec![api_key_hash(API_KEY).parse().expect("a hash")],
             cors_origins: vec!["http://app.example".into()],
             max_body_bytes: 1024 * 1024,
             max_job_inputs: tessera_core::job_inputs::MAX_JOB_INPUTS,

@@ -286,7 +286,7 @@ pub(crate) async fn run(
         },
         policy: UploadPolicy::default(),
         get_expires_in: Duration::from_secs(15 * 60),
-        api_key_hashes: vec![api_key_hash(&credentials.api_key)],
+        api_keys: vec![api_key_hash(&credentials.api_key).parse().expect("a hash")],
         cors_origins: origins.clone(),
         max_body_bytes: 1024 * 1024,
         max_job_inputs: MAX_JOB_INPUTS,
