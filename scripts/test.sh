@@ -61,14 +61,14 @@ echo "identical"
 step "the Workers module builds (worker-build); the workerd test builds its test variant (wrangler.toml [env.test])"
 (cd edge-worker && worker-build --release)
 
-step "cargo test (ONNX Runtime 1.31.1 from its PyPI wheel for tessera detect; the evaluation venv's Python as its reference; standardwebhooks from PyPI in the webhook receiver; a throwaway PostgreSQL 15 for the task store)"
+step "cargo test (ONNX Runtime 1.31.1 from its PyPI wheel for tessera detect; the evaluation venv's Python as its reference; standardwebhooks and prometheus-client from PyPI holding webhooks and /metrics to their references; a throwaway PostgreSQL 15 for the task store)"
 ensure_onnxruntime
 ensure_postgres
 trap stop_postgres EXIT
 export TESSERA_EVAL_PYTHON="$eval_venv/bin/python"
-webhook_venv="$HOME/.cache/tessera/venv-webhooks-$(sha256sum < tests/webhooks/requirements.txt | cut -c1-12)"
-[ -x "$webhook_venv/bin/python" ] || { python3 -m venv "$webhook_venv" && "$webhook_venv/bin/pip" install -q -r tests/webhooks/requirements.txt; }
-export TESSERA_WEBHOOK_PYTHON="$webhook_venv/bin/python"
+test_venv="$HOME/.cache/tessera/venv-tests-$(sha256sum < tests/python/requirements.txt | cut -c1-12)"
+[ -x "$test_venv/bin/python" ] || { python3 -m venv "$test_venv" && "$test_venv/bin/pip" install -q -r tests/python/requirements.txt; }
+export TESSERA_TEST_PYTHON="$test_venv/bin/python"
 cargo test --workspace --locked
 
 step "tessera-wasm's bindings in headless Chromium (wasm-bindgen-test)"

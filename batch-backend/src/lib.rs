@@ -6,10 +6,11 @@
 //! the adapters: [`raster`] (the only module that imports `gdal`) and [`inference`] (the only
 //! one that imports `ort`). The `tessera` binary (`src/bin/tessera/`) composes it with the
 //! edge and the core into the command-line tool. [`webhook`] delivers the signed webhooks
-//! that the store's outbox records when jobs end.
+//! that the store's outbox records when jobs end; [`metrics`] is `/metrics` and `/ready`.
 
 pub mod inference;
 pub mod jobs;
+pub mod metrics;
 pub mod objects;
 pub mod raster;
 pub mod stages;

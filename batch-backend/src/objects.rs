@@ -148,6 +148,19 @@ impl Objects {
         Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
     }
 
+    /// Whether storage answers: a HEAD of a key that need not exist (found or not found both
+    /// say it is reachable and the credentials work).
+    ///
+    /// # Errors
+    /// [`ObjectError::Storage`] when it does not answer or refuses.
+    pub async fn reachable(&self) -> Result<(), ObjectError> {
+        const PROBE: &str = "tessera-ready-probe";
+        match self.0.head(&Key::from(PROBE)).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(ObjectError::of(PROBE, e)),
+        }
+    }
+
     /// The object `key`, whole (for small objects: sidecars).
     ///
     /// # Errors

@@ -309,6 +309,12 @@ async fn deliver(
                 now_ms(),
             )
             .await;
+        crate::metrics::metrics().webhook_attempt(match outcome {
+            AfterAttempt::Delivered => "delivered",
+            AfterAttempt::Retry(_) => "retry",
+            AfterAttempt::DeadLetter => "dead_letter",
+            AfterAttempt::Disable => "disabled",
+        });
         if let Err(e) = &recorded {
             tracing::warn!(error = %format!("{e:#}"), "recording a webhook attempt");
         } else if matches!(recorded, Ok(false)) {

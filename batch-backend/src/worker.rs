@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use crate::inference::Detector;
+use crate::metrics::metrics;
 use crate::store::{Claimed, Store};
 use crate::tasks::{Pipeline, TaskProgress, now_ms};
 use crate::webhook::DeliveryOptions;
@@ -170,9 +171,17 @@ async fn run_claimed(
         .change_state(&key.job_id, JobEvent::Claim, None, now_ms())
         .await?;
     let running = store.job_state(&key.job_id).await? == Some(tessera_core::job::JobState::Running);
+    let started = std::time::Instant::now();
     let outcome = if running {
         match run_leased(pipeline, worker, task, key, detector).await? {
-            Some(outcome) => outcome,
+            Some((outcome, windows)) => {
+                let label = match outcome {
+                    Attempt::Completed => "completed",
+                    _ => "failed",
+                };
+                metrics().task(key.stage.as_str(), label, started.elapsed(), windows);
+                outcome
+            }
             None => {
                 tracing::warn!("the lease was lost; another worker has the task");
                 return Ok(());
@@ -210,15 +219,15 @@ async fn run_claimed(
     Ok(())
 }
 
-/// Runs the task while renewing its lease and writing its progress. `None` when the lease
-/// was lost (the task's result is dropped).
+/// Runs the task while renewing its lease and writing its progress: how it ended, and the
+/// detector windows it ran. `None` when the lease was lost (the task's result is dropped).
 async fn run_leased(
     pipeline: &Pipeline,
     worker: &str,
     task: &Claimed,
     key: &TaskKey,
     detector: &mut Option<Detector>,
-) -> Result<Option<Attempt>> {
+) -> Result<Option<(Attempt, u64)>> {
     let store = &pipeline.store;
     let (progress, mut reported) = watch::channel(TaskProgress::default());
     let work = pipeline.run(key, detector, &progress);
@@ -234,10 +243,12 @@ async fn run_leased(
                     let p = *reported.borrow_and_update();
                     store.task_progress(key, p.within, p.windows, now_ms()).await?;
                 }
-                return Ok(Some(match result {
+                let windows = reported.borrow().windows.map_or(0, |(done, _)| done);
+                let outcome = match result {
                     Ok(()) => Attempt::Completed,
                     Err(e) => Attempt::Failed { error: e.message, retryable: e.retryable },
-                }));
+                };
+                return Ok(Some((outcome, windows)));
             }
             _ = heartbeat.tick() => {
                 if !store.heartbeat(task, worker, now_ms()).await? {

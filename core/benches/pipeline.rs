@@ -180,5 +180,36 @@ fn bomb_refusal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, whole_pipeline, stages, bomb_refusal);
+/// Standard Webhooks signatures of a job's payload (about 2 KB) and their verification.
+fn webhook_signatures(c: &mut Criterion) {
+    use tessera_core::webhook::{WebhookSecret, sign, verify};
+    let secret = WebhookSecret::from_bytes(&[7; 32]).unwrap();
+    let body = vec![b'x'; 2048];
+    let header = sign(std::slice::from_ref(&secret), "msg_1", 1_700_000_000, &body);
+    let mut group = c.benchmark_group("webhook");
+    group.bench_function("sign 2 KB", |b| {
+        b.iter(|| sign(std::slice::from_ref(&secret), "msg_1", 1_700_000_000, &body));
+    });
+    group.bench_function("verify 2 KB", |b| {
+        b.iter(|| {
+            verify(
+                std::slice::from_ref(&secret),
+                "msg_1",
+                "1700000000",
+                &header,
+                &body,
+                1_700_000_000,
+            )
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    whole_pipeline,
+    stages,
+    bomb_refusal,
+    webhook_signatures
+);
 criterion_main!(benches);

@@ -44,7 +44,7 @@ use http::{Request, Response};
 pub use crate::config::{BackendConfig, Config, ConfigError};
 pub use crate::events::JobEvents;
 pub use crate::jobs::{Acted, HttpJobs, Jobs, JobsError, Registered};
-pub use crate::routes::{Admission, Admitted, ClientAddr, Edge, PostedJob};
+pub use crate::routes::{Admission, Admitted, ClientAddr, Edge, PostedJob, route_template};
 pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
 pub use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,

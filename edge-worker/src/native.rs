@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::events::{EVENTS_POLL, JobEvents};
-use crate::posted::{FileSink, FileWriter, read_form};
+use crate::posted::{FileSink, FileWriter, FormRules, read_form};
 use crate::{
     Admission, BackendConfig, ClientAddr, Config, ConfigError, Edge, Jobs, Outbound, OutboundError,
     Store,
@@ -293,9 +293,11 @@ where
                 &files.sink,
                 &content_type,
                 body.into_data_stream(),
-                files.limits,
-                edge.config.max_job_inputs,
-                posted.scope(),
+                FormRules {
+                    limits: files.limits,
+                    max_inputs: edge.config.max_job_inputs,
+                    scope: posted.scope(),
+                },
                 today,
                 &mut new_id,
             )

@@ -67,9 +67,21 @@ impl FormError {
     }
 }
 
+/// What a posted form is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct FormRules<'a> {
+    /// Each file's limits.
+    pub limits: JobLimits,
+    /// Most files taken into the job; later ones are refused.
+    pub max_inputs: usize,
+    /// The projects the request's API key reaches.
+    pub scope: &'a KeyScope,
+}
+
 /// Reads a posted job's form from `body` (`content_type` carries its boundary), streaming
-/// each file to `sink`: the job's request (files in posting order, at most `max_inputs`) and
-/// the files left out. `scope` is the API key's: a project it does not reach is refused
+/// each file to `sink`: the job's request (files in posting order, at most
+/// `rules.max_inputs`) and the files left out. `rules.scope` is the API key's: a project it
+/// does not reach is refused
 /// before any file is stored. `today` dates the keys; `new_id` makes image ids.
 ///
 /// # Errors
@@ -79,9 +91,7 @@ pub async fn read_form<F, S, E>(
     sink: &F,
     content_type: &str,
     body: S,
-    limits: JobLimits,
-    max_inputs: usize,
-    scope: &KeyScope,
+    rules: FormRules<'_>,
     today: NaiveDate,
     new_id: &mut dyn FnMut() -> String,
 ) -> Result<(JobRequest, Vec<RefusedFile>), FormError>
@@ -116,7 +126,7 @@ where
                     ),
                 )
             })?;
-            if !scope.allows(&named) {
+            if !rules.scope.allows(&named) {
                 return Err(FormError::new(
                     ErrorCode::Forbidden,
                     ScopeError::Forbidden(named).to_string(),
@@ -132,11 +142,11 @@ where
             ));
         };
         let file_name = field.file_name().unwrap_or_default().to_owned();
-        if inputs.len() >= max_inputs {
+        if inputs.len() >= rules.max_inputs {
             refused.push(RefusedFile::new(
                 &file_name,
                 ErrorCode::JobInputs,
-                format!("a job takes at most {max_inputs} files"),
+                format!("a job takes at most {} files", rules.max_inputs),
             ));
             continue;
         }
@@ -153,7 +163,13 @@ where
             let key = naming.original_key(format);
             Ok((naming, key))
         };
-        let stored = store_file(sink, &file_name, limits.max_input_bytes, naming, &mut field);
+        let stored = store_file(
+            sink,
+            &file_name,
+            rules.limits.max_input_bytes,
+            naming,
+            &mut field,
+        );
         let (naming, summary) = match stored.await {
             Ok(done) => done,
             Err(Refusal::File(refusal)) => {

@@ -152,6 +152,39 @@ enum Decided {
     Authorized(Route, KeyScope),
 }
 
+/// The route a request names, as a template for logs and metrics (`GET /v1/jobs/{id}`), with
+/// ids left out so that the set of values stays small; `other` for a path the API does not
+/// have, and the operations routes as they are.
+#[must_use]
+pub fn route_template(method: &HttpMethod, path: &str) -> &'static str {
+    let Ok(matched) = match_route(method, path) else {
+        return match path {
+            "/ready" => "GET /ready",
+            "/metrics" => "GET /metrics",
+            _ => "other",
+        };
+    };
+    match matched {
+        Matched::Health => "GET /health",
+        Matched::OpenApi => "GET /v1/openapi.json",
+        Matched::Authorized(route) => match route {
+            Route::CreateUpload => "POST /v1/uploads",
+            Route::CompleteUpload(_) => "POST /v1/uploads/{id}/complete",
+            Route::Search => "GET /v1/images",
+            Route::Image(_) => "GET /v1/images/{id}",
+            Route::Jobs => "GET /v1/jobs",
+            Route::CreateJob => "POST /v1/jobs",
+            Route::Job(_) => "GET /v1/jobs/{id}",
+            Route::JobAction(_, JobAction::Cancel) => "POST /v1/jobs/{id}/cancel",
+            Route::JobAction(_, JobAction::Retry) => "POST /v1/jobs/{id}/retry",
+            Route::JobEvents(_) => "GET /v1/jobs/{id}/events",
+            Route::CreateWebhook => "POST /v1/webhooks",
+            Route::Deliveries => "GET /v1/webhooks/deliveries",
+            Route::Replay(_) => "POST /v1/webhooks/deliveries/{id}/replay",
+        },
+    }
+}
+
 /// Matches `method` and `path` against the route table.
 ///
 /// # Errors

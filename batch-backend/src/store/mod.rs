@@ -10,9 +10,11 @@
 //! Times are Unix milliseconds, passed in (the caller's clock), so tests can move time.
 
 mod jobs;
+mod snapshot;
 mod webhooks;
 
 pub use jobs::{Advanced, DetectTasks, InputKind, InputRecord};
+pub use snapshot::Snapshot;
 pub use webhooks::{DELIVERY_LEASE_MS, DueDelivery};
 
 use anyhow::{Context as _, Result, bail};

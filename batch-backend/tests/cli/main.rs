@@ -1,13 +1,14 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
 //! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`]; the task store on SQLite and
-//! Postgres in [`store`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
+//! Postgres in [`store`]; `/health`, `/ready` and `/metrics` in [`operations`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
 
 mod connections;
 mod detect;
 mod job_scale;
 mod jobs;
 mod mosaic;
+mod operations;
 mod store;
 mod up;
 mod webhooks;
@@ -26,6 +27,14 @@ pub(crate) const EDGE_ENV: [(&str, &str); 6] = [
     ("TESSERA_BACKEND_URL", "http://127.0.0.1:9"),
     ("TESSERA_BACKEND_TOKEN", "t"),
 ];
+
+/// The Python of `tests/python/requirements.txt` (`TESSERA_TEST_PYTHON`; scripts/test.sh
+/// makes the venv): the reference implementations the tests hold Tessera's output to.
+pub(crate) fn test_python() -> std::ffi::OsString {
+    std::env::var_os("TESSERA_TEST_PYTHON").expect(
+        "TESSERA_TEST_PYTHON: a Python with tests/python/requirements.txt (scripts/test.sh sets it)",
+    )
+}
 
 /// A port nothing listens on now.
 pub(crate) fn free_port() -> u16 {

@@ -30,6 +30,16 @@ pub(crate) struct Up {
     pub(crate) log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// A test that fails leaves no `tessera up` behind (a stopped one is already reaped).
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start_up(data: &Path) -> Up {
     start_up_with(data, &[])
 }

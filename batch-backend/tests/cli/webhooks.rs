@@ -1,7 +1,6 @@
 //! Webhooks end to end: endpoints registered through `tessera up`'s edge, jobs that end,
-//! deliveries from the outbox to a receiver (`tests/webhooks/receiver.py`) that verifies each
-//! with the `standardwebhooks` package from PyPI (`TESSERA_WEBHOOK_PYTHON`, the venv
-//! scripts/test.sh makes), retries, 410, the dead-letter list and replay, a restart with
+//! deliveries from the outbox to a receiver (`tests/python/webhook_receiver.py`) that verifies each
+//! with the `standardwebhooks` package from PyPI ([`crate::test_python`]), retries, 410, the dead-letter list and replay, a restart with
 //! deliveries pending, and the URL checks against server-side request forgery.
 
 use std::io::BufRead as _;
@@ -24,11 +23,9 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
-        let python = std::env::var_os("TESSERA_WEBHOOK_PYTHON").expect(
-            "TESSERA_WEBHOOK_PYTHON: a Python with tests/webhooks/requirements.txt (scripts/test.sh sets it)",
-        );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/webhooks/receiver.py");
-        let mut child = Command::new(python)
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/webhook_receiver.py");
+        let mut child = Command::new(crate::test_python())
             .arg(script)
             .stdout(Stdio::piped())
             .spawn()

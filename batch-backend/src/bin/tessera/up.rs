@@ -4,8 +4,9 @@
 //!   local key pair, CORS for the page's origin, objects under `{data}/s3/{bucket}/`. Keys with
 //!   `.` or `..` segments are refused before s3s-fs sees them (it would resolve them outside
 //!   the bucket folder).
-//! - The page and the edge API on `listen`: `/health` and `/v1/…` go to the edge router on its
-//!   native host with SQLite (`{data}/metadata.sqlite`); `/config.json` tells the page its API
+//! - The page and the edge API on `listen`: `/v1/…` goes to the edge router on its native host
+//!   with SQLite (`{data}/metadata.sqlite`); `/health`, `/ready` and `/metrics` are the
+//!   process's ([`tessera_batch::metrics::operations`]); `/config.json` tells the page its API
 //!   key and project; everything else is the static page from `web`.
 //! - Jobs: the edge triggers and reads them in-process ([`LocalJobs`] over the job store,
 //!   `{data}/batch.sqlite`, or `--database postgres://…`); `--workers` in-process workers
@@ -43,6 +44,7 @@ use tessera_edge::{Config, Edge};
 use tower::Service as _;
 
 use tessera_batch::jobs::LocalJobs;
+use tessera_batch::metrics::{metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::{DetectorChoice, Pipeline};
@@ -324,10 +326,13 @@ pub(crate) async fn run(
     let web = tower_http::services::ServeDir::new(&options.web);
 
     ready(&origins[0], s3_addr);
+    let job_store = jobs.clone();
     let page = move |request: Request<Incoming>| {
         let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
-        let files = Rc::clone(&files);
-        async move { Ok::<_, Infallible>(page_or_api(&edge, &files, web, &page_config, request).await) }
+        let (files, jobs) = (Rc::clone(&files), job_store.clone());
+        async move {
+            Ok::<_, Infallible>(page_or_api(&edge, &files, &jobs, web, &page_config, request).await)
+        }
     };
     let storage = move |request: Request<Incoming>| {
         let mut s3 = s3.clone();
@@ -398,15 +403,25 @@ fn page_origins(addr: SocketAddr) -> Vec<String> {
 async fn page_or_api(
     edge: &Rc<LocalEdge>,
     files: &PostedFiles<Objects>,
+    jobs: &tessera_batch::store::Store,
     mut web: tower_http::services::ServeDir,
     page_config: &Bytes,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path();
-    if path == "/health" || path.starts_with("/v1/") {
-        return answer_with_files(edge, request, files)
-            .await
-            .map(|body| body.map_err(|never| match never {}).boxed_unsync());
+    let whole = |body: Vec<u8>| {
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    };
+    if let Some(answer) = operations(path, jobs, &files.sink).await {
+        return answer.map(whole);
+    }
+    if path.starts_with("/v1/") {
+        let route = tessera_edge::route_template(request.method(), path);
+        let answer = answer_with_files(edge, request, files).await;
+        metrics().request(route, answer.status().as_u16());
+        return answer.map(|body| body.map_err(|never| match never {}).boxed_unsync());
     }
     let mut response = if path == "/config.json" {
         let mut response = Response::new(

@@ -1,5 +1,6 @@
 //! `tessera worker`: N workers ([`tessera_batch::worker`]) against a shared job store and
-//! the bucket named by the edge's `TESSERA_S3_*` variables; `/health` on `--listen`, and,
+//! the bucket named by the edge's `TESSERA_S3_*` variables; `/health`, `/ready` and `/metrics`
+//! on `--listen`, and,
 //! when `TESSERA_BACKEND_TOKEN` is set, the service job API that a deployed edge calls
 //! ([`tessera_batch::jobs::answer`], `TESSERA_BACKEND_URL` on the edge). SIGTERM or Ctrl-C
 //! stops claiming, lets the tasks in hand finish, and exits 0.
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::Full;
+use tessera_batch::metrics::{metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::Pipeline;
@@ -56,13 +58,37 @@ pub(crate) struct WorkerArgs {
 /// Largest service API request body: a job of 10,000 inputs is about 3 MB of JSON.
 const MAX_API_BODY: usize = 16 << 20;
 
-/// `/health`, and the service job API when a token is configured.
-async fn answer(
-    store: &Store,
-    token: Option<&str>,
+/// What `--listen` serves: the operations routes, and the service job API when a token is
+/// configured.
+struct Service {
+    store: Store,
+    objects: Objects,
+    token: Option<String>,
     allow_local_webhooks: bool,
+}
+
+/// `/health`, `/ready` and `/metrics` ([`tessera_batch::metrics::operations`]), and the
+/// service job API, each request counted by route and status.
+async fn answer(
+    service: &Service,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Full<Bytes>> {
+    let route = tessera_edge::route_template(request.method(), request.uri().path());
+    let response = answer_uncounted(service, request).await;
+    metrics().request(route, response.status().as_u16());
+    response
+}
+
+async fn answer_uncounted(
+    service: &Service,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let Service {
+        store,
+        objects,
+        token,
+        allow_local_webhooks,
+    } = service;
     use http_body_util::BodyExt as _;
     let text = |status: http::StatusCode, body: &'static str| {
         let mut response = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -70,11 +96,11 @@ async fn answer(
         response
     };
     let path = request.uri().path();
-    if path == "/health" {
-        return text(http::StatusCode::OK, "ok\n");
+    if let Some(answer) = operations(path, store, objects).await {
+        return answer.map(|body| Full::new(Bytes::from(body)));
     }
-    let service = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
-    let Some(token) = token.filter(|_| service) else {
+    let api = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
+    let Some(token) = token.as_deref().filter(|_| api) else {
         return text(http::StatusCode::NOT_FOUND, "not found\n");
     };
     let (parts, body) = request.into_parts();
@@ -88,7 +114,7 @@ async fn answer(
         );
     };
     let request = http::Request::from_parts(parts, body.to_bytes().to_vec());
-    tessera_batch::jobs::answer(store, token, allow_local_webhooks, &request)
+    tessera_batch::jobs::answer(store, token, *allow_local_webhooks, &request)
         .await
         .map(|body| Full::new(Bytes::from(body)))
 }
@@ -187,8 +213,12 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             options.workers, options.name
         );
         let stop = crate::interrupted()?;
-        let token = std::env::var("TESSERA_BACKEND_TOKEN").ok();
-        let api_store = pipeline.store.clone();
+        let service = std::rc::Rc::new(Service {
+            store: pipeline.store.clone(),
+            objects: pipeline.objects.clone(),
+            token: std::env::var("TESSERA_BACKEND_TOKEN").ok(),
+            allow_local_webhooks: allow_local,
+        });
         let serve_health = tessera_edge::native::serve_connections(
             listener,
             tessera_edge::native::ConnectionLimits {
@@ -196,12 +226,8 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 max_connections: 64,
             },
             move |request: http::Request<hyper::body::Incoming>| {
-                let (store, token) = (api_store.clone(), token.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        answer(&store, token.as_deref(), allow_local, request).await,
-                    )
-                }
+                let service = std::rc::Rc::clone(&service);
+                async move { Ok::<_, std::convert::Infallible>(answer(&service, request).await) }
             },
             std::future::pending(),
         );
