@@ -177,11 +177,38 @@ pub enum WebhookEvent {
     /// A job ended `failed`; `data` is its status, error included.
     #[serde(rename = "job.failed")]
     JobFailed,
+    /// A running job's progress reached another tenth (10 % to 90 %, each once; opt-in, as
+    /// every event is); `data` is its status without the per-input list.
+    #[serde(rename = "job.progress")]
+    JobProgress,
+    /// An upload was completed (its objects verified, its images recorded) and its job
+    /// created; `data` is an [`UploadCompletedEvent`].
+    #[serde(rename = "upload.completed")]
+    UploadCompleted,
+}
+
+/// The `data` of `upload.completed`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCompletedEvent {
+    /// The upload.
+    pub upload_id: String,
+    /// Its project.
+    pub project: String,
+    /// The job its completion created.
+    pub job_id: String,
+    /// Its images, in the upload's order.
+    pub image_ids: Vec<String>,
 }
 
 impl WebhookEvent {
     /// Every event, in the order the API documents them.
-    pub const ALL: [Self; 2] = [Self::JobCompleted, Self::JobFailed];
+    pub const ALL: [Self; 4] = [
+        Self::JobCompleted,
+        Self::JobFailed,
+        Self::JobProgress,
+        Self::UploadCompleted,
+    ];
 
     /// Its name on the wire.
     #[must_use]
@@ -189,6 +216,8 @@ impl WebhookEvent {
         match self {
             Self::JobCompleted => "job.completed",
             Self::JobFailed => "job.failed",
+            Self::JobProgress => "job.progress",
+            Self::UploadCompleted => "upload.completed",
         }
     }
 

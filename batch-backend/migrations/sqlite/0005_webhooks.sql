@@ -39,3 +39,7 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_at);
 CREATE INDEX webhook_deliveries_listed ON webhook_deliveries (project, created_at);
+
+-- The last tenth of a job's progress announced by a job.progress webhook (0 to 9): each
+-- tenth is announced once, by the one progress update that raises this column.
+ALTER TABLE jobs ADD COLUMN progress_step BIGINT NOT NULL DEFAULT 0;

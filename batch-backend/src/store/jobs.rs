@@ -15,7 +15,7 @@ use tessera_core::job::{
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::queue::{DEFAULT_MAX_ATTEMPTS, TaskKey};
-use tessera_core::webhook::WebhookEvent;
+use tessera_core::webhook::{UploadCompletedEvent, WebhookEvent};
 
 use super::{Store, Tx};
 
@@ -115,7 +115,7 @@ impl Store {
     /// Records the job `job_id` of `request`'s upload with its inputs and its first stage's
     /// tasks, in one transaction, unless that upload has a job: one job per upload, enforced
     /// by a unique column, so concurrent completions all get the same job. `.1` is whether
-    /// this call created it.
+    /// this call created it. An upload's job records the `upload.completed` webhook with it.
     ///
     /// # Errors
     /// The database's.
@@ -188,6 +188,26 @@ impl Store {
                     .bind(input.sha256.hex.clone());
             }
             query.execute(&mut *tx).await?;
+        }
+        if let Some(upload_id) = &request.upload_id {
+            let completed = UploadCompletedEvent {
+                upload_id: upload_id.clone(),
+                project: request.project.as_str().to_owned(),
+                job_id: job_id.as_str().to_owned(),
+                image_ids: request
+                    .inputs
+                    .iter()
+                    .map(|i| i.image_id.to_string())
+                    .collect(),
+            };
+            self.record_event(
+                &mut tx,
+                WebhookEvent::UploadCompleted,
+                &request.project,
+                &completed,
+                now,
+            )
+            .await?;
         }
         let first = tessera_core::job::PIPELINE[0];
         self.enqueue_stage(&mut tx, job_id, first, now).await?;
@@ -478,6 +498,39 @@ impl Store {
         .bind(job_id.as_str().to_owned())
         .execute(&self.pool)
         .await?;
+        self.announce_progress(job_id, fraction, now).await
+    }
+
+    /// Records a `job.progress` webhook when `fraction` reaches a tenth (10 % to 90 %) not
+    /// announced before: one per tenth per job, whichever update gets there first (the
+    /// conditional update of `progress_step` decides), so the event is throttled to at most
+    /// nine per job; 100 % is `job.completed`.
+    async fn announce_progress(&self, job_id: &JobId, fraction: f64, now: i64) -> Result<()> {
+        // A fraction in [0, 1]: its tenth is 0 to 10.
+        #[allow(clippy::cast_possible_truncation)]
+        let step = (fraction * 10.0).floor() as i64;
+        if !(1..10).contains(&step) {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(self.sql(
+            "UPDATE jobs SET progress_step = $1
+             WHERE job_id = $2 AND progress_step < $1 AND state = 'running'",
+        ))
+        .bind(step)
+        .bind(job_id.as_str().to_owned())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed && let Some(mut job) = self.job_on(&mut tx, job_id, now).await? {
+            // The status without its per-input list, as job lists give it.
+            job.inputs.clear();
+            let project = job.project.clone();
+            self.record_event(&mut tx, WebhookEvent::JobProgress, &project, &job, now)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -378,6 +378,67 @@ fn deliveries_are_signed_retried_disabled_dead_lettered_and_replayed() {
     stop(up);
 }
 
+/// An upload's completion and its job's progress by tenths arrive, in order, each verified.
+#[test]
+fn an_upload_s_completion_and_its_job_s_progress_are_announced() {
+    let data = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let up = start_up_with(data.path(), &[]);
+    let api = Api::of(&up, data.path());
+    let c = reqwest::Client::new();
+    runtime().block_on(async {
+        let events = ["upload.completed", "job.progress", "job.completed"];
+        let endpoint = api
+            .endpoint(&format!("{}/all", receiver.base), &events)
+            .await;
+        receiver
+            .put(&c, "/_secret/all", endpoint["secret"].as_str().unwrap())
+            .await;
+        let image = crate::jobs::Image::of("palms", "test1.jpg", photo());
+        let job_id = crate::jobs::upload(&c, &api.base, &api.key, "palms", &[image]).await;
+        wait_for(&api, "the job's events are delivered", |d| {
+            d.iter()
+                .any(|d| d["event"] == "job.completed" && d["state"] == "delivered")
+                && d.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+        let log = receiver.log(&c).await;
+        assert!(log.iter().all(|e| e["verified"] == true), "{log:#?}");
+        let bodies: Vec<Value> = log.iter().map(body).collect();
+        let types: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        let once = |event: &str| {
+            let found: Vec<&Value> = bodies.iter().filter(|b| b["type"] == event).collect();
+            assert_eq!(found.len(), 1, "{event}: {types:?}");
+            found[0].clone()
+        };
+        let completed = once("upload.completed");
+        assert_eq!(completed["data"]["job_id"], job_id.as_str());
+        assert_eq!(completed["data"]["image_ids"].as_array().unwrap().len(), 1);
+        assert_eq!(once("job.completed")["data"]["state"], "succeeded");
+        // Progress: at least one tenth, each tenth once (deliveries run concurrently, so
+        // their arrival order is not the events' order).
+        let mut tenths: Vec<i64> = bodies
+            .iter()
+            .filter(|b| b["type"] == "job.progress")
+            .map(|b| {
+                assert_eq!(b["data"]["job_id"], job_id.as_str());
+                (b["data"]["progress"]["fraction"].as_f64().unwrap() * 10.0).floor() as i64
+            })
+            .collect();
+        assert!(!tenths.is_empty(), "{types:?}");
+        let announced = tenths.len();
+        tenths.sort_unstable();
+        tenths.dedup();
+        assert_eq!(
+            tenths.len(),
+            announced,
+            "a tenth announced twice: {tenths:?}"
+        );
+        assert!(tenths.iter().all(|t| (1..10).contains(t)), "{tenths:?}");
+    });
+    stop(up);
+}
+
 #[test]
 fn deliveries_pending_when_the_process_is_killed_arrive_after_a_restart_with_their_ids() {
     let data = tempfile::tempdir().unwrap();
