@@ -186,8 +186,10 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Answers the operations routes of a native process, `None` for another path:
 /// `GET /health` (200 while the process serves), `GET /ready` (200 when the job store and
-/// storage answer, 503 naming the one that does not) and `GET /metrics`.
+/// storage answer, 503 naming the one that does not) and `GET /metrics`; another method is
+/// 405 with `Allow: GET`.
 pub async fn operations(
+    method: &http::Method,
     path: &str,
     store: &Store,
     objects: &Objects,
@@ -201,6 +203,24 @@ pub async fn operations(
             .expect("a valid response")
     };
     let json = "application/json";
+    if !matches!(path, "/health" | "/ready" | "/metrics") {
+        return None;
+    }
+    if method != http::Method::GET {
+        let body = tessera_core::error::ErrorBody::new(
+            tessera_core::error::ErrorCode::MethodNotAllowed,
+            format!("{path} answers GET only"),
+        );
+        let mut answer = answer(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            json,
+            serde_json::to_string(&body).expect("an error body serialises"),
+        );
+        answer
+            .headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+        return Some(answer);
+    }
     Some(match path {
         "/health" => answer(http::StatusCode::OK, json, r#"{"status":"ok"}"#.to_owned()),
         "/ready" => {

@@ -624,6 +624,16 @@ pub fn check_url(text: &str, allow_local: bool) -> Result<url::Url, UrlError> {
     if text.len() > MAX_URL_BYTES {
         return Err(malformed(format!("longer than {MAX_URL_BYTES} bytes")));
     }
+    // RFC 3986 §2: a URI is ASCII letters, digits, these marks and percent-escapes; an
+    // international name is written in punycode.
+    if let Some(c) = text
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)))
+    {
+        return Err(malformed(format!(
+            "{c:?} is not allowed in a URI (RFC 3986); percent-encode it, or write a name in punycode"
+        )));
+    }
     let url = url::Url::parse(text).map_err(|e| malformed(e.to_string()))?;
     match url.scheme() {
         "https" => {}
@@ -879,6 +889,17 @@ mod tests {
             check_url("/relative", false),
             Err(UrlError::Malformed { .. })
         ));
+        for not_a_uri in [
+            "https://\u{cf}/",
+            "https://a.example/b c",
+            "https://a.example/\"x\"",
+        ] {
+            assert!(
+                matches!(check_url(not_a_uri, true), Err(UrlError::Malformed { .. })),
+                "{not_a_uri}"
+            );
+        }
+        assert!(check_url("https://xn--bcher-kva.example/a%20b?c=d&e=f#g", false).is_ok());
         assert!(matches!(
             check_url("https://user:pw@hooks.example.com/", false),
             Err(UrlError::Credentials(_))

@@ -528,7 +528,8 @@ fn constrain(schemas: &mut Value) {
     let webhook = &mut schemas["CreateWebhook"];
     webhook["properties"]["project"]["pattern"] = json!(Project::pattern());
     webhook["properties"]["url"]["format"] = json!("uri");
-    webhook["properties"]["url"]["pattern"] = json!("^https://");
+    // https, or http where the host allows local webhooks (tessera up).
+    webhook["properties"]["url"]["pattern"] = json!("^https?://");
     webhook["properties"]["url"]["maxLength"] = json!(MAX_URL_BYTES);
     webhook["properties"]["events"]["minItems"] = json!(1);
     webhook["additionalProperties"] = json!(false);

@@ -69,6 +69,13 @@ fn up_is_ready_and_its_metrics_parse_and_move_with_requests_and_jobs() {
         let client = reqwest::Client::new();
         let get = |path: &str| client.get(format!("{base}{path}")).send();
         assert_eq!(get("/health").await.unwrap().status(), 200);
+        let trace = client
+            .request(reqwest::Method::TRACE, format!("{base}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(trace.status(), 405);
+        assert_eq!(trace.headers()["allow"], "GET");
         let ready = get("/ready").await.unwrap();
         assert_eq!(ready.status(), 200);
         let ready: Value = ready.json().await.unwrap();

@@ -414,7 +414,7 @@ async fn page_or_api(
             .map_err(|never| match never {})
             .boxed_unsync()
     };
-    if let Some(answer) = operations(path, jobs, &files.sink).await {
+    if let Some(answer) = operations(request.method(), path, jobs, &files.sink).await {
         return answer.map(whole);
     }
     if path.starts_with("/v1/") {

@@ -96,7 +96,7 @@ async fn answer_uncounted(
         response
     };
     let path = request.uri().path();
-    if let Some(answer) = operations(path, store, objects).await {
+    if let Some(answer) = operations(request.method(), path, store, objects).await {
         return answer.map(|body| Full::new(Bytes::from(body)));
     }
     let api = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
