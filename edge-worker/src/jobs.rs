@@ -135,6 +135,17 @@ impl<O: Outbound> HttpJobs<O> {
     }
 }
 
+/// A success's body as `T`; `None` for a 404; otherwise [`JobsError::Refused`].
+fn found<T: serde::de::DeserializeOwned>(
+    response: &http::Response<Vec<u8>>,
+) -> Result<Option<T>, JobsError> {
+    match response.status() {
+        StatusCode::NOT_FOUND => Ok(None),
+        s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
+        _ => Err(refused(response)),
+    }
+}
+
 fn refused(response: &http::Response<Vec<u8>>) -> JobsError {
     let body = String::from_utf8_lossy(response.body());
     JobsError::Refused {
@@ -157,11 +168,7 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
         // A JobId is [a-z0-9-]: safe in a path as it is.
         let path = format!("/v1/jobs/{job_id}");
         let response = self.call(Method::GET, &path, Vec::new()).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
-            _ => Err(refused(&response)),
-        }
+        found(&response)
     }
 
     async fn list(&self, query: &JobQuery) -> Result<JobPage, JobsError> {
@@ -234,21 +241,13 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
         let id: String = form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
         let path = format!("/v1/webhooks/deliveries/{id}");
         let response = self.call(Method::GET, &path, Vec::new()).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
-            _ => Err(refused(&response)),
-        }
+        found(&response)
     }
 
     async fn replay(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
         let id: String = form_urlencoded::byte_serialize(delivery_id.as_bytes()).collect();
         let path = format!("/v1/webhooks/deliveries/{id}/replay");
         let response = self.call(Method::POST, &path, Vec::new()).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(serde_json::from_slice(response.body())?)),
-            _ => Err(refused(&response)),
-        }
+        found(&response)
     }
 }

@@ -70,6 +70,12 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The columns [`delivery_of`] reads, of a delivery and its endpoint.
+const SELECT_DELIVERIES: &str =
+    "SELECT d.delivery_id, d.message_id, d.endpoint_id, d.project, e.url,
+        d.event, d.state, d.attempts, d.next_at, d.last_status, d.last_error, d.created_at
+     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id";
+
 fn delivery_of(row: &AnyRow) -> Result<WebhookDelivery> {
     let state: String = row.try_get("state")?;
     let state = DeliveryState::parse(&state).with_context(|| format!("state {state:?}"))?;
@@ -341,14 +347,12 @@ impl Store {
     /// # Errors
     /// The database's, or a row that does not parse.
     pub async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<WebhookDelivery>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT d.delivery_id, d.message_id, d.endpoint_id, d.project, e.url, d.event, d.state, d.attempts,
-                    d.next_at, d.last_status, d.last_error, d.created_at
-             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
+        let rows = sqlx::query(self.dynamic_sql(format!(
+            "{SELECT_DELIVERIES}
              WHERE ($1 IS NULL OR d.project = $1) AND ($2 IS NULL OR d.state = $2)
              ORDER BY d.created_at DESC, d.delivery_id DESC
-             LIMIT $3",
-        ))
+             LIMIT $3"
+        )))
         .bind(query.project.as_ref().map(|p| p.as_str().to_owned()))
         .bind(query.state.map(DeliveryState::as_str))
         .bind(i64::from(query.limit))
@@ -362,15 +366,11 @@ impl Store {
     /// # Errors
     /// The database's, or a row that does not parse.
     pub async fn delivery(&self, delivery_id: &str) -> Result<Option<WebhookDelivery>> {
-        let row = sqlx::query(self.sql(
-            "SELECT d.delivery_id, d.message_id, d.endpoint_id, d.project, e.url, d.event, d.state, d.attempts,
-                    d.next_at, d.last_status, d.last_error, d.created_at
-             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
-             WHERE d.delivery_id = $1",
-        ))
-        .bind(delivery_id.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query(self.dynamic_sql(format!("{SELECT_DELIVERIES} WHERE d.delivery_id = $1")))
+                .bind(delivery_id.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(delivery_of).transpose()
     }
 
