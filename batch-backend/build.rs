@@ -12,6 +12,8 @@
 //! each copy keeps to itself (`store::tests::gdal_leaves_the_store_s_sqlite_alone`).
 
 fn main() {
+    // sqlx's `migrate!` embeds the migration files: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg=-Wl,--exclude-libs,ALL");
     }

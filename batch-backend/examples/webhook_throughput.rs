@@ -64,6 +64,7 @@ async fn deliveries_per_second(n: usize, concurrency: usize, url: &str) -> f64 {
                 media_type: "image/jpeg".into(),
                 sha256: tessera_core::Sha256Digest::of(b"x"),
             }],
+            webhook: None,
         };
         let job_id = JobId::new(format!("job-{i}")).unwrap();
         store.create_job(&job_id, &request, 0).await.unwrap();

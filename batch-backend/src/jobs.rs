@@ -9,12 +9,13 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tessera_core::error::{ErrorBody, ErrorCode};
 use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus, parse_job_query};
-use tessera_core::job_inputs::MAX_JOB_INPUTS;
+use tessera_core::job_inputs::{JobPosted, MAX_JOB_INPUTS};
 use tessera_core::keys::JobId;
 use tessera_core::webhook::{
-    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, parse_delivery_query,
+    CreateWebhook, DeliveryPage, DeliveryQuery, UploadExpiredEvent, WebhookDelivery,
+    parse_delivery_query,
 };
-use tessera_edge::{Acted, Jobs, JobsError, Registered};
+use tessera_edge::{Acted, Created, Jobs, JobsError, Registered};
 
 use crate::store::Store;
 use crate::tasks::now_ms;
@@ -51,14 +52,17 @@ async fn list(store: &Store, query: &JobQuery) -> anyhow::Result<JobPage> {
     })
 }
 
-/// The job API over `http` types: `POST /v1/jobs` (201 with the [`JobStatus`], or 200 with
-/// the upload's existing job), `GET /v1/jobs` (a [`JobPage`]), `GET /v1/jobs/{id}` (200, or
+/// The job API over `http` types: `POST /v1/jobs` (201 with the [`JobPosted`]: the job and
+/// its own webhook endpoint with its secret when it names one; 200 with the upload's
+/// existing job; 400 `webhook` when its webhook is refused), `GET /v1/jobs` (a [`JobPage`]), `GET /v1/jobs/{id}` (200, or
 /// 404) and `POST /v1/jobs/{id}/{cancel,retry}` (200, 404, or 409 when the job's state does
 /// not allow it); and the webhook API: `POST /v1/webhooks` (201 with the endpoint and its
 /// secret, or 400 `webhook`; [`crate::webhook::register`] with `allow_local_webhooks`),
 /// `GET /v1/webhooks/deliveries` (a [`DeliveryPage`]), `GET /v1/webhooks/deliveries/{id}`
 /// (200, or 404) and
-/// `POST /v1/webhooks/deliveries/{id}/replay` (200, or 404). Every request must carry
+/// `POST /v1/webhooks/deliveries/{id}/replay` (200, or 404); and
+/// `POST /v1/events/upload-expired` (an [`UploadExpiredEvent`] from the edge's sweep,
+/// [`tessera_edge::expiry`]; 200, recorded once per upload). Every request must carry
 /// `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
 pub async fn answer(
     store: &Store,
@@ -85,9 +89,33 @@ pub async fn answer(
                     job.inputs.len()
                 ),
             ),
-            Ok(job) => match store.create_job(&new_job_id(), &job, now_ms()).await {
-                Ok((job, true)) => (StatusCode::CREATED, json!(job)),
-                Ok((job, false)) => (StatusCode::OK, json!(job)),
+            Ok(job) => {
+                match crate::webhook::create_job(store, &new_job_id(), &job, allow_local_webhooks)
+                    .await
+                {
+                    Ok(Ok((job, created, webhook))) => {
+                        let status = if created {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        };
+                        let posted = JobPosted {
+                            job,
+                            refused: Vec::new(),
+                            webhook,
+                        };
+                        (status, json!(posted))
+                    }
+                    Ok(Err(refused)) => error(ErrorCode::Webhook, &refused.to_string()),
+                    Err(e) => internal(&e),
+                }
+            }
+        }
+    } else if request.method() == Method::POST && path == "/v1/events/upload-expired" {
+        match serde_json::from_slice::<UploadExpiredEvent>(request.body()) {
+            Err(e) => error(ErrorCode::InvalidJson, &format!("request body: {e}")),
+            Ok(expired) => match store.upload_expired(&expired, now_ms()).await {
+                Ok(deliveries) => (StatusCode::OK, json!({ "deliveries": deliveries })),
                 Err(e) => internal(&e),
             },
         }
@@ -205,12 +233,18 @@ pub struct LocalJobs {
 }
 
 impl Jobs for LocalJobs {
-    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
-        self.store
-            .create_job(&new_job_id(), request, now_ms())
+    async fn create(&self, request: &JobRequest) -> Result<Created, JobsError> {
+        let job_id = new_job_id();
+        match crate::webhook::create_job(&self.store, &job_id, request, self.allow_local_webhooks)
             .await
-            .map(|(job, _created)| job)
-            .map_err(|e| JobsError::Backend(e.into()))
+        {
+            Ok(Ok((job, _created, webhook))) => Ok(Created::Done {
+                job: Box::new(job),
+                webhook,
+            }),
+            Ok(Err(refused)) => Ok(Created::WebhookRefused(refused.to_string())),
+            Err(e) => Err(JobsError::Backend(e.into())),
+        }
     }
 
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
@@ -259,6 +293,14 @@ impl Jobs for LocalJobs {
         self.store
             .replay_delivery(delivery_id, now_ms())
             .await
+            .map_err(|e| JobsError::Backend(e.into()))
+    }
+
+    async fn upload_expired(&self, event: &UploadExpiredEvent) -> Result<(), JobsError> {
+        self.store
+            .upload_expired(event, now_ms())
+            .await
+            .map(drop)
             .map_err(|e| JobsError::Backend(e.into()))
     }
 }

@@ -2,7 +2,8 @@
 //! schedule and URL rules: the only module that sends webhooks.
 //!
 //! - [`register`] checks an endpoint (its URL by [`check_url`], its host's addresses by a
-//!   lookup) and records it with a fresh secret.
+//!   lookup) and records it with a fresh secret; [`create_job`] does the same for a job's own
+//!   endpoint, made with its job.
 //! - [`run`] is a process's delivery loop, beside its workers ([`crate::worker::run`]): claim
 //!   a due delivery (a lease), POST it signed, record what the answer means. Several
 //!   processes share one outbox; a killed one's delivery is taken again when its lease ends,
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use tessera_core::job::{JobRequest, JobStatus};
+use tessera_core::keys::JobId;
 use tessera_core::webhook::{
     ATTEMPT_TIMEOUT_MS, AfterAttempt, CreateWebhook, DeliverySchedule, SECRET_BYTES, UrlError,
     WebhookEndpoint, WebhookRequestError, WebhookSecret, after_attempt, check_url,
@@ -54,9 +57,7 @@ impl Default for DeliveryOptions {
     }
 }
 
-/// Checks a webhook endpoint and records it with a fresh secret (32 bytes from the operating
-/// system's CSPRNG): [`CreateWebhook::checked`], then, unless `allow_local`, every address
-/// its host name resolves to must be public ([`forbidden_address`]).
+/// Checks a webhook endpoint and records it with a fresh secret ([`checked_with_secret`]).
 ///
 /// # Errors
 /// The outer one is the database's or the random source's; the inner one is the request's
@@ -66,6 +67,52 @@ pub async fn register(
     request: &CreateWebhook,
     allow_local: bool,
 ) -> Result<Result<WebhookEndpoint, WebhookRequestError>> {
+    Ok(match checked_with_secret(request, allow_local).await? {
+        Ok((request, secret)) => Ok(store.create_endpoint(&request, &secret, now_ms()).await?),
+        Err(refused) => Err(refused),
+    })
+}
+
+/// Records the job `request` asks for ([`Store::create_job_with_webhook`]), with its own
+/// endpoint when it names one ([`checked_with_secret`] first: a refused URL makes no job).
+///
+/// # Errors
+/// The outer one is the database's or the random source's; the inner one is the webhook's
+/// refusal, for a 400.
+pub async fn create_job(
+    store: &Store,
+    job_id: &JobId,
+    request: &JobRequest,
+    allow_local: bool,
+) -> Result<Result<(JobStatus, bool, Option<WebhookEndpoint>), WebhookRequestError>> {
+    let Some(hook) = &request.webhook else {
+        return Ok(Ok(store
+            .create_job_with_webhook(job_id, request, None, now_ms())
+            .await?));
+    };
+    let (hook, secret) = match checked_with_secret(hook, allow_local).await? {
+        Ok(checked) => checked,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let request = JobRequest {
+        webhook: Some(hook),
+        ..request.clone()
+    };
+    Ok(Ok(store
+        .create_job_with_webhook(job_id, &request, Some(&secret), now_ms())
+        .await?))
+}
+
+/// A webhook endpoint checked, with a fresh secret (32 bytes from the operating system's
+/// CSPRNG): [`CreateWebhook::checked`], then, unless `allow_local`, every address its host
+/// name resolves to must be public ([`forbidden_address`]).
+///
+/// # Errors
+/// The outer one is the random source's; the inner one is the request's refusal.
+async fn checked_with_secret(
+    request: &CreateWebhook,
+    allow_local: bool,
+) -> Result<Result<(CreateWebhook, WebhookSecret), WebhookRequestError>> {
     let request = match request.checked(allow_local) {
         Ok(request) => request,
         Err(e) => return Ok(Err(e)),
@@ -80,10 +127,7 @@ pub async fn register(
     }
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the random source failed: {e}"))?;
-    let secret = WebhookSecret::from_bytes(&bytes)?;
-    Ok(Ok(store
-        .create_endpoint(&request, &secret, now_ms())
-        .await?))
+    Ok(Ok((request, WebhookSecret::from_bytes(&bytes)?)))
 }
 
 /// `host`'s addresses, refused when one of them is a [`forbidden_address`] or the name does

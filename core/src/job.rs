@@ -51,6 +51,10 @@ pub struct JobRequest {
     pub project: Project,
     /// One entry per image, in order.
     pub inputs: Vec<JobInput>,
+    /// The job's own webhook endpoint ([`crate::job_inputs::CreateJob::webhook`]), made with
+    /// the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::CreateWebhook>,
 }
 
 impl JobRequest {
@@ -81,6 +85,7 @@ impl JobRequest {
             .collect();
         Self {
             upload_id: None,
+            webhook: None,
             project: project.clone(),
             inputs,
         }

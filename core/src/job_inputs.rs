@@ -32,6 +32,7 @@ use crate::keys::Project;
 use crate::limits::{ImageFormat, sniff};
 use crate::manifest::Sha256Digest;
 use crate::search::{ImageQuery, QueryError, parse_image_query};
+use crate::webhook::{CreateWebhook, WebhookEndpoint, WebhookEvent, WebhookRequestError};
 
 /// The most inputs one job takes, however they are named.
 pub const MAX_JOB_INPUTS: usize = 10_000;
@@ -80,7 +81,20 @@ pub struct CreateJob {
     /// Every recorded image of the project that matches, in (acquisition date, id) order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<JobSearch>,
+    /// Where this job's own events are POSTed, signed, beside the project's endpoints:
+    /// checked as `POST /v1/webhooks`'s `url` is ([`crate::webhook::check_url`]). The
+    /// answer carries the endpoint and its secret, once ([`JobPosted::webhook`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// The events `webhook_url` receives, among `job.completed`, `job.failed` and
+    /// `job.progress`; [`JOB_WEBHOOK_EVENTS`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<WebhookEvent>>,
 }
+
+/// The events a job's own endpoint receives unless its request names others.
+pub const JOB_WEBHOOK_EVENTS: [WebhookEvent; 2] =
+    [WebhookEvent::JobCompleted, WebhookEvent::JobFailed];
 
 /// The filters of a job's search: those of `GET /v1/images`, the project aside.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -188,6 +202,42 @@ impl CreateJob {
             _ => return Err(JobInputsError::Selection),
         };
         Ok((project, selection))
+    }
+
+    /// The job's own webhook endpoint, when `webhook_url` is given: for `project`, receiving
+    /// `webhook_events` (default [`JOB_WEBHOOK_EVENTS`]), checked by
+    /// [`CreateWebhook::checked`] with `allow_local` (the edge passes `true`: the batch
+    /// backend, which knows whether local addresses are allowed, checks again and resolves
+    /// the host).
+    ///
+    /// # Errors
+    /// [`WebhookRequestError`]: `webhook_events` without `webhook_url`, an event that is not
+    /// a job's, no events, or a refused URL.
+    pub fn webhook(
+        &self,
+        project: &Project,
+        allow_local: bool,
+    ) -> Result<Option<CreateWebhook>, WebhookRequestError> {
+        let Some(url) = &self.webhook_url else {
+            return match self.webhook_events {
+                Some(_) => Err(WebhookRequestError::EventsWithoutUrl),
+                None => Ok(None),
+            };
+        };
+        let events = self
+            .webhook_events
+            .clone()
+            .unwrap_or_else(|| JOB_WEBHOOK_EVENTS.to_vec());
+        if let Some(event) = events.iter().find(|e| !e.is_job_event()) {
+            return Err(WebhookRequestError::NotJobEvent(*event));
+        }
+        CreateWebhook {
+            project: project.as_str().to_owned(),
+            url: url.clone(),
+            events,
+        }
+        .checked(allow_local)
+        .map(Some)
     }
 }
 
@@ -357,6 +407,10 @@ pub struct JobPosted {
     pub job: JobStatus,
     /// Posted files that are not inputs of the job, in posting order.
     pub refused: Vec<RefusedFile>,
+    /// The job's own webhook endpoint ([`CreateJob::webhook_url`]), with its secret: the
+    /// one time it is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookEndpoint>,
 }
 
 /// `ids` without repeats (first occurrence kept), refused when empty or over `max`.
@@ -410,6 +464,54 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<CreateJob>(r#"{"project":"p","images":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_jobs_own_webhook_takes_job_events_and_a_checked_url() {
+        let palms = Project::new("palms").unwrap();
+        let ids = r#""project":"palms","image_ids":["a"]"#;
+        assert_eq!(body(&format!("{{{ids}}}")).webhook(&palms, false), Ok(None));
+        let hook = body(&format!(
+            r#"{{{ids},"webhook_url":"https://hooks.example.com/t"}}"#
+        ))
+        .webhook(&palms, false)
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (hook.project.as_str(), hook.url.as_str(), hook.events),
+            (
+                "palms",
+                "https://hooks.example.com/t",
+                JOB_WEBHOOK_EVENTS.to_vec()
+            )
+        );
+        let progress = body(&format!(
+            r#"{{{ids},"webhook_url":"https://h.example.com","webhook_events":["job.progress","job.progress"]}}"#
+        ))
+        .webhook(&palms, false)
+        .unwrap()
+        .unwrap();
+        assert_eq!(progress.events, [WebhookEvent::JobProgress]);
+        let refused = |json: String| body(&json).webhook(&palms, false).unwrap_err().to_string();
+        assert_eq!(
+            refused(format!(
+                r#"{{{ids},"webhook_url":"https://h.example.com","webhook_events":["upload.completed"]}}"#
+            )),
+            "a job's webhook receives job events only (job.completed, job.failed, job.progress), not upload.completed"
+        );
+        assert_eq!(
+            refused(format!(r#"{{{ids},"webhook_events":["job.failed"]}}"#)),
+            "webhook_events needs webhook_url"
+        );
+        assert!(
+            refused(format!(r#"{{{ids},"webhook_url":"http://127.0.0.1:9/"}}"#))
+                .contains("127.0.0.1")
+        );
+        assert!(
+            body(&format!(r#"{{{ids},"webhook_url":"http://127.0.0.1:9/"}}"#))
+                .webhook(&palms, true)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub enum WebhookEvent {
     /// created; `data` is an [`UploadCompletedEvent`].
     #[serde(rename = "upload.completed")]
     UploadCompleted,
+    /// An upload's presigned URLs expired before it was completed: its files never all
+    /// arrived (a tab closed, a device offline too long). `data` is an
+    /// [`UploadExpiredEvent`]. A later completion (every object in storage after all) is
+    /// still accepted and announced as `upload.completed`.
+    #[serde(rename = "upload.expired")]
+    UploadExpired,
 }
 
 /// The `data` of `upload.completed`.
@@ -201,13 +207,32 @@ pub struct UploadCompletedEvent {
     pub image_ids: Vec<String>,
 }
 
+/// The `data` of `upload.expired`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadExpiredEvent {
+    /// The upload.
+    pub upload_id: String,
+    /// Its project.
+    pub project: String,
+    /// When it was planned (`POST /v1/uploads`), Unix seconds.
+    pub created_at: u64,
+    /// When its presigned URLs expired, Unix seconds.
+    pub expired_at: u64,
+    /// Its planned images, in the upload's order.
+    pub image_ids: Vec<String>,
+    /// Their file names as the client gave them, in the same order.
+    pub file_names: Vec<String>,
+}
+
 impl WebhookEvent {
     /// Every event, in the order the API documents them.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::JobCompleted,
         Self::JobFailed,
         Self::JobProgress,
         Self::UploadCompleted,
+        Self::UploadExpired,
     ];
 
     /// Its name on the wire.
@@ -218,7 +243,17 @@ impl WebhookEvent {
             Self::JobFailed => "job.failed",
             Self::JobProgress => "job.progress",
             Self::UploadCompleted => "upload.completed",
+            Self::UploadExpired => "upload.expired",
         }
+    }
+
+    /// Whether it is about a job (what a job's own endpoint may receive).
+    #[must_use]
+    pub const fn is_job_event(self) -> bool {
+        matches!(
+            self,
+            Self::JobCompleted | Self::JobFailed | Self::JobProgress
+        )
     }
 
     /// The event of a name; `None` for another.
@@ -269,6 +304,10 @@ pub struct WebhookEndpoint {
     /// The signing secret, `whsec_…`: answered once, when the endpoint is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The job whose events alone it receives (`webhook_url` on `POST /v1/jobs`); absent
+    /// for a project's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
     /// Whether deliveries stopped (the endpoint answered 410 Gone).
     pub disabled: bool,
     /// When it was registered, Unix seconds.
@@ -369,6 +408,12 @@ pub enum WebhookRequestError {
     /// A query parameter is unknown or its value is not accepted.
     #[error("query parameter {0}")]
     Query(String),
+    /// A job's own endpoint asked for an event that is not about a job.
+    #[error("a job's webhook receives job events only (job.completed, job.failed, job.progress), not {}", .0.as_str())]
+    NotJobEvent(WebhookEvent),
+    /// A job request names `webhook_events` but no `webhook_url`.
+    #[error("webhook_events needs webhook_url")]
+    EventsWithoutUrl,
 }
 
 fn event_names() -> String {

@@ -64,6 +64,8 @@ pub const MAX_JOB_INPUTS: &str = "TESSERA_MAX_JOB_INPUTS";
 pub const RATE_BURST: &str = "TESSERA_RATE_BURST";
 /// Token bucket refill.
 pub const RATE_PER_SECOND: &str = "TESSERA_RATE_PER_SECOND";
+/// Lifetime of an upload's presigned PUT URLs.
+pub const UPLOAD_URL_SECONDS: &str = "TESSERA_UPLOAD_URL_SECONDS";
 /// The batch backend's URL.
 pub const BACKEND_URL: &str = "TESSERA_BACKEND_URL";
 /// The batch backend's service token.
@@ -116,6 +118,11 @@ pub const VARIABLES: &[Variable] = &[
         MAX_JOB_INPUTS,
         "most inputs of one job (`POST /v1/jobs`), 1 to 10,000",
         Unset::Value("10000"),
+    ),
+    var(
+        UPLOAD_URL_SECONDS,
+        "lifetime of an upload's presigned PUT URLs, seconds, 1 to 604,800; an upload not completed by then is announced once by the `upload.expired` webhook",
+        Unset::Value("900"),
     ),
     var(
         RATE_BURST,
@@ -218,6 +225,22 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             })
     }
 
+    fn upload_url_lifetime(&self) -> Result<Duration, ConfigError> {
+        let value = self.text(UPLOAD_URL_SECONDS)?;
+        let max_s = tessera_core::presign::MAX_EXPIRES_IN.as_secs();
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max_s).contains(n))
+            .map(Duration::from_secs)
+            .ok_or(ConfigError::Invalid {
+                name: UPLOAD_URL_SECONDS,
+                value,
+                expected: "a whole number of seconds from 1 to 604800",
+            })
+    }
+
     fn grants(&self) -> Result<Vec<ApiKeyGrant>, ConfigError> {
         self.list(API_KEY_HASHES)?
             .into_iter()
@@ -276,7 +299,10 @@ impl Config {
         let read = Reader(lookup);
         Ok(Self {
             storage,
-            policy: UploadPolicy::default(),
+            policy: UploadPolicy {
+                expires_in: read.upload_url_lifetime()?,
+                ..UploadPolicy::default()
+            },
             get_expires_in: DOWNLOAD_URL_LIFETIME,
             api_keys: read.grants()?,
             cors_origins: read.list(CORS_ORIGINS)?,
@@ -289,7 +315,8 @@ impl Config {
     }
 
     /// The variables that [`Config::from_lookup`] reads back into this configuration (the
-    /// upload policy and GET lifetime are not variables), e.g. for `wrangler dev --var`.
+    /// upload policy beyond its URL lifetime and the GET lifetime are not variables), e.g.
+    /// for `wrangler dev --var`.
     #[must_use]
     pub fn to_vars(&self) -> Vec<(&'static str, String)> {
         let addressing = match self.storage.addressing {
@@ -310,6 +337,10 @@ impl Config {
             (CORS_ORIGINS, self.cors_origins.join(",")),
             (MAX_BODY_BYTES, self.max_body_bytes.to_string()),
             (MAX_JOB_INPUTS, self.max_job_inputs.to_string()),
+            (
+                UPLOAD_URL_SECONDS,
+                self.policy.expires_in.as_secs().to_string(),
+            ),
             (RATE_BURST, self.rate_burst.to_string()),
             (RATE_PER_SECOND, self.rate_per_second.to_string()),
         ]

@@ -9,9 +9,11 @@ use std::future::Future;
 
 use http::{Method, Request, StatusCode};
 use tessera_core::job::{JobAction, JobPage, JobQuery, JobRequest, JobStatus};
+use tessera_core::job_inputs::JobPosted;
 use tessera_core::keys::JobId;
 use tessera_core::webhook::{
-    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, WebhookEndpoint,
+    CreateWebhook, DeliveryPage, DeliveryQuery, UploadExpiredEvent, WebhookDelivery,
+    WebhookEndpoint,
 };
 
 use crate::{Outbound, OutboundError};
@@ -51,6 +53,21 @@ pub enum Acted {
     Conflict(String),
 }
 
+/// What creating a job came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The job (or the upload's existing job), and its own webhook endpoint with its secret
+    /// when the request named one ([`JobRequest::webhook`]).
+    Done {
+        /// The job's status.
+        job: Box<JobStatus>,
+        /// Its endpoint, secret included.
+        webhook: Option<WebhookEndpoint>,
+    },
+    /// Its webhook was refused (400 `webhook`; the message says why): no job was made.
+    WebhookRefused(String),
+}
+
 /// What registering a webhook endpoint came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Registered {
@@ -62,8 +79,8 @@ pub enum Registered {
 
 /// The batch backend as the edge sees it: jobs, and the webhooks that report them.
 pub trait Jobs {
-    /// Records a queued job for a completed upload and returns its status.
-    fn create(&self, request: &JobRequest) -> impl Future<Output = Result<JobStatus, JobsError>>;
+    /// Records a queued job (for a completed upload, or asked for) and returns its status.
+    fn create(&self, request: &JobRequest) -> impl Future<Output = Result<Created, JobsError>>;
     /// One job's status; `Ok(None)` when the backend has no such job.
     fn status(&self, job_id: &JobId) -> impl Future<Output = Result<Option<JobStatus>, JobsError>>;
     /// One page of jobs, newest first.
@@ -94,12 +111,18 @@ pub trait Jobs {
         &self,
         delivery_id: &str,
     ) -> impl Future<Output = Result<Option<WebhookDelivery>, JobsError>>;
+    /// Announces `upload.expired` ([`crate::expiry`]); idempotent per upload.
+    fn upload_expired(
+        &self,
+        event: &UploadExpiredEvent,
+    ) -> impl Future<Output = Result<(), JobsError>>;
 }
 
 /// The backend's job API over HTTP: `POST {base_url}/v1/jobs`, `GET {base_url}/v1/jobs`,
 /// `GET {base_url}/v1/jobs/{id}`, `POST {base_url}/v1/jobs/{id}/{cancel,retry}`,
-/// `POST {base_url}/v1/webhooks`, `GET {base_url}/v1/webhooks/deliveries[/{id}]` and
-/// `POST {base_url}/v1/webhooks/deliveries/{id}/replay`, each with
+/// `POST {base_url}/v1/webhooks`, `GET {base_url}/v1/webhooks/deliveries[/{id}]`,
+/// `POST {base_url}/v1/webhooks/deliveries/{id}/replay` and
+/// `POST {base_url}/v1/events/upload-expired`, each with
 /// `Authorization: Bearer {token}`.
 #[derive(Debug, Clone)]
 pub struct HttpJobs<O> {
@@ -155,13 +178,28 @@ fn refused(response: &http::Response<Vec<u8>>) -> JobsError {
 }
 
 impl<O: Outbound> Jobs for HttpJobs<O> {
-    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
+    async fn create(&self, request: &JobRequest) -> Result<Created, JobsError> {
         let body = serde_json::to_vec(request).expect("a job request serialises");
         let response = self.call(Method::POST, "/v1/jobs", body).await?;
-        if !response.status().is_success() {
-            return Err(refused(&response));
+        match response.status() {
+            StatusCode::BAD_REQUEST if request.webhook.is_some() => {
+                let body: tessera_core::error::ErrorBody = serde_json::from_slice(response.body())?;
+                match body.code {
+                    tessera_core::error::ErrorCode::Webhook => {
+                        Ok(Created::WebhookRefused(body.message))
+                    }
+                    _ => Err(refused(&response)),
+                }
+            }
+            s if s.is_success() => {
+                let posted: JobPosted = serde_json::from_slice(response.body())?;
+                Ok(Created::Done {
+                    job: Box::new(posted.job),
+                    webhook: posted.webhook,
+                })
+            }
+            _ => Err(refused(&response)),
         }
-        Ok(serde_json::from_slice(response.body())?)
     }
 
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
@@ -249,5 +287,16 @@ impl<O: Outbound> Jobs for HttpJobs<O> {
         let path = format!("/v1/webhooks/deliveries/{id}/replay");
         let response = self.call(Method::POST, &path, Vec::new()).await?;
         found(&response)
+    }
+
+    async fn upload_expired(&self, event: &UploadExpiredEvent) -> Result<(), JobsError> {
+        let body = serde_json::to_vec(event).expect("an event serialises");
+        let response = self
+            .call(Method::POST, "/v1/events/upload-expired", body)
+            .await?;
+        if !response.status().is_success() {
+            return Err(refused(&response));
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@
 //! | `GET /v1/jobs/{id}` | the batch job's status ([`tessera_core::job::JobStatus`]) |
 //! | `POST /v1/jobs/{id}/cancel`, `…/retry` | cancel a job; run again what failed |
 //! | `GET /v1/jobs/{id}/events` | the job's progress as server-sent events ([`events`]) |
+//! | `POST /v1/webhooks`, `GET /v1/webhooks/deliveries`, `POST /v1/webhooks/deliveries/{id}/replay` | webhook endpoints and their deliveries, kept by the batch backend |
 //!
 //! Errors are tessera-core's [`ErrorBody`](tessera_core::error::ErrorBody) `{code, message}`:
 //! 4xx with a stable code for the client's mistakes, 5xx logged with details and answered
@@ -34,6 +35,7 @@
 //! | [`sqlite`], `workers.rs` | the two hosts' stores and glue: SQLite and hyper natively ([`native`]), D1 and `fetch` on Workers |
 //! | [`jobs`] | how the edge reaches the batch backend |
 //! | [`events`] | a job's server-sent events: which frame, when |
+//! | [`expiry`] | uploads whose URLs expired before completion, announced as `upload.expired` |
 //! | [`posted`] | a job posted with its files (`multipart/form-data`), on the native hosts |
 //! | [`openapi`] | the OpenAPI document |
 
@@ -43,9 +45,9 @@ use http::{Request, Response};
 
 pub use crate::config::{BackendConfig, Config, ConfigError};
 pub use crate::events::JobEvents;
-pub use crate::jobs::{Acted, HttpJobs, Jobs, JobsError, Registered};
+pub use crate::jobs::{Acted, Created, HttpJobs, Jobs, JobsError, Registered};
 pub use crate::routes::{Admission, Admitted, ClientAddr, Edge, PostedJob, route_template};
-pub use crate::store::{MIGRATIONS, Store, StoreError, UploadRow, conformance};
+pub use crate::store::{ExpiredUpload, MIGRATIONS, Store, StoreError, UploadRow, conformance};
 pub use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
 };
@@ -53,6 +55,7 @@ pub use crate::wire::{
 pub mod config;
 mod error;
 pub mod events;
+pub mod expiry;
 pub mod jobs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -217,6 +217,7 @@ where
             upload_id: None,
             project,
             inputs,
+            webhook: None,
         },
         refused,
     ))

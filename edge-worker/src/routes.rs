@@ -30,7 +30,7 @@ use tessera_core::webhook::{CreateWebhook, parse_delivery_query};
 
 use crate::error::{ApiError, ApiResult, json_response, log_error};
 use crate::events::JobEvents;
-use crate::jobs::{Acted, JobsError, Registered};
+use crate::jobs::{Acted, Created, JobsError, Registered};
 use crate::store::IMAGES_PER_CALL;
 use crate::wire::{
     Download, ImageAnswer, SearchPage, UploadCompleted, UploadCreated, UploadTarget,
@@ -45,7 +45,7 @@ mod tests;
 /// limiter's buckets live here, so on Workers the limit is per isolate.
 pub struct Edge<S, O, J> {
     pub(crate) config: Config,
-    store: S,
+    pub(crate) store: S,
     outbound: O,
     pub(crate) jobs: J,
     buckets: RefCell<HashMap<String, TokenBucket>>,
@@ -528,8 +528,15 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         let manifests = plan_upload(&request, &self.config.policy, &mut image_id, today)
             .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
         let upload_id = new_id();
+        let expires_at = unix_s(now + self.config.policy.expires_in);
         self.store
-            .create_upload(&upload_id, &request.project, &manifests, unix_s(now))
+            .create_upload(
+                &upload_id,
+                &request.project,
+                &manifests,
+                unix_s(now),
+                expires_at,
+            )
             .await?;
         let mut objects = Vec::new();
         for manifest in &manifests {
@@ -677,7 +684,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             .map_err(|e| ApiError::internal("stored upload", &e))?;
         let request = JobRequest::for_upload(upload_id, &project, &upload.manifests);
         match self.jobs.create(&request).await {
-            Ok(job) => Ok(job.job_id.to_string()),
+            Ok(Created::Done { job, .. }) => Ok(job.job_id.to_string()),
+            Ok(Created::WebhookRefused(message)) => Err(ApiError::internal(
+                "job trigger",
+                &format!("an upload's job has no webhook, yet one was refused: {message}"),
+            )),
             Err(e) => {
                 log_error("job trigger", &e);
                 Err(ApiError::new(
@@ -800,7 +811,17 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             return self.posted_job_refused(posted, ErrorCode::JobInputs, message);
         }
         let mut answer = match self.jobs.create(request).await {
-            Ok(job) => json_response(StatusCode::CREATED, &JobPosted { job, refused }),
+            Ok(Created::Done { job, webhook }) => json_response(
+                StatusCode::CREATED,
+                &JobPosted {
+                    job: *job,
+                    refused,
+                    webhook,
+                },
+            ),
+            Ok(Created::WebhookRefused(message)) => {
+                ApiError::new(ErrorCode::Webhook, message).into_response()
+            }
             Err(e) => {
                 log_error("job creation", &e);
                 ApiError::new(
@@ -822,19 +843,26 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             .selection(self.config.max_job_inputs)
             .map_err(refused)?;
         reach(scope, &project)?;
+        // The URL's form is checked here; the batch backend checks it again, knowing whether
+        // local addresses are allowed, and resolves its host.
+        let webhook = request
+            .webhook(&project, true)
+            .map_err(|e| ApiError::new(ErrorCode::Webhook, e.to_string()))?;
         let manifests = self.job_inputs(&project, selection).await?;
-        match self
-            .jobs
-            .create(&JobRequest::for_images(&project, &manifests))
-            .await
-        {
-            Ok(job) => Ok(json_response(
+        let job = JobRequest {
+            webhook,
+            ..JobRequest::for_images(&project, &manifests)
+        };
+        match self.jobs.create(&job).await {
+            Ok(Created::Done { job, webhook }) => Ok(json_response(
                 StatusCode::CREATED,
                 &JobPosted {
-                    job,
+                    job: *job,
                     refused: Vec::new(),
+                    webhook,
                 },
             )),
+            Ok(Created::WebhookRefused(message)) => Err(ApiError::new(ErrorCode::Webhook, message)),
             Err(e) => {
                 log_error("job creation", &e);
                 Err(ApiError::new(

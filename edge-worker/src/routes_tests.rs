@@ -16,13 +16,14 @@ use tessera_core::keys::JobId;
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::{DeclaredImage, DeclaredObject, UploadPolicy, UploadRequest};
 use tessera_core::webhook::{
-    CreateWebhook, DeliveryPage, DeliveryQuery, WebhookDelivery, WebhookEndpoint,
+    CreateWebhook, DeliveryPage, DeliveryQuery, UploadExpiredEvent, WebhookDelivery,
+    WebhookEndpoint,
 };
 use tessera_core::{ObjectKind, Sha256Digest};
 
 use crate::sqlite::SqliteStore;
 use crate::{
-    Acted, Admission, ClientAddr, Config, Edge, Jobs, JobsError, Outbound, OutboundError,
+    Acted, Admission, ClientAddr, Config, Created, Edge, Jobs, JobsError, Outbound, OutboundError,
     Registered,
 };
 
@@ -90,6 +91,8 @@ struct ScriptedJobs {
     down: Cell<bool>,
     /// Jobs cancelled through the API (by number).
     cancelled: RefCell<Vec<usize>>,
+    /// `upload.expired` announcements.
+    expired: RefCell<Vec<UploadExpiredEvent>>,
 }
 
 impl ScriptedJobs {
@@ -99,16 +102,32 @@ impl ScriptedJobs {
 }
 
 impl Jobs for &ScriptedJobs {
-    async fn create(&self, request: &JobRequest) -> Result<JobStatus, JobsError> {
+    /// A job's webhook is registered as `create_webhook` does, with the job's id.
+    async fn create(&self, request: &JobRequest) -> Result<Created, JobsError> {
         if self.down.get() {
             return Err(JobsError::Refused {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 body: "down for maintenance".into(),
             });
         }
+        let webhook = match &request.webhook {
+            None => None,
+            Some(hook) => match self.create_webhook(hook).await? {
+                Registered::Done(endpoint) => Some(endpoint),
+                Registered::Refused(message) => return Ok(Created::WebhookRefused(message)),
+            },
+        };
         let mut requests = self.requests.borrow_mut();
         requests.push(request.clone());
-        Ok(ScriptedJobs::queued(requests.len(), request))
+        let job = ScriptedJobs::queued(requests.len(), request);
+        let webhook = webhook.map(|endpoint| WebhookEndpoint {
+            job_id: Some(job.job_id.to_string()),
+            ..endpoint
+        });
+        Ok(Created::Done {
+            job: Box::new(job),
+            webhook,
+        })
     }
 
     async fn status(&self, job_id: &JobId) -> Result<Option<JobStatus>, JobsError> {
@@ -169,6 +188,7 @@ impl Jobs for &ScriptedJobs {
                 url: request.url,
                 events: request.events,
                 secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+                job_id: None,
                 disabled: false,
                 created_at: 0,
             }),
@@ -187,6 +207,17 @@ impl Jobs for &ScriptedJobs {
 
     async fn replay(&self, _delivery_id: &str) -> Result<Option<WebhookDelivery>, JobsError> {
         Ok(None)
+    }
+
+    async fn upload_expired(&self, event: &UploadExpiredEvent) -> Result<(), JobsError> {
+        if self.down.get() {
+            return Err(JobsError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: "down for maintenance".into(),
+            });
+        }
+        self.expired.borrow_mut().push(event.clone());
+        Ok(())
     }
 }
 
@@ -948,6 +979,153 @@ fn webhook_routes_relay_the_backend_s_answers_and_check_their_input() {
     );
     let (status, _) = edge.api(Method::GET, "/v1/webhooks", &Value::Null);
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[test]
+fn a_job_s_own_webhook_is_made_with_it_and_its_secret_answered_once() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let (_, ids) = completed_upload(&edge, &storage, "palms", &["a.jpg"]);
+    let job = |extra: Value| {
+        let mut body = json!({"project": "palms", "image_ids": [ids[0]]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        edge.api(Method::POST, "/v1/jobs", &body)
+    };
+    let (status, made) = job(json!({"webhook_url": "https://hooks.example.com/job"}));
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(
+        (
+            &made["webhook"]["url"],
+            &made["webhook"]["events"],
+            &made["webhook"]["job_id"]
+        ),
+        (
+            &json!("https://hooks.example.com/job"),
+            &json!(["job.completed", "job.failed"]),
+            &made["job_id"]
+        )
+    );
+    assert!(
+        made["webhook"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    let sent = jobs
+        .requests
+        .borrow()
+        .last()
+        .unwrap()
+        .webhook
+        .clone()
+        .unwrap();
+    assert_eq!(sent.project, "palms");
+    let (status, listed) = edge.api(
+        Method::GET,
+        &format!("/v1/jobs/{}", made["job_id"].as_str().unwrap()),
+        &Value::Null,
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed.get("webhook").is_none(),
+        "the secret is answered once: {listed}"
+    );
+
+    let before = jobs.requests.borrow().len();
+    for (extra, says) in [
+        (
+            json!({"webhook_url": "https://h.example.com", "webhook_events": ["upload.completed"]}),
+            "job events only",
+        ),
+        (
+            json!({"webhook_events": ["job.failed"]}),
+            "needs webhook_url",
+        ),
+        (json!({"webhook_url": "ftp://h.example.com/"}), "https"),
+        // Refused by the backend (its host checks), after the edge's check of the form.
+        (json!({"webhook_url": "https://10.0.0.1/"}), "private"),
+    ] {
+        let (status, refused) = job(extra.clone());
+        assert_eq!(
+            (status, &refused["code"]),
+            (StatusCode::BAD_REQUEST, &json!("webhook")),
+            "{extra}: {refused}"
+        );
+        assert!(
+            refused["message"].as_str().unwrap().contains(says),
+            "{extra}: {refused}"
+        );
+    }
+    assert_eq!(
+        jobs.requests.borrow().len(),
+        before,
+        "no refused job was made"
+    );
+}
+
+#[test]
+fn uploads_whose_urls_expired_uncompleted_are_announced_once() {
+    let (storage, jobs) = (ScriptedStorage::default(), ScriptedJobs::default());
+    let edge = Harness::new(&storage, &jobs, config());
+    let lifetime = config().policy.expires_in;
+    let (status, abandoned) = edge.api(
+        Method::POST,
+        "/v1/uploads",
+        &upload_request(&["left.jpg", "behind.jpg"]),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    let abandoned_id = abandoned["upload_id"].as_str().unwrap().to_owned();
+    let (completed, _) = completed_upload(&edge, &storage, "palms", &["done.jpg"]);
+    let sweep = |at: SystemTime| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(edge.edge.expire_uploads(at))
+    };
+    let planned_at = edge.now.get();
+    assert_eq!(
+        sweep(planned_at + lifetime - Duration::from_secs(1)).unwrap(),
+        0
+    );
+    // The backend is down: nothing is marked, the next sweep announces it.
+    jobs.down.set(true);
+    let failed = sweep(planned_at + lifetime).unwrap_err();
+    assert!(failed.to_string().contains(&abandoned_id), "{failed}");
+    jobs.down.set(false);
+    assert_eq!(sweep(planned_at + lifetime).unwrap(), 1);
+    assert_eq!(
+        sweep(planned_at + lifetime * 2).unwrap(),
+        0,
+        "announced once"
+    );
+    let expired = jobs.expired.borrow();
+    assert_eq!(expired.len(), 1);
+    let event = &expired[0];
+    let planned_s = planned_at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(
+        (
+            event.upload_id.as_str(),
+            event.project.as_str(),
+            event.created_at,
+            event.expired_at,
+            event.file_names.clone(),
+            event.image_ids.len()
+        ),
+        (
+            abandoned_id.as_str(),
+            "palms",
+            planned_s,
+            planned_s + lifetime.as_secs(),
+            vec!["left.jpg".to_owned(), "behind.jpg".to_owned()],
+            2
+        )
+    );
+    assert_ne!(
+        event.upload_id, completed,
+        "a completed upload is not expired"
+    );
 }
 
 /// A key granted only the project `oaks`, and one granted `oaks` and `pines`.

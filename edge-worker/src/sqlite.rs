@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::Manifest;
 use tessera_core::search::ImageQuery;
 
+use crate::store::ExpiredUpload;
 use crate::store::sql;
 use crate::{MIGRATIONS, Store, StoreError, UploadRow};
 
@@ -114,14 +115,49 @@ impl Store for SqliteStore {
         project: &str,
         manifests: &[Manifest],
         now_s: u64,
+        expires_at_s: u64,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(manifests).expect("manifests serialise");
         self.with("create_upload", |c| {
             c.execute(
                 sql::INSERT_UPLOAD,
-                params![upload_id, project, json, unix_i64(now_s)],
+                params![
+                    upload_id,
+                    project,
+                    json,
+                    unix_i64(now_s),
+                    unix_i64(expires_at_s)
+                ],
             )
             .map(drop)
+        })
+    }
+
+    async fn expired_uploads(
+        &self,
+        now_s: u64,
+        limit: u32,
+    ) -> Result<Vec<ExpiredUpload>, StoreError> {
+        self.with("expired_uploads", |c| {
+            let mut statement = c.prepare_cached(sql::EXPIRED_UPLOADS)?;
+            let rows = statement.query_map(params![unix_i64(now_s), limit], |r| {
+                Ok(ExpiredUpload {
+                    upload_id: r.get(0)?,
+                    project: r.get(1)?,
+                    manifests: serde_json::from_str(&r.get::<_, String>(2)?)
+                        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                    created_at_s: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    expires_at_s: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn mark_expired(&self, upload_id: &str, now_s: u64) -> Result<bool, StoreError> {
+        self.with("mark_expired", |c| {
+            c.execute(sql::MARK_EXPIRED, params![upload_id, unix_i64(now_s)])
+                .map(|n| n == 1)
         })
     }
 

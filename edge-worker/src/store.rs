@@ -9,13 +9,25 @@ use tessera_core::search::ImageQuery;
 
 /// The SQL migrations, in order: applied to D1 by wrangler and to SQLite by
 /// [`crate::sqlite`].
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_upload_expiry.sql",
+        include_str!("../migrations/0002_upload_expiry.sql"),
+    ),
+];
 
 /// The SQL both stores run (D1 and SQLite), with `?N` parameters only.
 pub(crate) mod sql {
-    pub(crate) const INSERT_UPLOAD: &str =
-        "INSERT INTO uploads (upload_id, project, manifests, created_at) VALUES (?1, ?2, ?3, ?4)";
+    pub(crate) const INSERT_UPLOAD: &str = "INSERT INTO uploads \
+         (upload_id, project, manifests, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+    /// Uploads whose URLs expired by ?1, neither completed nor announced, at most ?2, those
+    /// expired first first.
+    pub(crate) const EXPIRED_UPLOADS: &str = "SELECT upload_id, project, manifests, created_at, expires_at \
+         FROM uploads WHERE completed_at IS NULL AND expired_at IS NULL AND expires_at <= ?1 \
+         ORDER BY expires_at, upload_id LIMIT ?2";
+    pub(crate) const MARK_EXPIRED: &str =
+        "UPDATE uploads SET expired_at = ?2 WHERE upload_id = ?1 AND expired_at IS NULL";
     pub(crate) const UPLOAD: &str = "SELECT project, manifests, completed_at IS NOT NULL AS completed, job_id \
          FROM uploads WHERE upload_id = ?1";
     pub(crate) const MARK_COMPLETED: &str =
@@ -86,16 +98,33 @@ pub struct UploadRow {
     pub job_id: Option<String>,
 }
 
+/// An upload whose presigned URLs expired before it was completed ([`Store::expired_uploads`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredUpload {
+    /// The upload.
+    pub upload_id: String,
+    /// Its project.
+    pub project: String,
+    /// The planned manifests.
+    pub manifests: Vec<Manifest>,
+    /// When it was planned, Unix seconds.
+    pub created_at_s: u64,
+    /// When its URLs expired, Unix seconds.
+    pub expires_at_s: u64,
+}
+
 /// The metadata store: D1 on Workers, SQLite natively, same SQL ([`MIGRATIONS`]). Every
 /// implementation passes [`conformance`].
 pub trait Store {
-    /// Records a planned upload; an existing `upload_id` is an error.
+    /// Records a planned upload whose presigned URLs expire at `expires_at_s` (Unix
+    /// seconds); an existing `upload_id` is an error.
     fn create_upload(
         &self,
         upload_id: &str,
         project: &str,
         manifests: &[Manifest],
         now_s: u64,
+        expires_at_s: u64,
     ) -> impl Future<Output = Result<(), StoreError>>;
     /// One upload, if it exists.
     fn upload(
@@ -105,6 +134,19 @@ pub trait Store {
     /// Inserts the upload's images and marks it completed, atomically. `Ok(false)` when it
     /// was already completed or does not exist (nothing is written twice).
     fn complete_upload(
+        &self,
+        upload_id: &str,
+        now_s: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+    /// Uploads whose URLs expired at or before `now_s`, not completed and not yet marked
+    /// ([`Store::mark_expired`]): at most `limit`, those expired first first.
+    fn expired_uploads(
+        &self,
+        now_s: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ExpiredUpload>, StoreError>>;
+    /// Marks an upload's expiry announced; `Ok(false)` when it already was or does not exist.
+    fn mark_expired(
         &self,
         upload_id: &str,
         now_s: u64,
@@ -214,6 +256,7 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
             CONFORMANCE_PROJECT,
             &[a1.clone(), a2.clone()],
             1_700_000_000,
+            1_700_003_600,
         )
         .await
         .map_err(fail("create_upload"))?;
@@ -223,13 +266,14 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
             CONFORMANCE_PROJECT,
             std::slice::from_ref(&b1),
             1_700_000_001,
+            1_700_000_101,
         )
         .await
         .map_err(fail("create_upload"))?;
     check(
         "an upload id is recorded once",
         store
-            .create_upload(a, CONFORMANCE_PROJECT, &[], 1_700_000_002)
+            .create_upload(a, CONFORMANCE_PROJECT, &[], 1_700_000_002, 1_700_000_003)
             .await
             .is_err(),
         true,
@@ -249,6 +293,51 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
         "images are not searchable before complete",
         ids(&store.search(&search(&[])).await.map_err(fail("search"))?),
         vec![],
+    )?;
+
+    // b's URLs expire first (…101), a's at …3600.
+    let expired = |now_s| async move {
+        store
+            .expired_uploads(now_s, 10)
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|u| (u.upload_id, u.created_at_s, u.expires_at_s))
+                    .collect::<Vec<_>>()
+            })
+            .map_err(fail("expired_uploads"))
+    };
+    check(
+        "an upload is not expired before its URLs expire",
+        expired(1_700_000_100).await?,
+        vec![],
+    )?;
+    check(
+        "expired uploads are found, expired first first, with their times",
+        expired(1_700_003_600).await?,
+        vec![
+            (b.to_owned(), 1_700_000_001, 1_700_000_101),
+            (a.to_owned(), 1_700_000_000, 1_700_003_600),
+        ],
+    )?;
+    check(
+        "an expiry is marked once",
+        (
+            store
+                .mark_expired(b, 1_700_003_601)
+                .await
+                .map_err(fail("mark_expired"))?,
+            store
+                .mark_expired(b, 1_700_003_602)
+                .await
+                .map_err(fail("mark_expired"))?,
+        ),
+        (true, false),
+    )?;
+    check(
+        "a marked upload is not found again",
+        expired(1_700_003_600).await?,
+        vec![(a.to_owned(), 1_700_000_000, 1_700_003_600)],
     )?;
 
     check(
@@ -273,6 +362,11 @@ pub async fn conformance<S: Store>(store: &S) -> Result<(), ConformanceFailure> 
         .complete_upload(b, 1_700_000_013)
         .await
         .map_err(fail("complete_upload"))?;
+    check(
+        "a completed upload is not expired, nor is one completed after its expiry",
+        expired(1_800_000_000).await?,
+        vec![],
+    )?;
     check(
         "a completed upload reads back completed",
         store.upload(a).await.map_err(fail("upload"))?,

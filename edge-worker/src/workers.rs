@@ -12,9 +12,9 @@ use tessera_core::Manifest;
 use tessera_core::search::ImageQuery;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::d1::D1Database;
-use worker::{Context, Env, HttpRequest, event};
+use worker::{Context, Env, HttpRequest, ScheduleContext, ScheduledEvent, event};
 
-use crate::store::sql;
+use crate::store::{ExpiredUpload, sql};
 use crate::{
     BackendConfig, Config, Edge, HttpJobs, Outbound, OutboundError, Store, StoreError, UploadRow,
 };
@@ -74,6 +74,7 @@ impl Store for D1Store {
         project: &str,
         manifests: &[Manifest],
         now_s: u64,
+        expires_at_s: u64,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(manifests).expect("manifests serialise");
         self.0
@@ -83,12 +84,69 @@ impl Store for D1Store {
                 text(project),
                 text(&json),
                 JsValue::from_f64(now_s as f64),
+                JsValue::from_f64(expires_at_s as f64),
             ])
             .map_err(failed("create_upload"))?
             .run()
             .await
             .map_err(failed("create_upload"))?;
         Ok(())
+    }
+
+    async fn expired_uploads(
+        &self,
+        now_s: u64,
+        limit: u32,
+    ) -> Result<Vec<ExpiredUpload>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            upload_id: String,
+            project: String,
+            manifests: String,
+            created_at: f64,
+            expires_at: f64,
+        }
+        let rows = self
+            .0
+            .prepare(sql::EXPIRED_UPLOADS)
+            .bind(&[
+                JsValue::from_f64(now_s as f64),
+                JsValue::from_f64(f64::from(limit)),
+            ])
+            .map_err(failed("expired_uploads"))?
+            .all()
+            .await
+            .map_err(failed("expired_uploads"))?
+            .results::<Row>()
+            .map_err(failed("expired_uploads"))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ExpiredUpload {
+                    upload_id: r.upload_id,
+                    project: r.project,
+                    manifests: serde_json::from_str(&r.manifests).map_err(corrupt("upload"))?,
+                    // D1 answers numbers as JavaScript numbers: whole seconds, exact below 2^53.
+                    created_at_s: r.created_at as u64,
+                    expires_at_s: r.expires_at as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_expired(&self, upload_id: &str, now_s: u64) -> Result<bool, StoreError> {
+        let result = self
+            .0
+            .prepare(sql::MARK_EXPIRED)
+            .bind(&[text(upload_id), JsValue::from_f64(now_s as f64)])
+            .map_err(failed("mark_expired"))?
+            .run()
+            .await
+            .map_err(failed("mark_expired"))?;
+        Ok(result
+            .meta()
+            .map_err(failed("mark_expired"))?
+            .and_then(|m| m.changes)
+            == Some(1))
     }
 
     async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError> {
@@ -319,6 +377,21 @@ fn random_uuid() -> String {
         .call0(&crypto)
         .expect("randomUUID() returns");
     uuid.as_string().unwrap_or_default()
+}
+
+/// The cron trigger (`[triggers] crons` in `wrangler.toml`): announces uploads whose URLs
+/// expired before they were completed ([`crate::expiry`]).
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let now = UNIX_EPOCH + Duration::from_millis(worker::Date::now().as_millis());
+    let swept = match edge(&env) {
+        Ok(edge) => edge.expire_uploads(now).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match swept {
+        Ok(announced) => tracing::info!(announced, "upload.expired sweep"),
+        Err(error) => tracing::error!(%error, "upload.expired sweep failed"),
+    }
 }
 
 #[event(fetch)]

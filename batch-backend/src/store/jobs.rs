@@ -15,8 +15,9 @@ use tessera_core::job::{
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::queue::{DEFAULT_MAX_ATTEMPTS, TaskKey};
-use tessera_core::webhook::{UploadCompletedEvent, WebhookEvent};
+use tessera_core::webhook::{UploadCompletedEvent, WebhookEndpoint, WebhookEvent, WebhookSecret};
 
+use super::webhooks::Subject;
 use super::{Store, Tx};
 
 /// Rows per multi-row `INSERT` of a job's inputs and tasks (SQLite allows 32,766 bound
@@ -125,6 +126,25 @@ impl Store {
         request: &JobRequest,
         now: i64,
     ) -> Result<(JobStatus, bool)> {
+        let (job, created, _) = self
+            .create_job_with_webhook(job_id, request, None, now)
+            .await?;
+        Ok((job, created))
+    }
+
+    /// [`Store::create_job`], and, when `request` names a webhook (checked, its host
+    /// resolved: [`crate::webhook::create_job`]), the job's own endpoint with
+    /// `webhook_secret`, in the same transaction; `.2` is that endpoint, with its secret.
+    ///
+    /// # Errors
+    /// The database's; a webhook without a secret.
+    pub async fn create_job_with_webhook(
+        &self,
+        job_id: &JobId,
+        request: &JobRequest,
+        webhook_secret: Option<&WebhookSecret>,
+        now: i64,
+    ) -> Result<(JobStatus, bool, Option<WebhookEndpoint>)> {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(self.sql(
             "INSERT INTO jobs (job_id, upload_id, project, state, inputs_total, created_at, updated_at)
@@ -154,7 +174,7 @@ impl Store {
                 .job(&existing, now)
                 .await?
                 .context("the upload's job vanished")?;
-            return Ok((job, false));
+            return Ok((job, false, None));
         }
         for (chunk_at, chunk) in request.inputs.chunks(INSERT_CHUNK).enumerate() {
             let values: Vec<String> = (0..chunk.len())
@@ -203,12 +223,23 @@ impl Store {
             self.record_event(
                 &mut tx,
                 WebhookEvent::UploadCompleted,
-                &request.project,
+                Subject::Upload {
+                    project: &request.project,
+                    upload_id,
+                },
                 &completed,
                 now,
             )
             .await?;
         }
+        let webhook = match (&request.webhook, webhook_secret) {
+            (Some(hook), Some(secret)) => Some(
+                self.insert_endpoint(&mut tx, hook, secret, Some(job_id), now)
+                    .await?,
+            ),
+            (Some(_), None) => anyhow::bail!("a job's webhook needs its secret"),
+            (None, _) => None,
+        };
         let first = tessera_core::job::PIPELINE[0];
         self.enqueue_stage(&mut tx, job_id, first, now).await?;
         sqlx::query(self.sql("UPDATE jobs SET stage = $1 WHERE job_id = $2"))
@@ -221,7 +252,7 @@ impl Store {
             .job(job_id, now)
             .await?
             .context("a job just created is missing")?;
-        Ok((job, true))
+        Ok((job, true, webhook))
     }
 
     /// Enqueues `stage`'s tasks for the job ([`shards`]: from its input count and its
@@ -527,7 +558,11 @@ impl Store {
             // The status without its per-input list, as job lists give it.
             job.inputs.clear();
             let project = job.project.clone();
-            self.record_event(&mut tx, WebhookEvent::JobProgress, &project, &job, now)
+            let subject = Subject::Job {
+                project: &project,
+                job: job_id,
+            };
+            self.record_event(&mut tx, WebhookEvent::JobProgress, subject, &job, now)
                 .await?;
         }
         tx.commit().await?;
@@ -698,7 +733,11 @@ impl Store {
                     .job_on(&mut tx, job_id, now)
                     .await?
                     .context("a job just changed is missing")?;
-                self.record_event(&mut tx, webhook, &job.project, &job, now)
+                let subject = Subject::Job {
+                    project: &job.project,
+                    job: job_id,
+                };
+                self.record_event(&mut tx, webhook, subject, &job, now)
                     .await?;
             }
             tx.commit().await?;

@@ -12,10 +12,10 @@
 use anyhow::{Context as _, Result};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use tessera_core::keys::Project;
+use tessera_core::keys::{JobId, Project};
 use tessera_core::webhook::{
-    AfterAttempt, CreateWebhook, DeliveryQuery, DeliveryState, Payload, WebhookDelivery,
-    WebhookEndpoint, WebhookEvent, WebhookSecret,
+    AfterAttempt, CreateWebhook, DeliveryQuery, DeliveryState, Payload, UploadExpiredEvent,
+    WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSecret,
 };
 
 use super::{Store, Tx};
@@ -23,6 +23,25 @@ use super::{Store, Tx};
 /// How long a process holds a delivery it is attempting: twice an attempt's time limit
 /// ([`tessera_core::webhook::ATTEMPT_TIMEOUT_MS`]), so a live attempt never loses it.
 pub const DELIVERY_LEASE_MS: i64 = 2 * 15_000;
+
+/// What an event is about: which endpoints receive it, and how its `webhook-id` is made.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Subject<'a> {
+    /// A job's event: its project's endpoints and its own; a fresh id.
+    Job {
+        /// The job's project.
+        project: &'a Project,
+        /// The job.
+        job: &'a JobId,
+    },
+    /// An upload's event: its project's endpoints; the id its upload and event name make.
+    Upload {
+        /// The upload's project.
+        project: &'a Project,
+        /// The upload.
+        upload_id: &'a str,
+    },
+}
 
 /// A delivery claimed for one attempt: everything needed to send it.
 #[derive(Debug, Clone)]
@@ -111,10 +130,29 @@ impl Store {
         secret: &WebhookSecret,
         now: i64,
     ) -> Result<WebhookEndpoint> {
+        let mut tx = self.begin_write().await?;
+        let endpoint = self
+            .insert_endpoint(&mut tx, request, secret, None, now)
+            .await?;
+        tx.commit().await?;
+        Ok(endpoint)
+    }
+
+    /// Inserts an endpoint in `tx`: a project's, or with `job` one that receives that job's
+    /// events only (made with the job, [`Store::create_job`]).
+    pub(super) async fn insert_endpoint(
+        &self,
+        tx: &mut Tx,
+        request: &CreateWebhook,
+        secret: &WebhookSecret,
+        job: Option<&JobId>,
+        now: i64,
+    ) -> Result<WebhookEndpoint> {
         let endpoint_id = new_id("ep_");
+        let job_id = job.map(|j| j.as_str().to_owned());
         sqlx::query(self.sql(
-            "INSERT INTO webhook_endpoints (endpoint_id, project, url, events, secret, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO webhook_endpoints (endpoint_id, project, url, events, secret, created_at, job_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         ))
         .bind(endpoint_id.clone())
         .bind(request.project.clone())
@@ -122,7 +160,8 @@ impl Store {
         .bind(events_column(&request.events))
         .bind(secret.to_string())
         .bind(now)
-        .execute(&self.pool)
+        .bind(job_id.clone())
+        .execute(&mut **tx)
         .await?;
         Ok(WebhookEndpoint {
             endpoint_id,
@@ -130,6 +169,7 @@ impl Store {
             url: request.url.clone(),
             events: request.events.clone(),
             secret: Some(secret.to_string()),
+            job_id,
             disabled: false,
             created_at: seconds(now),
         })
@@ -141,7 +181,7 @@ impl Store {
     /// The database's.
     pub async fn endpoints(&self, project: &Project) -> Result<Vec<WebhookEndpoint>> {
         let rows = sqlx::query(self.sql(
-            "SELECT endpoint_id, project, url, events, disabled_at, created_at
+            "SELECT endpoint_id, project, url, events, job_id, disabled_at, created_at
              FROM webhook_endpoints WHERE project = $1 ORDER BY created_at, endpoint_id",
         ))
         .bind(project.as_str().to_owned())
@@ -155,6 +195,7 @@ impl Store {
                     url: row.try_get("url")?,
                     events: events_of(&row.try_get::<String, _>("events")?)?,
                     secret: None,
+                    job_id: row.try_get("job_id")?,
                     disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
                     created_at: seconds(row.try_get("created_at")?),
                 })
@@ -163,8 +204,10 @@ impl Store {
     }
 
     /// Records `event` about `data` for every enabled endpoint of `project` that receives
-    /// it, in `tx` (the change that causes it): one `webhook-id` for all, the body
-    /// `{type, timestamp, data}` as it will be signed and sent. Returns the deliveries made.
+    /// it (a job's own endpoint only for its job's events), in `tx` (the change that causes
+    /// it): one `webhook-id` for all, the body `{type, timestamp, data}` as it will be signed
+    /// and sent. An upload's event has the one `webhook-id` its upload and event name make,
+    /// so recording it again adds nothing. Returns the deliveries made.
     ///
     /// # Errors
     /// The database's.
@@ -172,7 +215,7 @@ impl Store {
         &self,
         tx: &mut Tx,
         event: WebhookEvent,
-        project: &Project,
+        subject: Subject<'_>,
         data: &T,
         now: i64,
     ) -> Result<u64> {
@@ -184,24 +227,35 @@ impl Store {
             timestamp,
             data,
         })?;
+        let (project, job, message_id) = match subject {
+            Subject::Job { project, job } => (project, Some(job.as_str()), new_id("msg_")),
+            Subject::Upload { project, upload_id } => {
+                let name = format!("{} {upload_id}", event.as_str());
+                let digest = tessera_core::Sha256Digest::of(name.as_bytes());
+                (project, None, format!("msg_{}", &digest.hex[..32]))
+            }
+        };
         let endpoints: Vec<String> = sqlx::query(self.sql(
             "SELECT endpoint_id FROM webhook_endpoints
              WHERE project = $1 AND disabled_at IS NULL AND events LIKE $2
+               AND (job_id IS NULL OR job_id = $3)
              ORDER BY endpoint_id",
         ))
         .bind(project.as_str().to_owned())
         .bind(format!("% {} %", event.as_str()))
+        .bind(job.map(str::to_owned))
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| row.try_get("endpoint_id"))
         .collect::<Result<_, _>>()?;
-        let message_id = new_id("msg_");
+        let mut made = 0;
         for endpoint_id in &endpoints {
-            sqlx::query(self.sql(
+            made += sqlx::query(self.sql(
                 "INSERT INTO webhook_deliveries
                    (delivery_id, message_id, endpoint_id, project, event, payload, state, next_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)
+                 ON CONFLICT (message_id, endpoint_id) DO NOTHING",
             ))
             .bind(new_id("dlv_"))
             .bind(message_id.clone())
@@ -211,9 +265,35 @@ impl Store {
             .bind(payload.clone())
             .bind(now)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
         }
-        Ok(endpoints.len() as u64)
+        Ok(made)
+    }
+
+    /// Records `upload.expired` for `expired` ([`Store::record_event`]): once per upload,
+    /// however often the edge reports it.
+    ///
+    /// # Errors
+    /// The database's, or a bad project name.
+    pub async fn upload_expired(&self, expired: &UploadExpiredEvent, now: i64) -> Result<u64> {
+        let project = Project::new(expired.project.as_str())
+            .map_err(|e| anyhow::anyhow!("upload {}: {e}", expired.upload_id))?;
+        let mut tx = self.begin_write().await?;
+        let made = self
+            .record_event(
+                &mut tx,
+                WebhookEvent::UploadExpired,
+                Subject::Upload {
+                    project: &project,
+                    upload_id: &expired.upload_id,
+                },
+                expired,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(made)
     }
 
     /// Claims the delivery due first for `worker`, under a lease of [`DELIVERY_LEASE_MS`],

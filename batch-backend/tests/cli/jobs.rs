@@ -1064,7 +1064,7 @@ fn jobs_are_listed_by_page_cancelled_and_retried_through_the_edge() {
 fn the_edge_s_http_client_and_the_service_job_api_agree() {
     use tessera_batch::store::Store;
     use tessera_core::job::{JobAction, JobQuery, JobRequest};
-    use tessera_edge::{Acted, HttpJobs, Jobs, JobsError, Outbound, OutboundError};
+    use tessera_edge::{Acted, Created, HttpJobs, Jobs, JobsError, Outbound, OutboundError};
 
     struct Loopback(Store);
     impl Outbound for Loopback {
@@ -1095,11 +1095,16 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             "service-token",
             Loopback(store.clone()),
         );
-        let created = http.create(&request).await.unwrap();
+        let create = async |request: &JobRequest| match http.create(request).await.unwrap() {
+            Created::Done { job, webhook } => (*job, webhook),
+            Created::WebhookRefused(message) => panic!("{message}"),
+        };
+        let (created, webhook) = create(&request).await;
+        assert_eq!(webhook, None);
         assert_eq!(created.state.as_str(), "queued");
         assert_eq!((created.progress.done, created.progress.total), (0, 1));
         // Creating it again (a second completion) gives the same job.
-        assert_eq!(http.create(&request).await.unwrap().job_id, created.job_id);
+        assert_eq!(create(&request).await.0.job_id, created.job_id);
         assert_eq!(
             http.status(&created.job_id).await.unwrap(),
             Some(created.clone())
@@ -1156,12 +1161,58 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             }
             other => panic!("{other:?}"),
         }
+        // A job's own webhook: refused (no job made), or made with the job, its secret once.
+        let with_hook = |url: &str| JobRequest {
+            upload_id: None,
+            webhook: Some(CreateWebhook {
+                events: vec![WebhookEvent::JobCompleted],
+                ..hook(url)
+            }),
+            ..request.clone()
+        };
+        match http.create(&with_hook("https://10.0.0.1/h")).await.unwrap() {
+            Created::WebhookRefused(message) => assert!(message.contains("private"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let (job, endpoint) = create(&with_hook("https://8.8.4.4/h")).await;
+        let endpoint = endpoint.unwrap();
+        assert_eq!(endpoint.job_id.as_deref(), Some(job.job_id.as_str()));
+        assert!(endpoint.secret.unwrap().starts_with("whsec_"));
         let query = DeliveryQuery {
             project: Some(Project::new("palms").unwrap()),
             state: None,
             limit: 10,
         };
         assert_eq!(http.deliveries(&query).await.unwrap().deliveries, []);
+        // upload.expired reaches the outbox once however often the edge announces it: the
+        // endpoint registered above does not take it, so register one that does.
+        let expired = match http
+            .create_webhook(&CreateWebhook {
+                events: vec![WebhookEvent::UploadExpired],
+                ..hook("https://8.8.8.8/expired")
+            })
+            .await
+            .unwrap()
+        {
+            tessera_edge::Registered::Done(endpoint) => endpoint,
+            other => panic!("{other:?}"),
+        };
+        let event = tessera_core::webhook::UploadExpiredEvent {
+            upload_id: "upload-9".into(),
+            project: "palms".into(),
+            created_at: 1,
+            expired_at: 901,
+            image_ids: vec!["i".into()],
+            file_names: vec!["i.jpg".into()],
+        };
+        http.upload_expired(&event).await.unwrap();
+        http.upload_expired(&event).await.unwrap();
+        let deliveries = http.deliveries(&query).await.unwrap().deliveries;
+        assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+        assert_eq!(
+            (deliveries[0].event, &deliveries[0].endpoint_id),
+            (WebhookEvent::UploadExpired, &expired.endpoint_id)
+        );
         assert_eq!(http.replay("dlv_nothing/../x").await.unwrap(), None);
         let wrong = HttpJobs::new("http://jobs.internal", "guess", Loopback(store));
         match wrong.create(&request).await {

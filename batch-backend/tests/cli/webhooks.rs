@@ -563,3 +563,121 @@ fn webhook_urls_to_loopback_private_and_link_local_addresses_are_refused_unless_
         assert!(error.contains("link-local"), "{error}");
     });
 }
+
+/// A job's own endpoint (`webhook_url` on `POST /v1/jobs`) gets that job's events and no
+/// other's, signed with the secret its creation answered; an upload planned and left
+/// uncompleted past its URLs' lifetime is announced as `upload.expired`, once.
+#[test]
+fn a_job_s_own_webhook_and_an_abandoned_upload_are_announced() {
+    let data = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let up = start_up_with(data.path(), &["--upload-url-seconds", "4"]);
+    let api = Api::of(&up, data.path());
+    let c = reqwest::Client::new();
+    runtime().block_on(async {
+        let project = api
+            .endpoint(
+                &format!("{}/project", receiver.base),
+                &["upload.expired", "job.completed"],
+            )
+            .await;
+        receiver
+            .put(&c, "/_secret/project", project["secret"].as_str().unwrap())
+            .await;
+
+        // Planned, never PUT nor completed.
+        let left = crate::jobs::Image::of("palms", "left-behind.jpg", photo());
+        let (status, abandoned) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/uploads",
+                Some(json!({"project": "palms", "files": [left.manifest]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{abandoned}");
+        let abandoned_id = abandoned["upload_id"].as_str().unwrap();
+
+        let image = crate::jobs::Image::of("palms", "test1.jpg", photo());
+        let upload_job = crate::jobs::upload(&c, &api.base, &api.key, "palms", &[image]).await;
+        let (status, made) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/jobs",
+                Some(json!({
+                    "project": "palms",
+                    "search": {},
+                    "webhook_url": format!("{}/job", receiver.base),
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{made}");
+        let job_id = made["job_id"].as_str().unwrap().to_owned();
+        assert_eq!(made["webhook"]["job_id"], job_id.as_str());
+        receiver
+            .put(&c, "/_secret/job", made["webhook"]["secret"].as_str().unwrap())
+            .await;
+        // A refused webhook makes no job.
+        let (status, refused) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/jobs",
+                Some(json!({"project": "palms", "search": {}, "webhook_url": "https://user:pw@example.com/"})),
+            )
+            .await;
+        assert_eq!((status, &refused["code"]), (400, &json!("webhook")), "{refused}");
+        let (_, listed) = api
+            .call(reqwest::Method::GET, "/v1/jobs?project=palms", None)
+            .await;
+        assert_eq!(listed["jobs"].as_array().unwrap().len(), 2, "{listed}");
+
+        wait_for(&api, "job.completed twice and upload.expired, delivered", |d| {
+            d.len() == 4 && d.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+        let log = receiver.log(&c).await;
+        assert!(log.iter().all(|e| e["verified"] == true), "{log:#?}");
+        let events = |path: &str| -> Vec<(Value, Value)> {
+            by_id(&log, path)
+                .iter()
+                .map(|(_, attempts)| {
+                    let b = body(attempts[0]);
+                    let subject = if b["type"] == "upload.expired" {
+                        b["data"]["upload_id"].clone()
+                    } else {
+                        b["data"]["job_id"].clone()
+                    };
+                    (b["type"].clone(), subject)
+                })
+                .collect()
+        };
+        assert_eq!(
+            events("job"),
+            [(json!("job.completed"), json!(job_id))],
+            "the job's endpoint hears of its job only"
+        );
+        let mut heard = events("project");
+        heard.sort_by_key(|(t, s)| format!("{t}{s}"));
+        let mut expected = vec![
+            (json!("job.completed"), json!(job_id)),
+            (json!("job.completed"), json!(upload_job)),
+            (json!("upload.expired"), json!(abandoned_id)),
+        ];
+        expected.sort_by_key(|(t, s)| format!("{t}{s}"));
+        assert_eq!(heard, expected);
+        let expired = log
+            .iter()
+            .map(body)
+            .find(|b| b["type"] == "upload.expired")
+            .unwrap();
+        assert_eq!(expired["data"]["file_names"], json!(["left-behind.jpg"]));
+        assert_eq!(
+            expired["data"]["expired_at"].as_u64().unwrap()
+                - expired["data"]["created_at"].as_u64().unwrap(),
+            4
+        );
+        // Announced once: a later sweep adds nothing.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(api.deliveries("project=palms").await.len(), 4);
+    });
+    stop(up);
+}

@@ -74,6 +74,8 @@ pub struct Stack {
     pub edge: String,
     pub storage: StorageTarget,
     pub jobs: Arc<Mutex<Vec<Value>>>,
+    /// The `upload.expired` announcements the backend received.
+    pub expired: Arc<Mutex<Vec<Value>>>,
     pub store_path: PathBuf,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
@@ -140,19 +142,24 @@ impl Stack {
         });
 
         // The batch backend's job endpoint: records POST /v1/jobs (job-1, job-2, …) and answers
-        // GET /v1/jobs/{id} with a queued job, in tessera-core's JobStatus shape.
+        // GET /v1/jobs/{id} with a queued job, in tessera-core's JobStatus shape; records
+        // POST /v1/events/upload-expired.
         let jobs = Arc::new(Mutex::new(Vec::new()));
+        let expired = Arc::new(Mutex::new(Vec::new()));
         let (backend_listener, backend_addr) = listener();
         let recorded = Arc::clone(&jobs);
+        let recorded_expired = Arc::clone(&expired);
         spawn_server(move || async move {
             let listener = tokio::net::TcpListener::from_std(backend_listener).unwrap();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let recorded = Arc::clone(&recorded);
+                let recorded_expired = Arc::clone(&recorded_expired);
                 tokio::task::spawn_local(async move {
                     let service = hyper::service::service_fn(
                         move |request: hyper::Request<hyper::body::Incoming>| {
                             let recorded = Arc::clone(&recorded);
+                            let recorded_expired = Arc::clone(&recorded_expired);
                             async move {
                                 let authorized = request
                                     .headers()
@@ -164,6 +171,10 @@ impl Stack {
                                 let mut jobs = recorded.lock().unwrap();
                                 let (status, answer) = if !authorized {
                                     (401, json!({"code": "unauthorized"}))
+                                } else if path == "/v1/events/upload-expired" {
+                                    let event = serde_json::from_slice::<Value>(&body).unwrap();
+                                    recorded_expired.lock().unwrap().push(event);
+                                    (200, json!({"deliveries": 0}))
                                 } else if path == "/v1/jobs" {
                                     jobs.push(serde_json::from_slice::<Value>(&body).unwrap());
                                     (201, queued_job(jobs.len(), &jobs[jobs.len() - 1]))
@@ -219,7 +230,7 @@ impl Stack {
             token: "service-token".into(),
         };
         if let Some(wrangler) = wrangler {
-            return Self::with_workerd(&wrangler, &config, &backend, dir, storage, jobs);
+            return Self::with_workerd(&wrangler, &config, &backend, dir, storage, [jobs, expired]);
         }
         let store_path = dir.path().join("metadata.sqlite");
         let (edge_listener, edge_addr) = listener();
@@ -245,6 +256,7 @@ impl Stack {
             edge: format!("http://{edge_addr}"),
             storage,
             jobs,
+            expired,
             store_path,
             dir,
             client: reqwest::Client::new(),
@@ -260,7 +272,7 @@ impl Stack {
         backend: &BackendConfig,
         dir: tempfile::TempDir,
         storage: StorageTarget,
-        jobs: Arc<Mutex<Vec<Value>>>,
+        [jobs, expired]: [Arc<Mutex<Vec<Value>>>; 2],
     ) -> Self {
         let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let persist = dir.path().join("wrangler-state");
@@ -298,7 +310,12 @@ impl Stack {
                 &addr.port().to_string(),
             ])
             .args(["--inspector-port", &inspector.port().to_string()])
-            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            // /__scheduled runs the cron trigger (the upload.expired sweep) on request.
+            .args([
+                "--test-scheduled",
+                "--show-interactive-dev-session=false",
+                "--persist-to",
+            ])
             .arg(&persist)
             .current_dir(&crate_dir)
             .stdin(std::process::Stdio::null())
@@ -314,6 +331,7 @@ impl Stack {
             edge: format!("http://{addr}"),
             storage,
             jobs,
+            expired,
             store_path: PathBuf::new(),
             dir,
             client: reqwest::Client::new(),

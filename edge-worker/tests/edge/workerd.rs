@@ -8,13 +8,23 @@
 //! the PATH; `scripts/test.sh` installs them and sets it.
 
 use crate::support::*;
+use std::time::Duration;
+
 use serde_json::json;
 use tessera_core::ObjectKind;
 
 #[test]
 fn upload_complete_and_search_under_workerd() {
     runtime().block_on(async {
-        let stack = Stack::start_workerd(|_| {});
+        // URLs valid 10 s: the upload below completes well within them; the one planned
+        // here is left, and announced by the cron trigger once they expire.
+        let stack = Stack::start_workerd(|config| {
+            config.policy.expires_in = std::time::Duration::from_secs(10);
+        });
+        let left = photo("exif-0.6.0/test1.jpg", None, None);
+        let (status, abandoned) = stack.post_uploads(&upload_body("palms", &[&left])).await;
+        assert_eq!(status, 201, "{abandoned}");
+        let abandoned_at = std::time::Instant::now();
         let photo = photo(
             "exif-0.6.0/test3.jpg",
             chrono::NaiveDate::from_ymd_opt(2024, 5, 1),
@@ -55,5 +65,22 @@ fn upload_complete_and_search_under_workerd() {
             .unwrap();
         let status = r.status();
         assert_eq!(status, 200, "{}", r.text().await.unwrap());
+
+        // The cron trigger (`wrangler dev --test-scheduled`): the abandoned upload is
+        // announced once its URLs expired, and once only.
+        tokio::time::sleep(Duration::from_secs(11).saturating_sub(abandoned_at.elapsed())).await;
+        for _ in 0..2 {
+            let r = stack
+                .client
+                .get(format!("{}/__scheduled?cron=*+*+*+*+*", stack.edge))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+        let expired = stack.expired.lock().unwrap().clone();
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        assert_eq!(expired[0]["upload_id"], abandoned["upload_id"]);
+        assert_eq!(expired[0]["file_names"], json!(["test1.jpg"]));
     });
 }

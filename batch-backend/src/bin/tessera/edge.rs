@@ -53,13 +53,17 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
         });
         let edge = std::rc::Rc::new(Edge::new(config, store, outbound, jobs));
         let shutdown = crate::interrupted()?;
+        let sweeper = std::rc::Rc::clone(&edge);
         let service = move |request: http::Request<hyper::body::Incoming>| {
             let (edge, files) = (std::rc::Rc::clone(&edge), std::rc::Rc::clone(&files));
             async move {
                 Ok::<_, std::convert::Infallible>(answer_with_files(&edge, request, &files).await)
             }
         };
-        serve_connections(listener, args.connections.limits(), service, shutdown).await;
+        tokio::select! {
+            () = serve_connections(listener, args.connections.limits(), service, shutdown) => {}
+            () = sweeper.sweep_expired_uploads(async |every| tokio::time::sleep(every).await) => {}
+        }
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

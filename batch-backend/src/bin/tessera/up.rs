@@ -75,6 +75,10 @@ pub(crate) struct UpArgs {
     /// Workers run in this process (0: only `tessera worker` processes run jobs).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Lifetime of an upload's presigned PUT URLs, seconds (1 to 604800); an upload not
+    /// completed by then is announced by the `upload.expired` webhook.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    upload_url_seconds: u64,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
     #[command(flatten)]
@@ -94,6 +98,7 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         limits: args.connections.limits(),
         database: args.database,
         workers: args.workers,
+        upload_url_lifetime: Duration::from_secs(args.upload_url_seconds),
         job_limits: args.job.limits(),
         detect_shard_pixels: args.job.detect_shard_pixels(),
         webhooks: args.webhooks.options(true),
@@ -143,6 +148,8 @@ pub(crate) struct UpOptions {
     pub database: Option<String>,
     /// In-process workers.
     pub workers: usize,
+    /// Lifetime of an upload's presigned PUT URLs.
+    pub upload_url_lifetime: Duration,
     /// What one job input may be.
     pub job_limits: JobLimits,
     /// Mosaic pixels per detect task.
@@ -286,7 +293,10 @@ pub(crate) async fn run(
             access_key_id: credentials.access_key_id.clone(),
             secret_access_key: credentials.secret_access_key.clone(),
         },
-        policy: UploadPolicy::default(),
+        policy: UploadPolicy {
+            expires_in: options.upload_url_lifetime,
+            ..UploadPolicy::default()
+        },
         get_expires_in: Duration::from_secs(15 * 60),
         api_keys: vec![api_key_hash(&credentials.api_key).parse().expect("a hash")],
         cors_origins: origins.clone(),
@@ -327,6 +337,7 @@ pub(crate) async fn run(
 
     ready(&origins[0], s3_addr);
     let job_store = jobs.clone();
+    let sweeper = Rc::clone(&edge);
     let page = move |request: Request<Incoming>| {
         let (edge, web, page_config) = (Rc::clone(&edge), web.clone(), page_config.clone());
         let (files, jobs) = (Rc::clone(&files), job_store.clone());
@@ -345,6 +356,7 @@ pub(crate) async fn run(
         let _ = workers_stopped.await;
     }));
     tokio::select! {
+        () = sweeper.sweep_expired_uploads(async |every| tokio::time::sleep(every).await) => {}
         () = serve_connections(page_listener, options.limits, for_host(page_addr, page), std::future::pending()) => {}
         () = serve_connections(s3_listener, options.limits, for_host(s3_addr, storage), std::future::pending()) => {}
         () = shutdown => {}
