@@ -405,7 +405,9 @@ pub struct JobPosted {
     /// The job.
     #[serde(flatten)]
     pub job: JobStatus,
-    /// Posted files that are not inputs of the job, in posting order.
+    /// Posted files that are not inputs of the job, in posting order. Absent reads as none
+    /// (a job status alone parses as a `JobPosted`).
+    #[serde(default)]
     pub refused: Vec<RefusedFile>,
     /// The job's own webhook endpoint ([`CreateJob::webhook_url`]), with its secret: the
     /// one time it is answered.

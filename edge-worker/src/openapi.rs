@@ -504,6 +504,8 @@ fn constrain(schemas: &mut Value) {
         });
     }
     create_job["properties"]["search"] = json!({"$ref": "#/components/schemas/JobSearch"});
+    create_job["properties"]["webhook_url"]["format"] = json!("uri");
+    create_job["properties"]["webhook_events"]["minItems"] = json!(1);
     create_job["oneOf"] =
         json!(["image_ids", "upload_ids", "search"].map(|name| json!({"required": [name]})));
     create_job["additionalProperties"] = json!(false);
