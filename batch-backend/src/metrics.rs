@@ -6,8 +6,8 @@
 //! stage and outcome, inference windows, webhook attempts by outcome. Read from the job store
 //! at each scrape, so every process reports the whole system: jobs by state, tasks waiting and
 //! running by stage, the age of the oldest waiting task by stage, and webhook deliveries by
-//! state. Rates (windows per second, requests per second) are the scraper's `rate()` of the
-//! counters.
+//! state; and from the edge's metadata store, on the edge hosts: uploads by state. Rates
+//! (windows per second, requests per second) are the scraper's `rate()` of the counters.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,6 +19,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use tessera_core::job::JobState;
+use tessera_core::webhook::DeliveryState;
+use tessera_edge::sqlite::SqliteStore;
 
 use crate::objects::Objects;
 use crate::store::Store;
@@ -41,6 +45,7 @@ pub struct Metrics {
     tasks: Family<Labels, Gauge>,
     oldest_waiting: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     deliveries: Family<Labels, Gauge>,
+    uploads: Family<Labels, Gauge>,
 }
 
 /// Task durations from 50 ms to about 14 hours, doubling.
@@ -95,7 +100,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Webhook deliveries by state (pending, delivered, failed; the job store)",
         deliveries.clone(),
     );
+    let uploads = Family::<Labels, Gauge>::default();
+    registry.register(
+        "uploads",
+        "Uploads by state (planned, completed, expired; the edge's metadata store)",
+        uploads.clone(),
+    );
     Metrics {
+        uploads,
         registry,
         requests,
         task_seconds,
@@ -144,35 +156,42 @@ impl Metrics {
             .inc();
     }
 
-    /// The text of `/metrics` at `now` (Unix ms): the counters, and the store's gauges read
-    /// now.
+    /// The OpenMetrics text: this process's counters, and the gauges read now from what
+    /// `probes` holds (the job store's jobs, tasks and deliveries; the metadata store's
+    /// uploads). A state with nothing in it reads 0, so a series never vanishes.
     ///
     /// # Errors
-    /// The store's.
-    pub async fn render(&self, store: &Store, now: i64) -> Result<String> {
-        let snapshot = store.snapshot(now).await?;
-        self.jobs.clear();
-        for (state, n) in snapshot.jobs {
-            self.jobs.get_or_create(&vec![("state", state)]).set(n);
+    /// A store's.
+    pub async fn render(&self, probes: &Probes<'_>, now: i64) -> Result<String> {
+        if let Some(store) = probes.jobs {
+            let snapshot = store.snapshot(now).await?;
+            set_all(
+                &self.jobs,
+                JobState::ALL.map(JobState::as_str),
+                snapshot.jobs,
+            );
+            self.tasks.clear();
+            for (stage, state, n) in snapshot.tasks {
+                self.tasks
+                    .get_or_create(&vec![("stage", stage), ("state", state)])
+                    .set(n);
+            }
+            self.oldest_waiting.clear();
+            for (stage, age_ms) in snapshot.oldest_waiting_ms {
+                #[allow(clippy::cast_precision_loss)] // ages far below 2⁵³ ms
+                self.oldest_waiting
+                    .get_or_create(&vec![("stage", stage)])
+                    .set(age_ms as f64 / 1000.0);
+            }
+            set_all(
+                &self.deliveries,
+                DeliveryState::ALL.map(DeliveryState::as_str),
+                snapshot.deliveries,
+            );
         }
-        self.tasks.clear();
-        for (stage, state, n) in snapshot.tasks {
-            self.tasks
-                .get_or_create(&vec![("stage", stage), ("state", state)])
-                .set(n);
-        }
-        self.oldest_waiting.clear();
-        for (stage, age_ms) in snapshot.oldest_waiting_ms {
-            #[allow(clippy::cast_precision_loss)] // ages far below 2⁵³ ms
-            self.oldest_waiting
-                .get_or_create(&vec![("stage", stage)])
-                .set(age_ms as f64 / 1000.0);
-        }
-        self.deliveries.clear();
-        for (state, n) in snapshot.deliveries {
-            self.deliveries
-                .get_or_create(&vec![("state", state)])
-                .set(n);
+        if let Some(metadata) = probes.metadata {
+            let counts = metadata.upload_counts()?;
+            set_all(&self.uploads, UPLOAD_STATES, counts);
         }
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
@@ -180,19 +199,52 @@ impl Metrics {
     }
 }
 
+/// The states `tessera_uploads` reports ([`SqliteStore::upload_counts`]).
+const UPLOAD_STATES: [&str; 3] = ["planned", "completed", "expired"];
+
+/// Sets `family`'s `state` gauges to `counts`, every state of `states` included (0 when it
+/// has none).
+fn set_all<const N: usize>(
+    family: &Family<Labels, Gauge>,
+    states: [&'static str; N],
+    counts: Vec<(String, i64)>,
+) {
+    family.clear();
+    for state in states {
+        family
+            .get_or_create(&vec![("state", state.to_owned())])
+            .set(0);
+    }
+    for (state, n) in counts {
+        family.get_or_create(&vec![("state", state)]).set(n);
+    }
+}
+
+/// What a native process checks for readiness and reads its gauges from: the job store (the
+/// batch processes: `tessera worker`, `tessera up`), the edge's metadata store (the edge
+/// hosts: `tessera edge`, `tessera up`), and storage (every process).
+#[derive(Debug, Clone, Copy)]
+pub struct Probes<'a> {
+    /// The job store, where this process has one.
+    pub jobs: Option<&'a Store>,
+    /// The edge's metadata store, where this process has one.
+    pub metadata: Option<&'a SqliteStore>,
+    /// Storage.
+    pub objects: &'a Objects,
+}
+
 /// How long `/ready` waits for the job store and for storage (a probe that hangs, as an
 /// unreachable endpoint's retries do, is not ready).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Answers the operations routes of a native process, `None` for another path:
-/// `GET /health` (200 while the process serves), `GET /ready` (200 when the job store and
-/// storage answer, 503 naming the one that does not) and `GET /metrics`; another method is
-/// 405 with `Allow: GET`.
+/// `GET /health` (200 while the process serves), `GET /ready` (200 when each of `probes`'
+/// stores and storage answer, 503 naming those that do not) and `GET /metrics`; another
+/// method is 405 with `Allow: GET`.
 pub async fn operations(
     method: &http::Method,
     path: &str,
-    store: &Store,
-    objects: &Objects,
+    probes: &Probes<'_>,
 ) -> Option<http::Response<Vec<u8>>> {
     let answer = |status: http::StatusCode, content_type: &str, body: String| {
         http::Response::builder()
@@ -225,20 +277,41 @@ pub async fn operations(
         "/health" => answer(http::StatusCode::OK, json, r#"{"status":"ok"}"#.to_owned()),
         "/ready" => {
             let within = |what: &str| format!("{what} did not answer within {READY_TIMEOUT:?}");
-            let database = match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
-                Ok(answered) => answered.err().map(|e| format!("{e:#}")),
-                Err(_) => Some(within("the job store")),
-            };
-            let storage = match tokio::time::timeout(READY_TIMEOUT, objects.reachable()).await {
-                Ok(answered) => answered.err().map(|e| e.to_string()),
-                Err(_) => Some(within("storage")),
-            };
-            let ready = database.is_none() && storage.is_none();
-            let body = serde_json::json!({
-                "status": if ready { "ready" } else { "not ready" },
-                "database": database.as_deref().unwrap_or("ok"),
-                "storage": storage.as_deref().unwrap_or("ok"),
-            });
+            let mut checks = serde_json::Map::new();
+            if let Some(store) = probes.jobs {
+                let problem = match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+                    Ok(answered) => answered.err().map(|e| format!("{e:#}")),
+                    Err(_) => Some(within("the job store")),
+                };
+                checks.insert(
+                    "database".into(),
+                    problem.unwrap_or_else(|| "ok".into()).into(),
+                );
+            }
+            if let Some(metadata) = probes.metadata {
+                let problem = metadata.upload_counts().err().map(|e| e.to_string());
+                checks.insert(
+                    "metadata".into(),
+                    problem.unwrap_or_else(|| "ok".into()).into(),
+                );
+            }
+            let storage =
+                match tokio::time::timeout(READY_TIMEOUT, probes.objects.reachable()).await {
+                    Ok(answered) => answered.err().map(|e| e.to_string()),
+                    Err(_) => Some(within("storage")),
+                };
+            checks.insert(
+                "storage".into(),
+                storage.unwrap_or_else(|| "ok".into()).into(),
+            );
+            let ready = checks.values().all(|v| v == "ok");
+            let mut body = serde_json::Map::new();
+            body.insert(
+                "status".into(),
+                (if ready { "ready" } else { "not ready" }).into(),
+            );
+            body.extend(checks);
+            let body = serde_json::Value::Object(body);
             let status = if ready {
                 http::StatusCode::OK
             } else {
@@ -247,14 +320,14 @@ pub async fn operations(
             };
             answer(status, json, body.to_string())
         }
-        "/metrics" => match metrics().render(store, crate::tasks::now_ms()).await {
+        "/metrics" => match metrics().render(probes, crate::tasks::now_ms()).await {
             Ok(text) => answer(http::StatusCode::OK, CONTENT_TYPE, text),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "metrics");
                 answer(
                     http::StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
-                    "the job store did not answer\n".to_owned(),
+                    "a store did not answer\n".to_owned(),
                 )
             }
         },

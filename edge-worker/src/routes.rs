@@ -264,6 +264,11 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         }
     }
 
+    /// The metadata store (for a host's readiness and metrics).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The answer to a request whose body is over `max_body_bytes`, for hosts that stop
     /// reading such a body before it reaches [`Edge::respond`].
     #[must_use]

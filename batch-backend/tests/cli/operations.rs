@@ -1,5 +1,5 @@
-//! The operations routes of the native processes: `/health`, `/ready` (the job store and
-//! storage reachable) and `/metrics`, parsed by the Prometheus project's OpenMetrics parser
+//! The operations routes of the native processes: `/health`, `/ready` (the job store, the
+//! edge's metadata store and storage reachable, as each process has them) and `/metrics`, parsed by the Prometheus project's OpenMetrics parser
 //! (`tests/python/parse_metrics.py`), whose counters and gauges move as requests are made.
 
 use std::io::{BufRead as _, Write as _};
@@ -81,7 +81,7 @@ fn up_is_ready_and_its_metrics_parse_and_move_with_requests_and_jobs() {
         let ready: Value = ready.json().await.unwrap();
         assert_eq!(
             ready,
-            serde_json::json!({"status": "ready", "database": "ok", "storage": "ok"})
+            serde_json::json!({"status": "ready", "database": "ok", "metadata": "ok", "storage": "ok"})
         );
         let scrape = || async {
             let answer = get("/metrics").await.unwrap();
@@ -137,6 +137,19 @@ fn up_is_ready_and_its_metrics_parse_and_move_with_requests_and_jobs() {
         assert_eq!(moved("GET /v1/images", "401"), 1.0);
         assert_eq!(moved("POST /v1/jobs", "201"), 1.0);
         assert_eq!(value(&after, "tessera_jobs", &[("state", "queued")]), 1.0);
+        // A state with nothing in it reads 0 rather than vanishing.
+        for (name, state) in [
+            ("tessera_jobs", "failed"),
+            ("tessera_webhook_deliveries", "pending"),
+            ("tessera_uploads", "expired"),
+        ] {
+            assert!(
+                after
+                    .iter()
+                    .any(|s| s["name"] == name && s["labels"]["state"] == state && s["value"] == 0.0),
+                "{name}{{state={state}}} 0 is exported"
+            );
+        }
         assert_eq!(
             value(
                 &after,
@@ -218,6 +231,90 @@ fn a_worker_whose_storage_is_down_is_not_ready_and_says_so() {
         .unwrap();
     assert!(term.success());
     assert!(worker.0.wait().unwrap().success());
+}
+
+/// `tessera edge` answers the operations routes too: ready when its metadata store and
+/// storage answer (503 naming storage here, at a closed port), requests and uploads by state
+/// in its metrics.
+#[test]
+fn the_edge_host_reports_readiness_requests_and_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::free_port();
+    let key = "edge-operations-key";
+    let mut edge = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "edge",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(dir.path().join("m.sqlite"))
+            .envs(crate::EDGE_ENV)
+            .env(
+                "TESSERA_API_KEY_HASHES",
+                tessera_core::access::api_key_hash(key),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = std::io::BufReader::new(edge.0.stderr.take().unwrap());
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let base = format!("http://127.0.0.1:{port}");
+    runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let mut health = None;
+        for _ in 0..100 {
+            if let Ok(answer) = client.get(format!("{base}/health")).send().await {
+                health = Some(answer.status());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(health, Some(reqwest::StatusCode::OK));
+        let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let ready: Value = ready.json().await.unwrap();
+        assert_eq!(
+            (&ready["status"], &ready["metadata"], ready.get("database")),
+            (&"not ready".into(), &"ok".into(), None)
+        );
+        assert_ne!(ready["storage"], "ok", "{ready}");
+        let image = crate::jobs::Image::of(
+            "palms",
+            "test1.jpg",
+            std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap(),
+        );
+        let planned = client
+            .post(format!("{base}/v1/uploads"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"project": "palms", "files": [image.manifest]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(planned.status(), 201);
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+        let samples = parse(&metrics.text().await.unwrap());
+        assert_eq!(
+            value(&samples, "tessera_uploads", &[("state", "planned")]),
+            1.0
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|s| s["name"] == "tessera_uploads" && s["labels"]["state"] == "completed"),
+            "every upload state is exported"
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "tessera_http_requests_total",
+                &[("route", "POST /v1/uploads"), ("status", "201")]
+            ),
+            1.0
+        );
+    });
 }
 
 /// A child process killed when dropped (a failed assertion leaves no server behind).

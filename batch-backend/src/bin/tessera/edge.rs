@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Args;
+use http_body_util::{BodyExt as _, Full};
+use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_core::job_inputs::JobLimits;
 use tessera_edge::native::{
@@ -56,9 +59,7 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
         let sweeper = std::rc::Rc::clone(&edge);
         let service = move |request: http::Request<hyper::body::Incoming>| {
             let (edge, files) = (std::rc::Rc::clone(&edge), std::rc::Rc::clone(&files));
-            async move {
-                Ok::<_, std::convert::Infallible>(answer_with_files(&edge, request, &files).await)
-            }
+            async move { Ok::<_, std::convert::Infallible>(answer(&edge, &files, request).await) }
         };
         tokio::select! {
             () = serve_connections(listener, args.connections.limits(), service, shutdown) => {}
@@ -66,4 +67,33 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+type NativeEdge = Edge<SqliteStore, ReqwestOutbound, HttpJobs<ReqwestOutbound>>;
+
+/// The operations routes (`/health`, `/ready`: the metadata store and storage; `/metrics`:
+/// requests and uploads by state; [`operations`]), then the API, each API request counted by
+/// route and status.
+async fn answer(
+    edge: &std::rc::Rc<NativeEdge>,
+    files: &PostedFiles<Objects>,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<crate::up::Body> {
+    let path = request.uri().path();
+    let probes = Probes {
+        jobs: None,
+        metadata: Some(edge.store()),
+        objects: &files.sink,
+    };
+    if let Some(answer) = operations(request.method(), path, &probes).await {
+        return answer.map(|body| {
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        });
+    }
+    let route = tessera_edge::route_template(request.method(), path);
+    let answer = answer_with_files(edge, request, files).await;
+    metrics().request(route, answer.status().as_u16());
+    answer.map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }

@@ -44,7 +44,7 @@ use tessera_edge::{Config, Edge};
 use tower::Service as _;
 
 use tessera_batch::jobs::LocalJobs;
-use tessera_batch::metrics::{metrics, operations};
+use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::{DetectorChoice, Pipeline};
@@ -426,7 +426,12 @@ async fn page_or_api(
             .map_err(|never| match never {})
             .boxed_unsync()
     };
-    if let Some(answer) = operations(request.method(), path, jobs, &files.sink).await {
+    let probes = Probes {
+        jobs: Some(jobs),
+        metadata: Some(edge.store()),
+        objects: &files.sink,
+    };
+    if let Some(answer) = operations(request.method(), path, &probes).await {
         return answer.map(whole);
     }
     if path.starts_with("/v1/") {

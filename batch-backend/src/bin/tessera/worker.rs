@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::Full;
-use tessera_batch::metrics::{metrics, operations};
+use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
 use tessera_batch::tasks::Pipeline;
@@ -96,7 +96,12 @@ async fn answer_uncounted(
         response
     };
     let path = request.uri().path();
-    if let Some(answer) = operations(request.method(), path, store, objects).await {
+    let probes = Probes {
+        jobs: Some(store),
+        metadata: None,
+        objects,
+    };
+    if let Some(answer) = operations(request.method(), path, &probes).await {
         return answer.map(|body| Full::new(Bytes::from(body)));
     }
     let api = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
