@@ -57,7 +57,9 @@ impl Default for DeliveryOptions {
     }
 }
 
-/// Checks a webhook endpoint and records it with a fresh secret ([`checked_with_secret`]).
+/// Checks a webhook endpoint and records it with a fresh secret (32 bytes from the operating
+/// system's CSPRNG): [`CreateWebhook::checked`], then, unless `allow_local`, every address
+/// its host name resolves to must be public ([`forbidden_address`]).
 ///
 /// # Errors
 /// The outer one is the database's or the random source's; the inner one is the request's
@@ -74,7 +76,8 @@ pub async fn register(
 }
 
 /// Records the job `request` asks for ([`Store::create_job_with_webhook`]), with its own
-/// endpoint when it names one ([`checked_with_secret`] first: a refused URL makes no job).
+/// endpoint when it names one, checked as [`register`] checks one first: a refused URL makes
+/// no job.
 ///
 /// # Errors
 /// The outer one is the database's or the random source's; the inner one is the webhook's

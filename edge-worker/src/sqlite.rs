@@ -88,14 +88,19 @@ impl SqliteStore {
         f(&mut connection).map_err(failed(operation))
     }
 
-    /// Uploads by state (`planned`, `completed`, `expired`), for `/metrics`; a state
-    /// without uploads is left out.
+    /// Uploads by state, for `/metrics`: `planned` (neither completed nor expired),
+    /// `completed`, `expired` (announced, never completed); a state without uploads is left
+    /// out.
     ///
     /// # Errors
     /// On a database error.
     pub fn upload_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.with("upload_counts", |c| {
-            let mut statement = c.prepare_cached(crate::store::sql::UPLOAD_COUNTS)?;
+            let mut statement = c.prepare_cached(
+                "SELECT CASE WHEN completed_at IS NOT NULL THEN 'completed' \
+                 WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'planned' END AS state, \
+                 COUNT(*) FROM uploads GROUP BY 1",
+            )?;
             let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
         })

@@ -26,11 +26,6 @@ pub(crate) mod sql {
     pub(crate) const EXPIRED_UPLOADS: &str = "SELECT upload_id, project, manifests, created_at, expires_at \
          FROM uploads WHERE completed_at IS NULL AND expired_at IS NULL AND expires_at <= ?1 \
          ORDER BY expires_at, upload_id LIMIT ?2";
-    /// Uploads by state: `planned` (neither completed nor expired), `completed`, `expired`
-    /// (announced, never completed).
-    pub(crate) const UPLOAD_COUNTS: &str = "SELECT CASE WHEN completed_at IS NOT NULL THEN 'completed' \
-         WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'planned' END AS state, COUNT(*) \
-         FROM uploads GROUP BY 1";
     pub(crate) const MARK_EXPIRED: &str =
         "UPDATE uploads SET expired_at = ?2 WHERE upload_id = ?1 AND expired_at IS NULL";
     pub(crate) const UPLOAD: &str = "SELECT project, manifests, completed_at IS NOT NULL AS completed, job_id \

@@ -271,8 +271,9 @@ impl Store {
         Ok(made)
     }
 
-    /// Records `upload.expired` for `expired` ([`Store::record_event`]): once per upload,
-    /// however often the edge reports it.
+    /// Records `upload.expired` for `expired` in the outbox, for the project's endpoints that
+    /// receive it: once per upload (its `webhook-id` is made from the upload's id), however
+    /// often the edge reports it.
     ///
     /// # Errors
     /// The database's, or a bad project name.
