@@ -84,7 +84,25 @@ impl KeyScope {
         }
     }
 
-    /// The project a list request (images, jobs, deliveries) is limited to: the one it
+    /// The projects a search of images is limited to: the one it names, which the key must
+    /// reach; without one, `None` (every project) for an operator key and the key's projects
+    /// for another.
+    ///
+    /// # Errors
+    /// [`ScopeError::Forbidden`] for a project the key does not reach.
+    pub fn search_projects(
+        &self,
+        named: Option<&Project>,
+    ) -> Result<Option<Vec<Project>>, ScopeError> {
+        match (self, named) {
+            (_, Some(project)) if self.allows(project) => Ok(Some(vec![project.clone()])),
+            (_, Some(project)) => Err(ScopeError::Forbidden(project.clone())),
+            (Self::All, None) => Ok(None),
+            (Self::Projects(projects), None) => Ok(Some(projects.clone())),
+        }
+    }
+
+    /// The project a list request (jobs, deliveries) is limited to: the one it
     /// names, which the key must reach; without one, every project for an operator key, and
     /// the key's project for a key of one project.
     ///

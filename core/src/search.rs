@@ -128,6 +128,18 @@ pub fn cut_page(mut rows: Vec<Manifest>, limit: u32) -> (Vec<Manifest>, Option<S
     (rows, cursor)
 }
 
+/// One search over several projects from one search per project: `pages`, each fetched in
+/// (date, id) order with `LIMIT limit + 1` and the same cursor, merged in that order and cut
+/// to `limit + 1` rows, as one search over all of them would have fetched ([`cut_page`] then
+/// makes the page). Image ids are unique, so no row is in two pages.
+#[must_use]
+pub fn merge_pages(pages: Vec<Vec<Manifest>>, limit: u32) -> Vec<Manifest> {
+    let mut rows: Vec<Manifest> = pages.into_iter().flatten().collect();
+    rows.sort_by(|a, b| (a.date, a.image_id.as_str()).cmp(&(b.date, b.image_id.as_str())));
+    rows.truncate(limit as usize + 1);
+    rows
+}
+
 /// A refused search parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

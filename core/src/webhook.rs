@@ -633,8 +633,13 @@ pub enum UrlError {
         reason: String,
     },
     /// Not `https` (plain `http` only where local webhooks are allowed).
-    #[error("webhook URL {0:?} must be https")]
-    NotHttps(String),
+    #[error("webhook URL {url:?} must be {allowed}")]
+    NotHttps {
+        /// The URL.
+        url: String,
+        /// What is allowed: `https`, or `https` and `http` where local webhooks are.
+        allowed: &'static str,
+    },
     /// User name or password in the URL.
     #[error("webhook URL {0:?} must not carry credentials")]
     Credentials(String),
@@ -683,7 +688,16 @@ pub fn check_url(text: &str, allow_local: bool) -> Result<url::Url, UrlError> {
     match url.scheme() {
         "https" => {}
         "http" if allow_local => {}
-        _ => return Err(UrlError::NotHttps(text.to_owned())),
+        _ => {
+            return Err(UrlError::NotHttps {
+                url: text.to_owned(),
+                allowed: if allow_local {
+                    "https (or http, as local webhooks are allowed)"
+                } else {
+                    "https"
+                },
+            });
+        }
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(UrlError::Credentials(text.to_owned()));
@@ -923,13 +937,16 @@ mod tests {
         assert!(check_url("https://hooks.example.com/tessera?x=1", false).is_ok());
         assert_eq!(
             check_url("http://hooks.example.com/", false),
-            Err(UrlError::NotHttps("http://hooks.example.com/".into()))
+            Err(UrlError::NotHttps {
+                url: "http://hooks.example.com/".into(),
+                allowed: "https"
+            })
         );
         assert!(check_url("http://127.0.0.1:9/hook", true).is_ok());
-        assert!(matches!(
-            check_url("ftp://x/", true),
-            Err(UrlError::NotHttps(_))
-        ));
+        assert_eq!(
+            check_url("ftp://x/", true).unwrap_err().to_string(),
+            r#"webhook URL "ftp://x/" must be https (or http, as local webhooks are allowed)"#
+        );
         assert!(matches!(
             check_url("/relative", false),
             Err(UrlError::Malformed { .. })

@@ -257,7 +257,40 @@ where
     answer_posted(edge, request, Some(files)).await
 }
 
+/// The name of the response header that carries a request's id, as its log lines do.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// [`answer_unlogged`] inside a `request` span carrying a fresh id (a UUID v4) and the
+/// route, so that every log line of the request names both; its status is logged when it is
+/// answered, and the id is answered in [`REQUEST_ID_HEADER`] for the client to quote.
 async fn answer_posted<S, O, J, F>(
+    edge: &Rc<Edge<S, O, J>>,
+    request: Request<Incoming>,
+    files: Option<&PostedFiles<F>>,
+) -> Response<AnswerBody>
+where
+    S: Store + 'static,
+    O: Outbound + 'static,
+    J: Jobs + 'static,
+    F: FileSink,
+{
+    use tracing::Instrument as _;
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let route = crate::route_template(request.method(), request.uri().path());
+    let span = tracing::info_span!("request", id = %request_id, route);
+    async move {
+        let mut answer = answer_unlogged(edge, request, files).await;
+        tracing::info!(status = answer.status().as_u16(), "answered");
+        if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+            answer.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        answer
+    }
+    .instrument(span)
+    .await
+}
+
+async fn answer_unlogged<S, O, J, F>(
     edge: &Rc<Edge<S, O, J>>,
     request: Request<Incoming>,
     files: Option<&PostedFiles<F>>,

@@ -22,7 +22,7 @@ use tessera_core::job_inputs::{
 };
 use tessera_core::keys::{ImageId, JobId, Project};
 use tessera_core::presign::{Method, PresignedRequest};
-use tessera_core::search::{cut_page, parse_image_query};
+use tessera_core::search::{cut_page, merge_pages, parse_image_query};
 use tessera_core::upload::{
     StoredObject, UploadRequest, VERIFY_URL_LIFETIME, check_stored, plan_upload,
 };
@@ -543,6 +543,12 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 expires_at,
             )
             .await?;
+        tracing::info!(
+            upload_id,
+            project = request.project,
+            images = manifests.len(),
+            "upload planned"
+        );
         let mut objects = Vec::new();
         for manifest in &manifests {
             for object in &manifest.objects {
@@ -600,11 +606,18 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 }
             }
         };
-        let images = upload
+        let images: Vec<String> = upload
             .manifests
             .iter()
             .map(|m| m.image_id.to_string())
             .collect();
+        tracing::info!(
+            upload_id,
+            job_id,
+            project = upload.project,
+            images = images.len(),
+            "upload completed"
+        );
         Ok(json_response(
             StatusCode::OK,
             &UploadCompleted {
@@ -707,8 +720,20 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     async fn search(&self, query: &str, scope: &KeyScope) -> ApiResult {
         let mut query = parse_image_query(form_urlencoded::parse(query.as_bytes()))
             .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-        query.project = list_project(scope, query.project.as_ref())?;
-        let rows = self.store.search(&query).await?;
+        let projects = scope
+            .search_projects(query.project.as_ref())
+            .map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
+        let rows = match projects {
+            None => self.store.search(&query).await?,
+            Some(projects) => {
+                let mut pages = Vec::with_capacity(projects.len());
+                for project in projects {
+                    query.project = Some(project);
+                    pages.push(self.store.search(&query).await?);
+                }
+                merge_pages(pages, query.limit)
+            }
+        };
         let (images, cursor) = cut_page(rows, query.limit);
         let next_cursor = cursor.map(|c| c.encode());
         Ok(json_response(

@@ -255,6 +255,17 @@ fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
     }
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    // An API request: its log lines carry its id and route, and so does its answer.
+    let refused = up::raw_request(
+        &format!("127.0.0.1:{port}"),
+        "GET /v1/images HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let request_id = refused
+        .lines()
+        .find_map(|line| line.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("no x-request-id: {refused}"))
+        .to_owned();
     // Not HTTP: the connection fails, which the server logs (at debug level) and survives.
     up::raw_request(&format!("127.0.0.1:{port}"), "NONSENSE\r\n\r\n");
     // SIGINT, as Ctrl-C sends.
@@ -277,6 +288,13 @@ fn edge_serves_logs_json_and_stops_cleanly_on_sigint() {
         logged.iter().any(|l| l["level"] == "DEBUG"
             && l["fields"]["message"] == "connection closed with an error"),
         "{stderr}"
+    );
+    assert!(
+        logged.iter().any(|l| l["fields"]["message"] == "answered"
+            && l["fields"]["status"] == 401
+            && l["span"]["id"] == request_id.as_str()
+            && l["span"]["route"] == "GET /v1/images"),
+        "no log line of request {request_id}: {stderr}"
     );
 }
 
