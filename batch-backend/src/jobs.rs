@@ -17,6 +17,7 @@ use tessera_core::webhook::{
 };
 use tessera_edge::{Acted, Created, Jobs, JobsError, Registered};
 
+use crate::arrivals::Arrivals;
 use crate::store::Store;
 use crate::tasks::now_ms;
 
@@ -62,12 +63,15 @@ async fn list(store: &Store, query: &JobQuery) -> anyhow::Result<JobPage> {
 /// (200, or 404) and
 /// `POST /v1/webhooks/deliveries/{id}/replay` (200, or 404); and
 /// `POST /v1/events/upload-expired` (an [`UploadExpiredEvent`] from the edge's sweep,
-/// [`tessera_edge::expiry`]; 200, recorded once per upload). Every request must carry
-/// `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
-pub async fn answer(
+/// [`tessera_edge::expiry`]; 200, recorded once per upload); and `POST /v1/events/s3`
+/// (storage event notifications of originals put by any S3 client: [`Arrivals::answer`];
+/// 404 when this backend was given no metadata store to record them in). Every request must
+/// carry `Authorization: Bearer {token}`. Errors are `{code, message}` like the edge's.
+pub async fn answer<M: tessera_edge::Store>(
     store: &Store,
     token: &str,
     allow_local_webhooks: bool,
+    arrivals: Option<&Arrivals<M>>,
     request: &Request<Vec<u8>>,
 ) -> Response<Vec<u8>> {
     let authorized = request
@@ -110,6 +114,14 @@ pub async fn answer(
                     Err(e) => internal(&e),
                 }
             }
+        }
+    } else if request.method() == Method::POST && path == "/v1/events/s3" {
+        match arrivals {
+            Some(arrivals) => arrivals.answer(request.body()).await,
+            None => error(
+                ErrorCode::NotFound,
+                "this backend records no arrivals: start it with --metadata-database, the edge's metadata store",
+            ),
         }
     } else if request.method() == Method::POST && path == "/v1/events/upload-expired" {
         match serde_json::from_slice::<UploadExpiredEvent>(request.body()) {

@@ -7,7 +7,9 @@
 //! one that imports `ort`). The `tessera` binary (`src/bin/tessera/`) composes it with the
 //! edge and the core into the command-line tool. [`webhook`] delivers the signed webhooks
 //! that the store's outbox records when jobs end; [`metrics`] is `/metrics` and `/ready`.
+//! [`arrivals`] gives originals that any S3 client puts into storage the browser's treatment.
 
+pub mod arrivals;
 pub mod inference;
 pub mod jobs;
 pub mod metrics;

@@ -46,6 +46,7 @@ pub struct Metrics {
     oldest_waiting: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     deliveries: Family<Labels, Gauge>,
     uploads: Family<Labels, Gauge>,
+    arrivals: Family<Labels, Gauge>,
 }
 
 /// Task durations from 50 ms to about 14 hours, doubling.
@@ -106,8 +107,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Uploads by state (planned, completed, expired; the edge's metadata store)",
         uploads.clone(),
     );
+    let arrivals = Family::<Labels, Gauge>::default();
+    registry.register(
+        "arrivals",
+        "Originals put by other routes than the edge, by state (recorded, refused; the job store)",
+        arrivals.clone(),
+    );
     Metrics {
         uploads,
+        arrivals,
         registry,
         requests,
         task_seconds,
@@ -188,6 +196,11 @@ impl Metrics {
                 DeliveryState::ALL.map(DeliveryState::as_str),
                 snapshot.deliveries,
             );
+            set_all(
+                &self.arrivals,
+                ARRIVAL_STATES,
+                store.arrival_counts().await?,
+            );
         }
         if let Some(metadata) = probes.metadata {
             let counts = metadata.upload_counts()?;
@@ -201,6 +214,9 @@ impl Metrics {
 
 /// The states `tessera_uploads` reports ([`SqliteStore::upload_counts`]).
 const UPLOAD_STATES: [&str; 3] = ["planned", "completed", "expired"];
+
+/// The states `tessera_arrivals` reports ([`Store::arrival_counts`]).
+const ARRIVAL_STATES: [&str; 2] = ["recorded", "refused"];
 
 /// Sets `family`'s `state` gauges to `counts`, every state of `states` included (0 when it
 /// has none).

@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{Attribute, Attributes, ObjectMeta, ObjectStore, PutOptions, PutPayload};
 use sha2::Digest as _;
 use tessera_core::Sha256Digest;
 use tessera_core::presign::{Addressing, StorageTarget};
@@ -83,6 +83,30 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError + '_ {
 /// A bucket.
 #[derive(Debug, Clone)]
 pub struct Objects(Arc<dyn ObjectStore>);
+
+/// What storage says of an object: a HEAD, or one entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its length in bytes.
+    pub size_bytes: u64,
+    /// Its ETag without quotes, when storage gives one.
+    pub etag: Option<String>,
+    /// When it was last written.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<ObjectMeta> for ObjectInfo {
+    fn from(meta: ObjectMeta) -> Self {
+        Self {
+            key: meta.location.to_string(),
+            size_bytes: meta.size,
+            etag: meta.e_tag.map(|e| e.trim_matches('"').to_owned()),
+            last_modified: meta.last_modified,
+        }
+    }
+}
 
 impl Objects {
     /// The bucket of `target` (the edge's `TESSERA_S3_*` configuration).
@@ -184,6 +208,56 @@ impl Objects {
             .await
             .map_err(|e| ObjectError::of(key, e))?;
         Ok(())
+    }
+
+    /// Writes `bytes` at `key` (replacing it) with the media type `content_type`.
+    ///
+    /// # Errors
+    /// [`ObjectError`].
+    pub async fn put_typed(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectError> {
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.0
+            .put_opts(&Key::from(key), PutPayload::from(bytes), options)
+            .await
+            .map_err(|e| ObjectError::of(key, e))?;
+        Ok(())
+    }
+
+    /// What storage says of the object `key` (a HEAD).
+    ///
+    /// # Errors
+    /// [`ObjectError`]; [`ObjectError::NotFound`] when there is none.
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, ObjectError> {
+        let meta = self
+            .0
+            .head(&Key::from(key))
+            .await
+            .map_err(|e| ObjectError::of(key, e))?;
+        Ok(ObjectInfo::from(meta))
+    }
+
+    /// Every object under `prefix` (a folder: `original-uploads/`), as storage lists them,
+    /// page by page.
+    pub fn list(
+        &self,
+        prefix: &str,
+    ) -> impl futures_util::Stream<Item = Result<ObjectInfo, ObjectError>> + use<> {
+        let prefix_key = Key::from(prefix);
+        let prefix = prefix.to_owned();
+        self.0.list(Some(&prefix_key)).map(move |item| {
+            item.map(ObjectInfo::from)
+                .map_err(|e| ObjectError::of(&prefix, e))
+        })
     }
 
     /// A writer of the object `key` from chunks as they come (a posted file): one PUT up to

@@ -31,6 +31,7 @@
 //! | [`keys`] | the object-key layout and the ids and names keys are built from |
 //! | [`manifest`] | the record of an image and its six objects (the metadata sidecar) |
 //! | [`upload`] | what an upload request may declare, which keys it gets, how `complete` checks storage |
+//! | [`arrival`] | originals put into storage by other routes: event notifications, which keys are arrivals, their ids |
 //! | [`presign`] | presigned S3 requests (SigV4), the clock passed in |
 //! | [`search`] | image search parameters, the keyset cursor and page, download URL lifetime |
 //! | [`access`] | API keys stored as hashes, the per-key rate limit, CORS preflight caching |
@@ -45,6 +46,7 @@
 //! | [`error`] | one error vocabulary: stable codes and the error body of every API |
 
 pub mod access;
+pub mod arrival;
 pub mod detect;
 pub mod error;
 pub mod exif;

@@ -191,6 +191,12 @@ pub enum WebhookEvent {
     /// still accepted and announced as `upload.completed`.
     #[serde(rename = "upload.expired")]
     UploadExpired,
+    /// An original put into `original-uploads/{project}/` by another route than the edge
+    /// (any S3 client; [`crate::arrival`]) was refused: not an image of an accepted type,
+    /// too large, a likely decompression bomb. `data` is an [`UploadFailedEvent`]. Announced
+    /// once per object version.
+    #[serde(rename = "upload.failed")]
+    UploadFailed,
 }
 
 /// The `data` of `upload.completed`.
@@ -225,14 +231,36 @@ pub struct UploadExpiredEvent {
     pub file_names: Vec<String>,
 }
 
+/// The `data` of `upload.failed`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFailedEvent {
+    /// The refusal's id ([`crate::arrival::failure_id`]), the same however often the object
+    /// is noticed.
+    pub upload_id: String,
+    /// The project of the folder it was put in.
+    pub project: String,
+    /// Its key in storage.
+    pub key: String,
+    /// Its file name (the key's last part).
+    pub file_name: String,
+    /// Its length in bytes.
+    pub size_bytes: u64,
+    /// Why it was refused: a stable code ([`crate::error::ErrorCode`]).
+    pub code: crate::error::ErrorCode,
+    /// Why it was refused, naming the limit.
+    pub reason: String,
+}
+
 impl WebhookEvent {
     /// Every event, in the order the API documents them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::JobCompleted,
         Self::JobFailed,
         Self::JobProgress,
         Self::UploadCompleted,
         Self::UploadExpired,
+        Self::UploadFailed,
     ];
 
     /// Its name on the wire.
@@ -244,6 +272,7 @@ impl WebhookEvent {
             Self::JobProgress => "job.progress",
             Self::UploadCompleted => "upload.completed",
             Self::UploadExpired => "upload.expired",
+            Self::UploadFailed => "upload.failed",
         }
     }
 

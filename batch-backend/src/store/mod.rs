@@ -5,14 +5,17 @@
 //! writer), renewed by [`Store::heartbeat`]; [`Store::rescue`] returns expired leases;
 //! an attempt ends through [`tessera_core::queue::after_attempt`]. Each claim is recorded in
 //! `task_attempts`, so who held a task when can be checked afterwards. Webhook endpoints
-//! and the delivery outbox live here too (`webhooks`).
+//! and the delivery outbox live here too (`webhooks`), and the ledger of originals that
+//! arrived by other routes (`arrivals`).
 //!
 //! Times are Unix milliseconds, passed in (the caller's clock), so tests can move time.
 
+mod arrivals;
 mod jobs;
 mod snapshot;
 mod webhooks;
 
+pub use arrivals::SettledArrival;
 pub use jobs::{Advanced, DetectTasks, InputKind, InputRecord};
 pub use snapshot::Snapshot;
 pub use webhooks::{DELIVERY_LEASE_MS, DueDelivery};

@@ -1072,7 +1072,12 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             &self,
             request: http::Request<Vec<u8>>,
         ) -> Result<http::Response<Vec<u8>>, OutboundError> {
-            Ok(tessera_batch::jobs::answer(&self.0, "service-token", false, &request).await)
+            let arrivals =
+                None::<&tessera_batch::arrivals::Arrivals<tessera_edge::sqlite::SqliteStore>>;
+            Ok(
+                tessera_batch::jobs::answer(&self.0, "service-token", false, arrivals, &request)
+                    .await,
+            )
         }
     }
     runtime().block_on(async {

@@ -1,8 +1,9 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
 //! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`]; the task store on SQLite and
-//! Postgres in [`store`]; `/health`, `/ready` and `/metrics` in [`operations`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
+//! Postgres in [`store`]; originals put by S3 clients in [`arrivals`]; `/health`, `/ready` and `/metrics` in [`operations`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
 
+mod arrivals;
 mod connections;
 mod detect;
 mod job_scale;

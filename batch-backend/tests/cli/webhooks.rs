@@ -16,13 +16,13 @@ use tessera_core::webhook::{CreateWebhook, WebhookEvent, WebhookRequestError};
 use crate::up::{Up, credentials, start_up_with, stop};
 
 /// The receiver, killed when dropped.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Receiver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/webhook_receiver.py");
         let mut child = Command::new(crate::test_python())
@@ -40,7 +40,7 @@ impl Receiver {
         }
     }
 
-    async fn put(&self, client: &reqwest::Client, path: &str, body: &str) {
+    pub(crate) async fn put(&self, client: &reqwest::Client, path: &str, body: &str) {
         let answer = client
             .put(format!("{}{path}", self.base))
             .body(body.to_owned())
@@ -51,7 +51,7 @@ impl Receiver {
     }
 
     /// Every delivery so far.
-    async fn log(&self, client: &reqwest::Client) -> Vec<Value> {
+    pub(crate) async fn log(&self, client: &reqwest::Client) -> Vec<Value> {
         let answer = client.get(format!("{}/_log", self.base)).send().await;
         answer.unwrap().json().await.unwrap()
     }
@@ -65,14 +65,14 @@ impl Drop for Receiver {
 }
 
 /// The edge API of a running `tessera up`.
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
     key: String,
 }
 
 impl Api {
-    fn of(up: &Up, data: &Path) -> Self {
+    pub(crate) fn of(up: &Up, data: &Path) -> Self {
         Self {
             client: reqwest::Client::new(),
             base: format!("http://{}", up.page),
@@ -80,7 +80,12 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -93,7 +98,7 @@ impl Api {
     }
 
     /// Registers `url` for `events`; answers the endpoint.
-    async fn endpoint(&self, url: &str, events: &[&str]) -> Value {
+    pub(crate) async fn endpoint(&self, url: &str, events: &[&str]) -> Value {
         let body = json!({"project": "palms", "url": url, "events": events});
         let (status, endpoint) = self
             .call(reqwest::Method::POST, "/v1/webhooks", Some(body))
@@ -139,7 +144,7 @@ impl Api {
         }
     }
 
-    async fn deliveries(&self, query: &str) -> Vec<Value> {
+    pub(crate) async fn deliveries(&self, query: &str) -> Vec<Value> {
         let (status, page) = self
             .call(
                 reqwest::Method::GET,
@@ -152,7 +157,7 @@ impl Api {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -165,14 +170,14 @@ fn photo() -> Vec<u8> {
     std::fs::read(crate::fixtures().join("exif-0.6.0/test1.jpg")).unwrap()
 }
 
-fn broken_jpeg() -> Vec<u8> {
+pub(crate) fn broken_jpeg() -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.resize(4096, 0x5A);
     bytes
 }
 
 /// The receiver's log entries for `path`, grouped by webhook-id in arrival order.
-fn by_id<'a>(log: &'a [Value], path: &str) -> Vec<(String, Vec<&'a Value>)> {
+pub(crate) fn by_id<'a>(log: &'a [Value], path: &str) -> Vec<(String, Vec<&'a Value>)> {
     let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
     for entry in log.iter().filter(|e| e["path"] == path) {
         let id = entry["webhook_id"].as_str().unwrap().to_owned();
@@ -188,7 +193,7 @@ fn statuses(entries: &[&Value]) -> Vec<Value> {
     entries.iter().map(|e| e["status"].clone()).collect()
 }
 
-fn body(entry: &Value) -> Value {
+pub(crate) fn body(entry: &Value) -> Value {
     serde_json::from_str(entry["body"].as_str().unwrap()).unwrap()
 }
 

@@ -16,6 +16,10 @@
 //!   empty segment (400), and a `GET`/`HEAD` of a key ending in `/` (404, no such object),
 //!   instead of a 500 from the file system.
 //! - CORS for the page's origins.
+//! - **Object-created events.** After every successful write of an original (PutObject,
+//!   CompleteMultipartUpload, CopyObject under `original-uploads/`), its key is sent on the
+//!   channel `tessera up` settles arrivals from ([`tessera_batch::arrivals`]), as S3 or R2
+//!   would send an event notification.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,8 +45,12 @@ pub(crate) const MAX_PUT_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) type StorageService =
     tower::util::BoxCloneService<Request<Incoming>, Response<Body>, std::io::Error>;
 
+/// Where the storage sends the key of each original written.
+pub(crate) type Created = tokio::sync::mpsc::UnboundedSender<String>;
+
 /// The S3-compatible service: CORS for `origins`, the request guards, then [`VerifiedFs`] over
-/// `root` with SigV4 for `credentials`.
+/// `root` with SigV4 for `credentials`, sending the key of every original written on
+/// `created`.
 ///
 /// # Errors
 /// When `root` cannot be opened or an origin is not a valid header value.
@@ -50,10 +58,11 @@ pub(crate) fn storage_service(
     root: &Path,
     credentials: &LocalCredentials,
     origins: &[String],
+    created: Created,
 ) -> anyhow::Result<StorageService> {
     let fs = s3s_fs::FileSystem::new(root)
         .map_err(|e| anyhow::anyhow!("storage at {}: {e:?}", root.display()))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(VerifiedFs(fs));
+    let mut builder = s3s::service::S3ServiceBuilder::new(VerifiedFs { fs, created });
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
         credentials.access_key_id.as_str(),
         credentials.secret_access_key.as_str(),
@@ -205,9 +214,24 @@ fn check_read_key(key: &str) -> S3Result<()> {
 }
 
 /// s3s-fs with PutObject verified before anything is written (see the module's text); every
-/// other operation is s3s-fs's own, after [`check_key`].
+/// other operation is s3s-fs's own, after [`check_key`]. Originals written are announced on
+/// `created`.
 #[derive(Debug)]
-pub(crate) struct VerifiedFs(s3s_fs::FileSystem);
+pub(crate) struct VerifiedFs {
+    fs: s3s_fs::FileSystem,
+    created: Created,
+}
+
+impl VerifiedFs {
+    /// Announces `key` when it is under `original-uploads/` and `written` succeeded.
+    fn announce<T>(&self, key: &str, written: S3Result<T>) -> S3Result<T> {
+        if written.is_ok() && key.starts_with(tessera_core::arrival::ORIGINALS_PREFIX) {
+            // Closed only while the stack stops; reconciliation settles what was missed.
+            let _ = self.created.send(key.to_owned());
+        }
+        written
+    }
+}
 
 /// Reads a PutObject body whole, refusing one over [`MAX_PUT_BYTES`] as soon as it is.
 async fn read_body(mut body: StreamingBlob) -> S3Result<Bytes> {
@@ -315,7 +339,7 @@ macro_rules! verified_fs {
                     req: S3Request<dto::$read_in>,
                 ) -> S3Result<S3Response<dto::$read_out>> {
                     check_read_key(&req.input.key)?;
-                    self.0.$read(req).await
+                    self.fs.$read(req).await
                 }
             )*
             $(
@@ -324,7 +348,7 @@ macro_rules! verified_fs {
                     req: S3Request<dto::$keyed_in>,
                 ) -> S3Result<S3Response<dto::$keyed_out>> {
                     check_key(&req.input.key)?;
-                    self.0.$keyed(req).await
+                    self.fs.$keyed(req).await
                 }
             )*
             $(
@@ -332,7 +356,7 @@ macro_rules! verified_fs {
                     &self,
                     req: S3Request<dto::$plain_in>,
                 ) -> S3Result<S3Response<dto::$plain_out>> {
-                    self.0.$plain(req).await
+                    self.fs.$plain(req).await
                 }
             )*
         }
@@ -352,7 +376,29 @@ verified_fs! {
             // been read (s3s-fs reads the same trailers again).
             DeclaredChecksums::of(&req.input, req.trailing_headers.as_ref()).verify(&bytes)?;
             req.input.body = Some(StreamingBlob::from(s3s::Body::from(bytes)));
-            self.0.put_object(req).await
+            let key = req.input.key.clone();
+            let written = self.fs.put_object(req).await;
+            self.announce(&key, written)
+        }
+
+        async fn complete_multipart_upload(
+            &self,
+            req: S3Request<dto::CompleteMultipartUploadInput>,
+        ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+            check_key(&req.input.key)?;
+            let key = req.input.key.clone();
+            let written = self.fs.complete_multipart_upload(req).await;
+            self.announce(&key, written)
+        }
+
+        async fn copy_object(
+            &self,
+            req: S3Request<dto::CopyObjectInput>,
+        ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+            check_key(&req.input.key)?;
+            let key = req.input.key.clone();
+            let written = self.fs.copy_object(req).await;
+            self.announce(&key, written)
         }
     }
     read_keyed {
@@ -361,12 +407,10 @@ verified_fs! {
     }
     keyed {
         delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-        copy_object(CopyObjectInput) -> CopyObjectOutput;
         create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
         upload_part(UploadPartInput) -> UploadPartOutput;
         upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
         list_parts(ListPartsInput) -> ListPartsOutput;
-        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
         abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
     }
     plain {

@@ -13,6 +13,10 @@
 //!   ([`tessera_batch::worker`]) run them against the storage endpoint, as `tessera worker`
 //!   processes would.
 //!
+//! - Arrivals: originals that any S3 client writes into `original-uploads/{project}/` are
+//!   announced by the storage and get the browser's treatment ([`tessera_batch::arrivals`]);
+//!   a reconciliation at start and every `--reconcile-seconds` settles those it missed.
+//!
 //! Everything runs on one current-thread tokio runtime (the edge router is `!Send`, as in an
 //! isolate). Data and the generated credentials (`{data}/local.json`) survive restarts.
 
@@ -43,6 +47,7 @@ use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Config, Edge};
 use tower::Service as _;
 
+use tessera_batch::arrivals::Arrivals;
 use tessera_batch::jobs::LocalJobs;
 use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
@@ -79,6 +84,11 @@ pub(crate) struct UpArgs {
     /// completed by then is announced by the `upload.expired` webhook.
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     upload_url_seconds: u64,
+    /// Seconds between reconciliations: a listing of `original-uploads/` that settles the
+    /// originals written while the stack was down (the storage announces the rest as they
+    /// are written); 0: only the one at start.
+    #[arg(long, default_value_t = 300)]
+    reconcile_seconds: u64,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
     #[command(flatten)]
@@ -99,6 +109,7 @@ pub(crate) fn run_command(args: UpArgs) -> anyhow::Result<ExitCode> {
         database: args.database,
         workers: args.workers,
         upload_url_lifetime: Duration::from_secs(args.upload_url_seconds),
+        reconcile_every: Duration::from_secs(args.reconcile_seconds),
         job_limits: args.job.limits(),
         detect_shard_pixels: args.job.detect_shard_pixels(),
         webhooks: args.webhooks.options(true),
@@ -150,6 +161,8 @@ pub(crate) struct UpOptions {
     pub workers: usize,
     /// Lifetime of an upload's presigned PUT URLs.
     pub upload_url_lifetime: Duration,
+    /// Time between reconciliations of arrivals (zero: only at start).
+    pub reconcile_every: Duration,
     /// What one job input may be.
     pub job_limits: JobLimits,
     /// Mosaic pixels per detect task.
@@ -276,14 +289,19 @@ pub(crate) async fn run(
     let s3_addr = s3_listener.local_addr()?;
     let origins = page_origins(page_addr);
 
-    let s3 = crate::storage::storage_service(&options.data.join("s3"), &credentials, &origins)?;
+    let (created, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let s3 =
+        crate::storage::storage_service(&options.data.join("s3"), &credentials, &origins, created)?;
     let database = options
         .database
         .clone()
         .unwrap_or_else(|| format!("sqlite:{}", options.data.join("batch.sqlite").display()));
     let jobs = Store::connect(&database).await?;
-    let store = SqliteStore::open(&options.data.join("metadata.sqlite"))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", options.data.join("metadata.sqlite").display()))?;
+    let open_metadata = || {
+        let path = options.data.join("metadata.sqlite");
+        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let store = open_metadata()?;
     let config = Config {
         storage: StorageTarget {
             endpoint: format!("http://{s3_addr}"),
@@ -313,6 +331,37 @@ pub(crate) async fn run(
         detector: DetectorChoice::default(),
         limits: options.job_limits,
         detect_shard_pixels: options.detect_shard_pixels,
+    };
+    // Originals that S3 clients write: settled as the storage announces them, and by the
+    // reconciliation (at start, then every `reconcile_every`).
+    let arrivals = Rc::new(Arrivals {
+        jobs: jobs.clone(),
+        objects: pipeline.objects.clone(),
+        metadata: open_metadata()?,
+        limits: tessera_core::limits::Limits::DEFAULT,
+    });
+    let settle_arrivals = {
+        let arrivals = Rc::clone(&arrivals);
+        async move {
+            while let Some(key) = arrived.recv().await {
+                if let Err(e) = arrivals.notice(&key).await {
+                    tracing::error!(
+                        key,
+                        error = format!("{e:#}"),
+                        "arrival; reconciliation will retry"
+                    );
+                }
+            }
+        }
+    };
+    let reconcile = async {
+        if options.reconcile_every.is_zero() {
+            if let Err(e) = arrivals.reconcile().await {
+                tracing::error!(error = format!("{e:#}"), "reconciling arrivals");
+            }
+            std::future::pending::<()>().await;
+        }
+        crate::worker::reconcile_every(Rc::clone(&arrivals), options.reconcile_every).await;
     };
     // Jobs posted with their files go to the bucket as they arrive.
     let files = Rc::new(PostedFiles {
@@ -357,6 +406,8 @@ pub(crate) async fn run(
     }));
     tokio::select! {
         () = sweeper.sweep_expired_uploads(async |every| tokio::time::sleep(every).await) => {}
+        () = settle_arrivals => {}
+        () = reconcile => {}
         () = serve_connections(page_listener, options.limits, for_host(page_addr, page), std::future::pending()) => {}
         () = serve_connections(s3_listener, options.limits, for_host(s3_addr, storage), std::future::pending()) => {}
         () = shutdown => {}

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::Full;
+use tessera_batch::arrivals::Arrivals;
 use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_batch::store::Store;
@@ -23,6 +24,7 @@ use tessera_core::job::DEFAULT_DETECT_SHARD_PIXELS;
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 use tessera_core::webhook::DeliverySchedule;
+use tessera_edge::sqlite::SqliteStore;
 
 use crate::detect::DetectorArgs;
 
@@ -53,6 +55,26 @@ pub(crate) struct WorkerArgs {
     /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
     listen: std::net::SocketAddr,
+    /// The edge's metadata store (`sqlite:PATH`, the native edge's database): originals that
+    /// any S3 client puts into `original-uploads/{project}/` are recorded there, announced by
+    /// storage events on `POST /v1/events/s3` and found by the periodic reconciliation.
+    /// Without it, neither runs.
+    #[arg(long)]
+    metadata_database: Option<String>,
+    /// Seconds between reconciliations (a listing of `original-uploads/` that settles what no
+    /// event announced), with --metadata-database; 0: none. Any number of workers may run
+    /// it: settling is idempotent.
+    #[arg(long, default_value_t = 300)]
+    reconcile_seconds: u64,
+}
+
+/// The edge's metadata store named by `--metadata-database`.
+pub(crate) fn open_metadata(url: &str) -> anyhow::Result<tessera_edge::sqlite::SqliteStore> {
+    let path = url
+        .strip_prefix("sqlite:")
+        .with_context(|| format!("--metadata-database {url}: not a sqlite:PATH URL"))?;
+    tessera_edge::sqlite::SqliteStore::open(std::path::Path::new(path))
+        .map_err(|e| anyhow::anyhow!("--metadata-database {path}: {e}"))
 }
 
 /// Largest service API request body: a job of 10,000 inputs is about 3 MB of JSON.
@@ -65,6 +87,7 @@ struct Service {
     objects: Objects,
     token: Option<String>,
     allow_local_webhooks: bool,
+    arrivals: Option<std::rc::Rc<Arrivals<SqliteStore>>>,
 }
 
 /// `/health`, `/ready` and `/metrics` ([`tessera_batch::metrics::operations`]), and the
@@ -88,6 +111,7 @@ async fn answer_uncounted(
         objects,
         token,
         allow_local_webhooks,
+        arrivals,
     } = service;
     use http_body_util::BodyExt as _;
     let text = |status: http::StatusCode, body: &'static str| {
@@ -104,7 +128,9 @@ async fn answer_uncounted(
     if let Some(answer) = operations(request.method(), path, &probes).await {
         return answer.map(|body| Full::new(Bytes::from(body)));
     }
-    let api = path.starts_with("/v1/jobs") || path.starts_with("/v1/webhooks");
+    let api = ["/v1/jobs", "/v1/webhooks", "/v1/events/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
     let Some(token) = token.as_deref().filter(|_| api) else {
         return text(http::StatusCode::NOT_FOUND, "not found\n");
     };
@@ -119,9 +145,15 @@ async fn answer_uncounted(
         );
     };
     let request = http::Request::from_parts(parts, body.to_bytes().to_vec());
-    tessera_batch::jobs::answer(store, token, *allow_local_webhooks, &request)
-        .await
-        .map(|body| Full::new(Bytes::from(body)))
+    tessera_batch::jobs::answer(
+        store,
+        token,
+        *allow_local_webhooks,
+        arrivals.as_deref(),
+        &request,
+    )
+    .await
+    .map(|body| Full::new(Bytes::from(body)))
 }
 
 /// How jobs run, for `tessera worker` and `tessera up`: limits on one input ([`JobLimits`])
@@ -218,11 +250,27 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             options.workers, options.name
         );
         let stop = crate::interrupted()?;
+        let arrivals = match &args.metadata_database {
+            Some(url) => Some(std::rc::Rc::new(Arrivals {
+                jobs: pipeline.store.clone(),
+                objects: pipeline.objects.clone(),
+                metadata: open_metadata(url)?,
+                limits: tessera_core::limits::Limits::DEFAULT,
+            })),
+            None => None,
+        };
+        let reconciler = match (&arrivals, args.reconcile_seconds) {
+            (Some(arrivals), every) if every > 0 => Some(tokio::task::spawn_local(
+                reconcile_every(std::rc::Rc::clone(arrivals), Duration::from_secs(every)),
+            )),
+            _ => None,
+        };
         let service = std::rc::Rc::new(Service {
             store: pipeline.store.clone(),
             objects: pipeline.objects.clone(),
             token: std::env::var("TESSERA_BACKEND_TOKEN").ok(),
             allow_local_webhooks: allow_local,
+            arrivals,
         });
         let serve_health = tessera_edge::native::serve_connections(
             listener,
@@ -239,7 +287,30 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         let health_server = tokio::task::spawn_local(serve_health);
         worker::run(pipeline, options, stop).await;
         health_server.abort();
+        if let Some(reconciler) = reconciler {
+            reconciler.abort();
+        }
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reconciles now and then every `every` ([`Arrivals::reconcile`]), logging what it found.
+pub(crate) async fn reconcile_every<M: tessera_edge::Store>(
+    arrivals: std::rc::Rc<Arrivals<M>>,
+    every: Duration,
+) {
+    loop {
+        match arrivals.reconcile().await {
+            Ok(found) if found.recorded + found.refused > 0 => tracing::info!(
+                listed = found.listed,
+                recorded = found.recorded,
+                refused = found.refused,
+                "reconciled arrivals no event announced"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = format!("{e:#}"), "reconciling arrivals"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
