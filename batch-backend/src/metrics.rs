@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 
 use tessera_core::job::JobState;
 use tessera_core::webhook::DeliveryState;
-use tessera_edge::sqlite::SqliteStore;
+use tessera_edge::metadata::MetadataStore;
 
 use crate::objects::Objects;
 use crate::store::Store;
@@ -203,7 +203,7 @@ impl Metrics {
             );
         }
         if let Some(metadata) = probes.metadata {
-            let counts = metadata.upload_counts()?;
+            let counts = metadata.upload_counts().await?;
             set_all(&self.uploads, UPLOAD_STATES, counts);
         }
         let mut text = String::new();
@@ -212,7 +212,7 @@ impl Metrics {
     }
 }
 
-/// The states `tessera_uploads` reports ([`SqliteStore::upload_counts`]).
+/// The states `tessera_uploads` reports ([`MetadataStore::upload_counts`]).
 const UPLOAD_STATES: [&str; 3] = ["planned", "completed", "expired"];
 
 /// The states `tessera_arrivals` reports ([`Store::arrival_counts`]).
@@ -244,7 +244,7 @@ pub struct Probes<'a> {
     /// The job store, where this process has one.
     pub jobs: Option<&'a Store>,
     /// The edge's metadata store, where this process has one.
-    pub metadata: Option<&'a SqliteStore>,
+    pub metadata: Option<&'a MetadataStore>,
     /// Storage.
     pub objects: &'a Objects,
 }
@@ -305,7 +305,7 @@ pub async fn operations(
                 );
             }
             if let Some(metadata) = probes.metadata {
-                let problem = metadata.upload_counts().err().map(|e| e.to_string());
+                let problem = metadata.upload_counts().await.err().map(|e| e.to_string());
                 checks.insert(
                     "metadata".into(),
                     problem.unwrap_or_else(|| "ok".into()).into(),

@@ -32,7 +32,7 @@
 //! | `error.rs` | how a failure becomes an answer |
 //! | [`wire`] | the answers' JSON types |
 //! | [`store`] | the metadata [`Store`] trait, its SQL, its conformance suite |
-//! | [`sqlite`], `workers.rs` | the two hosts' stores and glue: SQLite and hyper natively ([`native`]), D1 and `fetch` on Workers |
+//! | [`sqlite`], [`postgres`], `workers.rs` | the stores and glue of the two hosts: SQLite or PostgreSQL ([`metadata`] chooses by URL) and hyper natively ([`native`]), D1 and `fetch` on Workers |
 //! | [`jobs`] | how the edge reaches the batch backend |
 //! | [`events`] | a job's server-sent events: which frame, when |
 //! | [`expiry`] | uploads whose URLs expired before completion, announced as `upload.expired` |
@@ -58,10 +58,14 @@ pub mod events;
 pub mod expiry;
 pub mod jobs;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod metadata;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod openapi;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod posted;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod postgres;
 mod routes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sqlite;

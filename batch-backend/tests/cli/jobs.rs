@@ -1073,7 +1073,7 @@ fn the_edge_s_http_client_and_the_service_job_api_agree() {
             request: http::Request<Vec<u8>>,
         ) -> Result<http::Response<Vec<u8>>, OutboundError> {
             let arrivals =
-                None::<&tessera_batch::arrivals::Arrivals<tessera_edge::sqlite::SqliteStore>>;
+                None::<&tessera_batch::arrivals::Arrivals<tessera_edge::metadata::MetadataStore>>;
             Ok(
                 tessera_batch::jobs::answer(&self.0, "service-token", false, arrivals, &request)
                     .await,

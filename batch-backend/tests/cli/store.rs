@@ -276,3 +276,27 @@ fn concurrent_job_creation_for_one_upload_records_one_job() {
         }
     });
 }
+
+/// The edge's metadata store conformance suite on PostgreSQL (SQLite's is a unit test of the
+/// edge, D1's runs under workerd), in a database the job store shares, twice connected: the
+/// migrations apply once, and the job store's tables and the edge's live side by side.
+#[test]
+fn the_edge_metadata_store_passes_its_conformance_suite_on_postgres() {
+    use tessera_edge::metadata::MetadataStore;
+    runtime().block_on(async {
+        let url = postgres_database("edge_metadata").await;
+        let jobs = Store::connect(&url).await.unwrap();
+        let first = MetadataStore::open(&url).await.unwrap();
+        let again = MetadataStore::open(&url).await.unwrap();
+        assert!(matches!(first, MetadataStore::Postgres(_)));
+        tessera_edge::conformance(&first).await.unwrap();
+        let counts = again.upload_counts().await.unwrap();
+        assert!(
+            counts
+                .iter()
+                .any(|(state, n)| state == "completed" && *n > 0),
+            "{counts:?}"
+        );
+        assert!(jobs.arrival_counts().await.unwrap().is_empty());
+    });
+}

@@ -1,7 +1,6 @@
 //! `tessera edge`: the edge API on its native host (hyper, SQLite, reqwest), configured by the
 //! `TESSERA_*` variables of [`tessera_edge::config`], reaching the batch backend over HTTP.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -11,10 +10,10 @@ use http_body_util::{BodyExt as _, Full};
 use tessera_batch::metrics::{Probes, metrics, operations};
 use tessera_batch::objects::Objects;
 use tessera_core::job_inputs::JobLimits;
+use tessera_edge::metadata::MetadataStore;
 use tessera_edge::native::{
     PostedFiles, ReqwestOutbound, answer_with_files, config_from_env, serve_connections,
 };
-use tessera_edge::sqlite::SqliteStore;
 use tessera_edge::{Edge, HttpJobs};
 
 #[derive(Args)]
@@ -22,9 +21,10 @@ pub(crate) struct EdgeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: std::net::SocketAddr,
-    /// SQLite database file; created and migrated if missing.
+    /// The metadata database: a SQLite file (`PATH` or `sqlite:PATH`), created if missing, or
+    /// `postgres://…`, which several edge instances can share; migrated on start.
     #[arg(long, default_value = "tessera-metadata.sqlite")]
-    database: PathBuf,
+    database: String,
     #[command(flatten)]
     connections: crate::ConnectionArgs,
     /// Largest file of a job posted with its files (`multipart/form-data`), in bytes; a
@@ -35,12 +35,13 @@ pub(crate) struct EdgeArgs {
 
 pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
     let (config, backend) = config_from_env()?;
-    let store = SqliteStore::open(&args.database)
-        .with_context(|| format!("{}", args.database.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     tokio::task::LocalSet::new().block_on(&runtime, async {
+        let store = MetadataStore::open(&args.database)
+            .await
+            .with_context(|| format!("--database {}", redact(&args.database)))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -69,7 +70,7 @@ pub(crate) fn run(args: &EdgeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-type NativeEdge = Edge<SqliteStore, ReqwestOutbound, HttpJobs<ReqwestOutbound>>;
+type NativeEdge = Edge<MetadataStore, ReqwestOutbound, HttpJobs<ReqwestOutbound>>;
 
 /// The operations routes (`/health`, `/ready`: the metadata store and storage; `/metrics`:
 /// requests and uploads by state; [`operations`]), then the API, each API request counted by
@@ -96,4 +97,15 @@ async fn answer(
     let answer = answer_with_files(edge, request, files).await;
     metrics().request(route, answer.status().as_u16());
     answer.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+/// `url` without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -40,6 +40,7 @@ use tessera_core::access::{api_key_hash, host_allowed};
 use tessera_core::job_inputs::{JobLimits, MAX_JOB_INPUTS};
 use tessera_core::presign::{Addressing, StorageTarget};
 use tessera_core::upload::UploadPolicy;
+use tessera_edge::metadata::MetadataStore;
 use tessera_edge::native::{
     ConnectionLimits, PostedFiles, ReqwestOutbound, answer_with_files, serve_connections,
 };
@@ -230,7 +231,7 @@ fn restrict_to_owner(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-type LocalEdge = Edge<SqliteStore, ReqwestOutbound, LocalJobs>;
+type LocalEdge = Edge<MetadataStore, ReqwestOutbound, LocalJobs>;
 /// The body of every answer `tessera up` gives.
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -299,7 +300,9 @@ pub(crate) async fn run(
     let jobs = Store::connect(&database).await?;
     let open_metadata = || {
         let path = options.data.join("metadata.sqlite");
-        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        SqliteStore::open(&path)
+            .map(MetadataStore::Sqlite)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     };
     let store = open_metadata()?;
     let config = Config {

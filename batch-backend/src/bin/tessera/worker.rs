@@ -24,7 +24,7 @@ use tessera_core::job::DEFAULT_DETECT_SHARD_PIXELS;
 use tessera_core::job_inputs::JobLimits;
 use tessera_core::mosaic::DEFAULT_MAX_INPUT_PIXELS;
 use tessera_core::webhook::DeliverySchedule;
-use tessera_edge::sqlite::SqliteStore;
+use tessera_edge::metadata::MetadataStore;
 
 use crate::detect::DetectorArgs;
 
@@ -55,7 +55,8 @@ pub(crate) struct WorkerArgs {
     /// `TESSERA_BACKEND_TOKEN` is set (the edge's `TESSERA_BACKEND_URL`).
     #[arg(long, default_value = "127.0.0.1:9100")]
     listen: std::net::SocketAddr,
-    /// The edge's metadata store (`sqlite:PATH`, the native edge's database): originals that
+    /// The edge's metadata store (`postgres://…` or `sqlite:PATH`, the native edge's
+    /// `--database`): originals that
     /// any S3 client puts into `original-uploads/{project}/` are recorded there, announced by
     /// storage events on `POST /v1/events/s3` and found by the periodic reconciliation.
     /// Without it, neither runs.
@@ -68,15 +69,6 @@ pub(crate) struct WorkerArgs {
     reconcile_seconds: u64,
 }
 
-/// The edge's metadata store named by `--metadata-database`.
-pub(crate) fn open_metadata(url: &str) -> anyhow::Result<tessera_edge::sqlite::SqliteStore> {
-    let path = url
-        .strip_prefix("sqlite:")
-        .with_context(|| format!("--metadata-database {url}: not a sqlite:PATH URL"))?;
-    tessera_edge::sqlite::SqliteStore::open(std::path::Path::new(path))
-        .map_err(|e| anyhow::anyhow!("--metadata-database {path}: {e}"))
-}
-
 /// Largest service API request body: a job of 10,000 inputs is about 3 MB of JSON.
 const MAX_API_BODY: usize = 16 << 20;
 
@@ -87,7 +79,7 @@ struct Service {
     objects: Objects,
     token: Option<String>,
     allow_local_webhooks: bool,
-    arrivals: Option<std::rc::Rc<Arrivals<SqliteStore>>>,
+    arrivals: Option<std::rc::Rc<Arrivals<MetadataStore>>>,
 }
 
 /// `/health`, `/ready` and `/metrics` ([`tessera_batch::metrics::operations`]), and the
@@ -122,7 +114,7 @@ async fn answer_uncounted(
     let path = request.uri().path();
     let probes = Probes {
         jobs: Some(store),
-        metadata: None,
+        metadata: arrivals.as_ref().map(|a| &a.metadata),
         objects,
     };
     if let Some(answer) = operations(request.method(), path, &probes).await {
@@ -254,7 +246,9 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             Some(url) => Some(std::rc::Rc::new(Arrivals {
                 jobs: pipeline.store.clone(),
                 objects: pipeline.objects.clone(),
-                metadata: open_metadata(url)?,
+                metadata: MetadataStore::open(url)
+                    .await
+                    .with_context(|| format!("--metadata-database {}", crate::edge::redact(url)))?,
                 limits: tessera_core::limits::Limits::DEFAULT,
             })),
             None => None,
