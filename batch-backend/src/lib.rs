@@ -7,7 +7,8 @@
 //! one that imports `ort`). The `tessera` binary (`src/bin/tessera/`) composes it with the
 //! edge and the core into the command-line tool. [`webhook`] delivers the signed webhooks
 //! that the store's outbox records when jobs end; [`metrics`] is `/metrics` and `/ready`.
-//! [`arrivals`] gives originals that any S3 client puts into storage the browser's treatment.
+//! [`arrivals`] gives originals that any S3 client puts into storage the browser's treatment;
+//! [`reindex`] rebuilds the edge's records from the sidecars.
 
 pub mod arrivals;
 pub mod inference;
@@ -15,6 +16,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod objects;
 pub mod raster;
+pub mod reindex;
 pub mod stages;
 pub mod store;
 pub mod tasks;

@@ -9,6 +9,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 use tessera_core::Manifest;
 use tessera_core::search::ImageQuery;
 
+use crate::metadata::{ImageRecord, UploadRecord};
 use crate::{ExpiredUpload, Store, StoreError, UploadRow};
 
 /// The migrations, in order.
@@ -50,6 +51,25 @@ WHERE ($1::text IS NULL OR project = $1)
   AND ($8::text IS NULL OR acquired_on > $8 OR (acquired_on = $8 AND image_id > $9))
 ORDER BY acquired_on, image_id
 LIMIT $10";
+    pub(super) const UPSERT_UPLOAD: &str = "INSERT INTO uploads \
+         (upload_id, project, manifests, created_at, completed_at, job_id, expires_at, expired_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (upload_id) DO UPDATE SET \
+         project = excluded.project, manifests = excluded.manifests, created_at = excluded.created_at, \
+         completed_at = excluded.completed_at, job_id = excluded.job_id, \
+         expires_at = excluded.expires_at, expired_at = excluded.expired_at";
+    pub(super) const UPSERT_IMAGE: &str = "INSERT INTO images \
+         (image_id, project, upload_id, acquired_on, latitude, longitude, manifest) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (image_id) DO UPDATE SET \
+         project = excluded.project, upload_id = excluded.upload_id, \
+         acquired_on = excluded.acquired_on, latitude = excluded.latitude, \
+         longitude = excluded.longitude, manifest = excluded.manifest";
+    /// Byte order of ids (`COLLATE "C"`), as SQLite's, so that pages of both stores align.
+    pub(super) const UPLOADS_AFTER: &str = "SELECT upload_id, project, manifests, created_at, \
+         completed_at, job_id, expires_at, expired_at FROM uploads \
+         WHERE upload_id COLLATE \"C\" > $1 ORDER BY upload_id COLLATE \"C\" LIMIT $2";
+    pub(super) const IMAGES_AFTER: &str = "SELECT image_id, project, upload_id, acquired_on, \
+         latitude, longitude, manifest FROM images \
+         WHERE image_id COLLATE \"C\" > $1 ORDER BY image_id COLLATE \"C\" LIMIT $2";
     pub(super) const UPLOAD_COUNTS: &str = "SELECT CASE WHEN completed_at IS NOT NULL THEN 'completed' \
          WHEN expired_at IS NOT NULL THEN 'expired' ELSE 'planned' END AS state, \
          COUNT(*) AS n FROM uploads GROUP BY 1";
@@ -148,6 +168,116 @@ impl PostgresStore {
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed("upload_counts"))
+    }
+}
+
+impl PostgresStore {
+    /// Up to `limit` uploads after `after`, in id byte order.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub async fn uploads_after(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        let rows = sqlx::query(sql::UPLOADS_AFTER)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("uploads_after"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(UploadRecord {
+                    upload_id: r.try_get("upload_id")?,
+                    project: r.try_get("project")?,
+                    manifests: r.try_get("manifests")?,
+                    created_at: r.try_get("created_at")?,
+                    completed_at: r.try_get("completed_at")?,
+                    job_id: r.try_get("job_id")?,
+                    expires_at: r.try_get("expires_at")?,
+                    expired_at: r.try_get("expired_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed("uploads_after"))
+    }
+
+    /// Up to `limit` images after `after`, in id byte order.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub async fn images_after(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<ImageRecord>, StoreError> {
+        let rows = sqlx::query(sql::IMAGES_AFTER)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("images_after"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ImageRecord {
+                    image_id: r.try_get("image_id")?,
+                    project: r.try_get("project")?,
+                    upload_id: r.try_get("upload_id")?,
+                    acquired_on: r.try_get("acquired_on")?,
+                    latitude: r.try_get("latitude")?,
+                    longitude: r.try_get("longitude")?,
+                    manifest: r.try_get("manifest")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed("images_after"))
+    }
+
+    /// Writes `records` over those with the same ids, in one transaction.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub async fn put_uploads(&self, records: &[UploadRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(failed("put_uploads"))?;
+        for r in records {
+            sqlx::query(sql::UPSERT_UPLOAD)
+                .bind(&r.upload_id)
+                .bind(&r.project)
+                .bind(&r.manifests)
+                .bind(r.created_at)
+                .bind(r.completed_at)
+                .bind(&r.job_id)
+                .bind(r.expires_at)
+                .bind(r.expired_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("put_uploads"))?;
+        }
+        tx.commit().await.map_err(failed("put_uploads"))
+    }
+
+    /// Writes `records` over those with the same ids, in one transaction.
+    ///
+    /// # Errors
+    /// On a database error (an image whose upload is missing).
+    pub async fn put_images(&self, records: &[ImageRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(failed("put_images"))?;
+        for r in records {
+            sqlx::query(sql::UPSERT_IMAGE)
+                .bind(&r.image_id)
+                .bind(&r.project)
+                .bind(&r.upload_id)
+                .bind(&r.acquired_on)
+                .bind(r.latitude)
+                .bind(r.longitude)
+                .bind(&r.manifest)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("put_images"))?;
+        }
+        tx.commit().await.map_err(failed("put_images"))
     }
 }
 

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tessera_core::Manifest;
 use tessera_core::search::ImageQuery;
 
+use crate::metadata::{ImageRecord, UploadRecord};
 use crate::store::ExpiredUpload;
 use crate::store::sql;
 use crate::{MIGRATIONS, Store, StoreError, UploadRow};
@@ -103,6 +104,102 @@ impl SqliteStore {
             )?;
             let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
+        })
+    }
+
+    /// Up to `limit` uploads after `after`, in id order ([`MetadataStore::uploads_after`]).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn uploads_after(&self, after: &str, limit: u32) -> Result<Vec<UploadRecord>, StoreError> {
+        self.with("uploads_after", |c| {
+            let mut statement = c.prepare_cached(sql::UPLOADS_AFTER)?;
+            let rows = statement.query_map(params![after, limit], |r| {
+                Ok(UploadRecord {
+                    upload_id: r.get(0)?,
+                    project: r.get(1)?,
+                    manifests: r.get(2)?,
+                    created_at: r.get(3)?,
+                    completed_at: r.get(4)?,
+                    job_id: r.get(5)?,
+                    expires_at: r.get(6)?,
+                    expired_at: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Up to `limit` images after `after`, in id order ([`MetadataStore::images_after`]).
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn images_after(&self, after: &str, limit: u32) -> Result<Vec<ImageRecord>, StoreError> {
+        self.with("images_after", |c| {
+            let mut statement = c.prepare_cached(sql::IMAGES_AFTER)?;
+            let rows = statement.query_map(params![after, limit], |r| {
+                Ok(ImageRecord {
+                    image_id: r.get(0)?,
+                    project: r.get(1)?,
+                    upload_id: r.get(2)?,
+                    acquired_on: r.get(3)?,
+                    latitude: r.get(4)?,
+                    longitude: r.get(5)?,
+                    manifest: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Writes `records` over those with the same ids, in one transaction.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn put_uploads(&self, records: &[UploadRecord]) -> Result<(), StoreError> {
+        self.with("put_uploads", |c| {
+            let tx = c.transaction()?;
+            for r in records {
+                tx.execute(
+                    sql::UPSERT_UPLOAD,
+                    params![
+                        r.upload_id,
+                        r.project,
+                        r.manifests,
+                        r.created_at,
+                        r.completed_at,
+                        r.job_id,
+                        r.expires_at,
+                        r.expired_at
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Writes `records` over those with the same ids, in one transaction.
+    ///
+    /// # Errors
+    /// On a database error (an image whose upload is missing).
+    pub fn put_images(&self, records: &[ImageRecord]) -> Result<(), StoreError> {
+        self.with("put_images", |c| {
+            let tx = c.transaction()?;
+            for r in records {
+                tx.execute(
+                    sql::UPSERT_IMAGE,
+                    params![
+                        r.image_id,
+                        r.project,
+                        r.upload_id,
+                        r.acquired_on,
+                        r.latitude,
+                        r.longitude,
+                        r.manifest
+                    ],
+                )?;
+            }
+            tx.commit()
         })
     }
 

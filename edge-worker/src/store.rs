@@ -19,6 +19,29 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 
 /// The SQL both stores run (D1 and SQLite), with `?N` parameters only.
 pub(crate) mod sql {
+    // Copies of records (`tessera migrate`), native stores only; PostgreSQL runs the same
+    // text with `$N` (ids compared with `COLLATE "C"`: byte order, SQLite's default).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) const UPSERT_UPLOAD: &str = "INSERT INTO uploads \
+         (upload_id, project, manifests, created_at, completed_at, job_id, expires_at, expired_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (upload_id) DO UPDATE SET \
+         project = excluded.project, manifests = excluded.manifests, created_at = excluded.created_at, \
+         completed_at = excluded.completed_at, job_id = excluded.job_id, \
+         expires_at = excluded.expires_at, expired_at = excluded.expired_at";
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) const UPSERT_IMAGE: &str = "INSERT INTO images \
+         (image_id, project, upload_id, acquired_on, latitude, longitude, manifest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (image_id) DO UPDATE SET \
+         project = excluded.project, upload_id = excluded.upload_id, \
+         acquired_on = excluded.acquired_on, latitude = excluded.latitude, \
+         longitude = excluded.longitude, manifest = excluded.manifest";
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) const UPLOADS_AFTER: &str = "SELECT upload_id, project, manifests, created_at, \
+         completed_at, job_id, expires_at, expired_at FROM uploads \
+         WHERE upload_id > ?1 ORDER BY upload_id LIMIT ?2";
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) const IMAGES_AFTER: &str = "SELECT image_id, project, upload_id, acquired_on, \
+         latitude, longitude, manifest FROM images WHERE image_id > ?1 ORDER BY image_id LIMIT ?2";
     pub(crate) const INSERT_UPLOAD: &str = "INSERT INTO uploads \
          (upload_id, project, manifests, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)";
     /// Uploads whose URLs expired by ?1, neither completed nor announced, at most ?2, those

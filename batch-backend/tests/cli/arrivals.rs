@@ -2,7 +2,8 @@
 //! `tests/python/s3_client.py`): into `tessera up`'s own storage, which announces them itself,
 //! and into a separate real server (SeaweedFS `weed mini`, from PyPI) whose notifications are
 //! posted to `tessera worker`'s `POST /v1/events/s3` in the three formats a queue consumer
-//! forwards, with the reconciliation catching an object no event announced.
+//! forwards, with the reconciliation catching an object no event announced; then the records
+//! copied to PostgreSQL by `tessera migrate` and rebuilt from the sidecars by `tessera reindex`.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -14,6 +15,7 @@ use tessera_core::manifest::{Manifest, ObjectKind, Sha256Digest};
 use tessera_core::search::ImageQuery;
 use tessera_core::{Options, preprocess};
 use tessera_edge::Store as _;
+use tessera_edge::metadata::MetadataStore;
 use tessera_edge::sqlite::SqliteStore;
 
 use crate::up::{credentials, start_up_with, stop};
@@ -381,7 +383,8 @@ impl Seaweed {
 }
 
 #[test]
-fn storage_events_from_a_queue_and_the_reconciliation_settle_arrivals_in_seaweedfs() {
+fn arrivals_in_seaweedfs_are_settled_by_queued_events_and_the_reconciliation_then_migrated_and_reindexed()
+ {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("weed")).unwrap();
     let seaweed = Seaweed::start(&dir.path().join("weed"));
@@ -477,8 +480,62 @@ fn storage_events_from_a_queue_and_the_reconciliation_settle_arrivals_in_seaweed
         check_manifest(other, &std::fs::read(&unannounced).unwrap(), &in_storage);
         assert!(log.lock().unwrap().contains("reconciled arrivals"), "{}", log.lock().unwrap());
         drop(worker);
+
+        // The records move to PostgreSQL, verified record by record; and are rebuilt from
+        // the sidecars alone.
+        let postgres = crate::store::postgres_database("arrivals_migrated").await;
+        let sqlite = format!("sqlite:{}", metadata.display());
+        for _ in 0..2 {
+            let out = tessera(&["migrate", "--from", &sqlite, "--to", &postgres], &[]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("and 3 images"), "{text}");
+            assert!(text.contains("every checksum equal"), "{text}");
+        }
+        let migrated = MetadataStore::open(&postgres).await.unwrap();
+        assert_eq!(migrated.search(&query).await.unwrap(), found);
+        let stray = store.image(&image_id).await.unwrap().unwrap();
+        let mut stray = serde_json::to_value(&stray).unwrap();
+        stray["image_id"] = json!("stray");
+        let stray: Manifest = serde_json::from_value(stray).unwrap();
+        migrated.create_upload("stray", "palms", &[stray], 1, 2).await.unwrap();
+        migrated.complete_upload("stray", 1).await.unwrap();
+        let out = tessera(&["migrate", "--from", &sqlite, "--to", &postgres], &[]);
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{errors}");
+        assert!(errors.contains("images stray: extra"), "{errors}");
+        assert!(errors.contains("uploads stray: extra"), "{errors}");
+
+        s3(&endpoint, SEAWEED_KEYS, &["put", "metadata/palms/broken.json", notes.to_str().unwrap()]);
+        let rebuilt = crate::store::postgres_database("arrivals_rebuilt").await;
+        let storage_env = [
+            ("TESSERA_S3_ENDPOINT", endpoint.as_str()),
+            ("TESSERA_S3_BUCKET", "tessera"),
+            ("TESSERA_S3_ACCESS_KEY_ID", SEAWEED_KEYS.0),
+            ("TESSERA_S3_SECRET_ACCESS_KEY", SEAWEED_KEYS.1),
+        ];
+        let out = tessera(&["reindex", "--database", &rebuilt], &storage_env);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}{errors}");
+        assert!(text.contains("4 sidecars: 3 images recorded, 0 already recorded, 1 unreadable"), "{text}");
+        assert!(errors.contains("metadata/palms/broken.json: not a Tessera sidecar"), "{errors}");
+        let rebuilt = MetadataStore::open(&rebuilt).await.unwrap();
+        assert_eq!(rebuilt.search(&query).await.unwrap(), found);
+        let out = tessera(&["reindex", "--database", &sqlite], &storage_env);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("0 images recorded, 3 already recorded"), "{text}");
     });
     drop(seaweed);
+}
+
+/// Runs `tessera` with `args` and `env`, waiting for it.
+fn tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// `tessera worker` on `listen` over SeaweedFS at `endpoint`, its stores in `dir`, with the

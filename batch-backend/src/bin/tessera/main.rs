@@ -8,6 +8,7 @@
 //! | `detect.rs` | `tessera detect`: crown detection over GeoTIFFs (the detect stage), COCO and GeoJSON |
 //! | `mosaic.rs` | `tessera mosaic`: GeoTIFFs → a Cloud-Optimized GeoTIFF mosaic (the stitch stage) |
 //! | `worker.rs` | `tessera worker`: workers that run jobs from a shared job store |
+//! | `records.rs` | `tessera migrate`, `tessera reindex`: the edge's records copied between databases, or rebuilt from the sidecars |
 //!
 //! The batch backend itself is the `tessera_batch` library.
 
@@ -19,6 +20,7 @@ mod detect;
 mod edge;
 mod mosaic;
 mod preprocess;
+mod records;
 mod storage;
 mod up;
 mod worker;
@@ -80,6 +82,15 @@ enum Command {
     /// variables, renew their leases, take up the tasks of workers that died. SIGTERM or
     /// Ctrl-C lets the tasks in hand finish, then exits.
     Worker(worker::WorkerArgs),
+    /// Copy every metadata record (uploads and images) from one database to another
+    /// (`--from sqlite:PATH --to postgres://…`), then compare both record by record (counts
+    /// and per-record SHA-256 checksums). Idempotent: run it again to catch up. The exit code
+    /// is 1 when any record differs.
+    Migrate(records::MigrateArgs),
+    /// Rebuild the metadata records from the sidecars in storage (`metadata/…`, the source of
+    /// truth), in the bucket of the TESSERA_S3_* variables: every image not recorded is
+    /// recorded again. Sidecars that cannot be read are named at the end, and the exit code is 1.
+    Reindex(records::ReindexArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +103,8 @@ fn main() -> ExitCode {
         Command::Mosaic(args) => mosaic::run(&args),
         Command::Detect(args) => detect::run(&args),
         Command::Worker(args) => worker::run(&args),
+        Command::Migrate(args) => records::migrate(&args),
+        Command::Reindex(args) => records::reindex(&args),
     };
     match result {
         Ok(code) => code,
