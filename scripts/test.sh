@@ -79,5 +79,8 @@ bash scripts/build-web.sh
 cargo build --release --locked -p tessera-batch
 node --test --test-concurrency=1 tests/browser/
 
+step "the scale-out rehearsal: PostgreSQL, SeaweedFS, the native edge and two tessera workers as separate processes; one worker killed mid-job (scripts/scale-demo.sh)"
+TESSERA_BIN="$CARGO_TARGET_DIR/release/tessera" bash scripts/scale-demo.sh
+
 step "the edge API under Schemathesis against tessera up: every check and phase, 60 s, fails on any finding"
 bash tests/api/fuzz.sh

@@ -636,13 +636,18 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
     ) -> Result<(), ApiError> {
         let mut problems = Vec::new();
         for object in manifests.iter().flat_map(|m| &m.objects) {
-            let head = self.presign(Method::Head, &object.key, &[], VERIFY_URL_LIFETIME, now)?;
-            let request = Request::builder()
-                .method(HttpMethod::HEAD)
-                .uri(&head.url)
-                .header("x-amz-checksum-mode", "ENABLED")
-                .body(Vec::new())
-                .expect("valid request");
+            // Signed in headers, so that `x-amz-checksum-mode` is signed too (a presigned URL
+            // leaves it out, which SeaweedFS refuses).
+            let head = self
+                .config
+                .storage
+                .sign(Method::Head, &object.key, &[("x-amz-checksum-mode", "ENABLED")], now)
+                .map_err(|e| ApiError::internal("sign", &e))?;
+            let mut request = Request::builder().method(HttpMethod::HEAD).uri(&head.url);
+            for (name, value) in &head.headers {
+                request = request.header(name, value);
+            }
+            let request = request.body(Vec::new()).expect("valid request");
             let response = self.outbound.send(request).await?;
             let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
             let stored = match response.status() {
