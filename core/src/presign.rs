@@ -331,7 +331,10 @@ mod tests {
                 UNIX_EPOCH + Duration::from_secs(1_369_353_600),
             )
             .unwrap();
-        assert_eq!(signed.url, "https://examplebucket.s3.amazonaws.com/test.txt");
+        assert_eq!(
+            signed.url,
+            "https://examplebucket.s3.amazonaws.com/test.txt"
+        );
         let header = |name: &str| {
             signed
                 .headers

@@ -641,7 +641,12 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
             let head = self
                 .config
                 .storage
-                .sign(Method::Head, &object.key, &[("x-amz-checksum-mode", "ENABLED")], now)
+                .sign(
+                    Method::Head,
+                    &object.key,
+                    &[("x-amz-checksum-mode", "ENABLED")],
+                    now,
+                )
                 .map_err(|e| ApiError::internal("sign", &e))?;
             let mut request = Request::builder().method(HttpMethod::HEAD).uri(&head.url);
             for (name, value) in &head.headers {

@@ -107,7 +107,7 @@ impl SqliteStore {
         })
     }
 
-    /// Up to `limit` uploads after `after`, in id order ([`MetadataStore::uploads_after`]).
+    /// Up to `limit` uploads after `after`, in id order ([`crate::metadata::MetadataStore::uploads_after`]).
     ///
     /// # Errors
     /// On a database error.
@@ -130,7 +130,7 @@ impl SqliteStore {
         })
     }
 
-    /// Up to `limit` images after `after`, in id order ([`MetadataStore::images_after`]).
+    /// Up to `limit` images after `after`, in id order ([`crate::metadata::MetadataStore::images_after`]).
     ///
     /// # Errors
     /// On a database error.
