@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
-    SigningSettings, UriPathNormalizationMode, sign,
+    SigningInstructions, SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -191,43 +191,11 @@ impl StorageTarget {
             });
         }
         let url = self.object_url(key)?;
-        let identity = Credentials::new(
-            &self.access_key_id,
-            &self.secret_access_key,
-            None,
-            None,
-            "tessera",
-        )
-        .into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires_in);
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| PresignError::Signing(e.to_string()))?
-            .into();
-        let headers: Vec<(String, String)> = signed_headers
-            .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
-            .collect();
-        let request = SignableRequest::new(
-            method.as_str(),
-            Cow::Borrowed(url.as_str()),
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-            SignableBody::UnsignedPayload,
-        )
-        .map_err(|e| PresignError::Signing(e.to_string()))?;
-        let (instructions, _signature) = sign(request, &params)
-            .map_err(|e| PresignError::Signing(e.to_string()))?
-            .into_parts();
+        let (instructions, headers) = self.sign_with(settings, method, &url, signed_headers, now)?;
         let query: Vec<String> = instructions
             .params()
             .iter()
@@ -266,41 +234,10 @@ impl StorageTarget {
         now: SystemTime,
     ) -> Result<PresignedRequest, PresignError> {
         let url = self.object_url(key)?;
-        let identity = Credentials::new(
-            &self.access_key_id,
-            &self.secret_access_key,
-            None,
-            None,
-            "tessera",
-        )
-        .into();
         let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| PresignError::Signing(e.to_string()))?
-            .into();
-        let mut headers: Vec<(String, String)> = signed_headers
-            .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
-            .collect();
-        let request = SignableRequest::new(
-            method.as_str(),
-            Cow::Borrowed(url.as_str()),
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-            SignableBody::UnsignedPayload,
-        )
-        .map_err(|e| PresignError::Signing(e.to_string()))?;
-        let (instructions, _signature) = sign(request, &params)
-            .map_err(|e| PresignError::Signing(e.to_string()))?
-            .into_parts();
+        let (instructions, mut headers) =
+            self.sign_with(settings, method, &url, signed_headers, now)?;
         headers.extend(
             instructions
                 .headers()
@@ -312,6 +249,53 @@ impl StorageTarget {
             headers,
             expires_at: now + Duration::from_secs(15 * 60),
         })
+    }
+
+    /// Signs `method` on `url` with `signed_headers` (names lower-cased) under `settings`,
+    /// with S3's rules: single percent-encoding, no path normalisation, an unsigned payload.
+    /// Returns what to add to the request and the signed headers.
+    fn sign_with(
+        &self,
+        mut settings: SigningSettings,
+        method: Method,
+        url: &str,
+        signed_headers: &[(&str, &str)],
+        now: SystemTime,
+    ) -> Result<(SigningInstructions, Vec<(String, String)>), PresignError> {
+        let identity = Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            None,
+            None,
+            "tessera",
+        )
+        .into();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(now)
+            .settings(settings)
+            .build()
+            .map_err(|e| PresignError::Signing(e.to_string()))?
+            .into();
+        let headers: Vec<(String, String)> = signed_headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
+            .collect();
+        let request = SignableRequest::new(
+            method.as_str(),
+            Cow::Borrowed(url),
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|e| PresignError::Signing(e.to_string()))?;
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|e| PresignError::Signing(e.to_string()))?
+            .into_parts();
+        Ok((instructions, headers))
     }
 }
 

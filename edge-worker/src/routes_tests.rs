@@ -57,10 +57,27 @@ impl ScriptedStorage {
 
 impl Outbound for &ScriptedStorage {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, OutboundError> {
+        // Presigned (PUTs) or signed in headers (the HEADs of `complete`, which sign the
+        // checksum mode too).
+        let presigned = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature="));
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         assert!(
-            request.uri().query().unwrap().contains("X-Amz-Signature="),
-            "every storage request is presigned"
+            presigned || authorization.starts_with("AWS4-HMAC-SHA256 "),
+            "every storage request is signed"
         );
+        if request.method() == Method::HEAD {
+            assert!(
+                authorization.contains(";x-amz-checksum-mode;"),
+                "a HEAD signs its checksum mode: {authorization}"
+            );
+        }
         let key = ScriptedStorage::key(&request);
         let answer = Response::builder();
         let answer = match *request.method() {
