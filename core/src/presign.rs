@@ -195,7 +195,8 @@ impl StorageTarget {
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires_in);
         settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-        let (instructions, headers) = self.sign_with(settings, method, &url, signed_headers, now)?;
+        let (instructions, headers) =
+            self.sign_with(settings, method, &url, signed_headers, now)?;
         let query: Vec<String> = instructions
             .params()
             .iter()
