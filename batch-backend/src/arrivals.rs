@@ -25,24 +25,20 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tessera_core::arrival::{
-    ArrivalIds, ArrivalKey, NotificationError, ORIGINALS_PREFIX, classify, failure_id,
-    parse_notifications,
+    ArrivalIds, ArrivalKey, NotificationError, ORIGINALS_PREFIX, RECORD_EXPIRES_IN, classify,
+    failure_id, object_version, parse_notifications,
 };
 use tessera_core::error::ErrorCode;
 use tessera_core::job::JobRequest;
 use tessera_core::keys::{JobId, Project};
 use tessera_core::limits::Limits;
-use tessera_core::manifest::{ObjectKind, Sha256Digest};
+use tessera_core::manifest::{Manifest, ObjectKind, Sha256Digest};
 use tessera_core::preprocess::{Options, PreprocessError, preprocess};
 use tessera_core::webhook::UploadFailedEvent;
 
 use crate::objects::{ObjectError, ObjectInfo, Objects};
 use crate::store::{SettledArrival, Store};
 use crate::tasks::now_ms;
-
-/// How long the one-image upload that records an arrival stays "planned" before the edge's
-/// expiry sweep would announce it: longer than any crash between recording and completing it.
-const RECORD_EXPIRES_IN_S: u64 = 7 * 24 * 3600;
 
 /// Everything an arrival touches: the job store (ledger, jobs, webhooks), the bucket, and the
 /// edge's metadata store `M` (SQLite in `tessera up`, the native edge's database for
@@ -106,7 +102,7 @@ impl<M: tessera_edge::Store> Arrivals<M> {
     /// # Errors
     /// Storage, the job store or the metadata store failed: noticing it again may succeed.
     pub async fn notice(&self, key: &str) -> anyhow::Result<Outcome> {
-        if let Some(ignored) = not_an_arrival(key) {
+        if let Err(ignored) = arrival_of(key) {
             return Ok(ignored);
         }
         match self.objects.head(key).await {
@@ -128,7 +124,7 @@ impl<M: tessera_edge::Store> Arrivals<M> {
         let mut listing = std::pin::pin!(self.objects.list(ORIGINALS_PREFIX));
         while let Some(info) = listing.try_next().await? {
             report.listed += 1;
-            if not_an_arrival(&info.key).is_some() {
+            if arrival_of(&info.key).is_err() {
                 continue;
             }
             // A listing without ETags (s3s-fs): HEAD for the version an event's notice sees.
@@ -155,14 +151,11 @@ impl<M: tessera_edge::Store> Arrivals<M> {
     /// # Errors
     /// As [`Arrivals::notice`].
     pub async fn settle(&self, info: &ObjectInfo) -> anyhow::Result<Outcome> {
-        let (project, file_name) = match classify(&info.key) {
-            ArrivalKey::Arrival { project, file_name } => (project, file_name),
-            _ => return Ok(not_an_arrival(&info.key).unwrap_or(Outcome::AlreadySeen)),
+        let (project, file_name) = match arrival_of(&info.key) {
+            Ok(arrival) => arrival,
+            Err(ignored) => return Ok(ignored),
         };
-        let version = info
-            .etag
-            .clone()
-            .unwrap_or_else(|| info.size_bytes.to_string());
+        let version = object_version(info.etag.as_deref(), info.size_bytes);
         if self.jobs.arrival_version(&info.key).await?.as_deref() == Some(version.as_str()) {
             tracing::debug!(key = info.key, version, "arrival settled before");
             return Ok(Outcome::AlreadySeen);
@@ -226,26 +219,7 @@ impl<M: tessera_edge::Store> Arrivals<M> {
             .put_typed(&manifest.metadata_key, sidecar, "application/json")
             .await?;
 
-        let now_s = unix_s(SystemTime::now());
-        if self.metadata.upload(&ids.upload_id).await?.is_none() {
-            let created = self
-                .metadata
-                .create_upload(
-                    &ids.upload_id,
-                    project.as_str(),
-                    std::slice::from_ref(&manifest),
-                    now_s,
-                    now_s + RECORD_EXPIRES_IN_S,
-                )
-                .await;
-            // A concurrent notice of the same bytes may have planned it first.
-            if let Err(e) = created
-                && self.metadata.upload(&ids.upload_id).await?.is_none()
-            {
-                return Err(e.into());
-            }
-        }
-        self.metadata.complete_upload(&ids.upload_id, now_s).await?;
+        record_image(&self.metadata, &ids.upload_id, &manifest).await?;
         let request = JobRequest::for_upload(&ids.upload_id, &project, &[manifest]);
         let job_id = JobId::new(uuid::Uuid::new_v4().to_string())?;
         // One job per upload id: a second notice gets the first's.
@@ -371,10 +345,10 @@ struct Arrival<'a> {
     version: String,
 }
 
-/// `Some` with why, when `key` is no arrival ([`classify`]).
-fn not_an_arrival(key: &str) -> Option<Outcome> {
+/// The project and file name of the arrival at `key`, or why it is none ([`classify`]).
+fn arrival_of(key: &str) -> Result<(Project, String), Outcome> {
     let reason = match classify(key) {
-        ArrivalKey::Arrival { .. } => return None,
+        ArrivalKey::Arrival { project, file_name } => return Ok((project, file_name)),
         ArrivalKey::Planned => "part of an upload planned at the edge".to_owned(),
         ArrivalKey::Ignored => format!("not an original under {ORIGINALS_PREFIX}{{project}}/"),
         ArrivalKey::BadProject { folder, reason } => {
@@ -382,10 +356,41 @@ fn not_an_arrival(key: &str) -> Option<Outcome> {
             format!("its folder {folder:?} is not a project: {reason}")
         }
     };
-    Some(Outcome::Ignored { reason })
+    Err(Outcome::Ignored { reason })
 }
 
-fn unix_s(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Records `manifest` in `metadata` as the completed one-image upload `upload_id` (planned
+/// with [`RECORD_EXPIRES_IN`] unless it already is, then completed): what an arrival and a
+/// reindexed sidecar are recorded as. Idempotent, and safe against a concurrent call for the
+/// same upload.
+///
+/// # Errors
+/// The metadata store's.
+pub(crate) async fn record_image<M: tessera_edge::Store>(
+    metadata: &M,
+    upload_id: &str,
+    manifest: &Manifest,
+) -> Result<(), tessera_edge::StoreError> {
+    let now_s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if metadata.upload(upload_id).await?.is_none() {
+        let created = metadata
+            .create_upload(
+                upload_id,
+                manifest.project.as_str(),
+                std::slice::from_ref(manifest),
+                now_s,
+                now_s + RECORD_EXPIRES_IN.as_secs(),
+            )
+            .await;
+        // A concurrent call may have planned it first.
+        if let Err(e) = created
+            && metadata.upload(upload_id).await?.is_none()
+        {
+            return Err(e);
+        }
+    }
+    metadata.complete_upload(upload_id, now_s).await?;
+    Ok(())
 }

@@ -4,8 +4,6 @@
 //! `reindex-{image_id}`. Idempotent: a recorded image is left alone. A sidecar that cannot be
 //! read or does not parse is named in the report and does not stop the others.
 
-use std::time::SystemTime;
-
 use futures_util::TryStreamExt as _;
 use tessera_core::manifest::Manifest;
 
@@ -66,23 +64,7 @@ pub async fn reindex<M: tessera_edge::Store>(
             continue;
         }
         let upload_id = format!("reindex-{}", manifest.image_id);
-        let now_s = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if store.upload(&upload_id).await?.is_none() {
-            // Never announced as expired: it is completed at once (a week's margin for a
-            // crash in between, which the next run completes).
-            store
-                .create_upload(
-                    &upload_id,
-                    manifest.project.as_str(),
-                    std::slice::from_ref(&manifest),
-                    now_s,
-                    now_s + 7 * 24 * 3600,
-                )
-                .await?;
-        }
-        store.complete_upload(&upload_id, now_s).await?;
+        crate::arrivals::record_image(store, &upload_id, &manifest).await?;
         report.recorded += 1;
     }
     Ok(report)

@@ -28,6 +28,23 @@ use crate::manifest::Sha256Digest;
 /// The prefix under which any client may put originals.
 pub const ORIGINALS_PREFIX: &str = "original-uploads/";
 
+/// The URL lifetime given to the one-image upload that records an image found in storage (an
+/// arrival, a reindexed sidecar). It is planned and completed at once and its URLs are never
+/// handed out; a week is the margin before the edge's expiry sweep would announce a crash
+/// between the two as `upload.expired` (the next notice completes it).
+pub const RECORD_EXPIRES_IN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The version of an object that a settled arrival is remembered by: its ETag (quotes
+/// trimmed) when storage gives one, else its size in bytes. A new version of a key is looked
+/// at again.
+#[must_use]
+pub fn object_version(etag: Option<&str>, size_bytes: u64) -> String {
+    etag.map_or_else(
+        || size_bytes.to_string(),
+        |e| e.trim_matches('"').to_owned(),
+    )
+}
+
 /// An object that a notification says was created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoticedObject {
@@ -368,6 +385,8 @@ mod tests {
         assert_eq!(a.upload_id, format!("s3-{}", a.image_id));
         assert_eq!(a.image_id.as_str().len(), 32);
         assert_ne!(failure_id("k", "e1"), failure_id("k", "e2"));
+        assert_eq!(object_version(Some("\"abc\""), 5), "abc");
+        assert_eq!(object_version(None, 5), "5");
         assert!(failure_id("k", "e1").starts_with("s3-failed-"));
     }
 }
