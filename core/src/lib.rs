@@ -65,6 +65,7 @@ pub mod results;
 pub mod retry;
 pub mod search;
 pub mod upload;
+pub mod uploader;
 pub mod webhook;
 
 pub use manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};

@@ -115,6 +115,21 @@ impl ObjectKind {
     }
 }
 
+impl ObjectKind {
+    /// The kind as the API spells it (`original`, `processed`, `augmented-90`, …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Original => "original",
+            Self::Processed => "processed",
+            Self::Augmented90 => "augmented-90",
+            Self::Augmented180 => "augmented-180",
+            Self::Augmented270 => "augmented-270",
+            Self::Augmented360 => "augmented-360",
+        }
+    }
+}
+
 impl From<Rotation> for ObjectKind {
     fn from(rotation: Rotation) -> Self {
         match rotation {

@@ -16,6 +16,7 @@ use crate::error::ErrorCode;
 use crate::exif::{ExifMetadata, MetadataProblem};
 use crate::keys::{ImageId, KeyError, ObjectNaming, Project, Slug};
 use crate::limits::{ImageFormat, Limits};
+use crate::presign::PresignedRequest;
 use crate::manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
 
 /// Limits on one `POST /v1/uploads`.
@@ -104,6 +105,29 @@ pub struct DeclaredObject {
     pub height: u32,
 }
 
+impl From<&Manifest> for DeclaredImage {
+    /// What a client declares for an image it preprocessed: the file name, the EXIF and the
+    /// six objects with their sizes, checksums and pixel sizes.
+    fn from(manifest: &Manifest) -> Self {
+        Self {
+            file_name: manifest.file_name.clone(),
+            exif: manifest.exif.clone(),
+            objects: manifest
+                .objects
+                .iter()
+                .map(|object| DeclaredObject {
+                    kind: object.kind,
+                    content_type: object.content_type.clone(),
+                    size_bytes: object.size_bytes,
+                    sha256: object.sha256.clone().into(),
+                    width: object.width,
+                    height: object.height,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A declared SHA-256: 64 lower-case hex digits. Any other spelling a client sends (the
 /// manifest's `base64`) is ignored; the server derives the base64 that storage checks from
 /// these digits, so the two can never disagree.
@@ -119,6 +143,44 @@ impl From<Sha256Digest> for DeclaredSha256 {
     fn from(digest: Sha256Digest) -> Self {
         Self { hex: digest.hex }
     }
+}
+
+/// One object to upload, in the answer to `POST /v1/uploads`: PUT the bytes to `url` with
+/// exactly `headers`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadTarget {
+    /// The image the object belongs to.
+    pub image_id: String,
+    /// Which object.
+    pub kind: ObjectKind,
+    /// Its key in storage.
+    pub key: String,
+    /// The presigned PUT.
+    #[serde(flatten)]
+    pub request: PresignedRequest,
+}
+
+/// `201` answer to `POST /v1/uploads`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadCreated {
+    /// Pass to `POST /v1/uploads/{id}/complete` once every object is stored.
+    pub upload_id: String,
+    /// Six per image: original, processed, augmented 90/180/270/360.
+    pub objects: Vec<UploadTarget>,
+}
+
+/// `200` answer to `POST /v1/uploads/{id}/complete` (the same every time it is called).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadCompleted {
+    /// The upload.
+    pub upload_id: String,
+    /// The batch job it triggered; poll `GET /v1/jobs/{job_id}`.
+    pub job_id: String,
+    /// The recorded images.
+    pub images: Vec<String>,
 }
 
 /// A refused upload request. Every variant names the file (by position) and the problem.
