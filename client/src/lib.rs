@@ -1,0 +1,173 @@
+//! # tessera-client
+//!
+//! The upload client that the page's Web Worker and the `tessera upload` and `tessera sync`
+//! commands share. Every decision (batching, retries, expiry, what a refusal means) is
+//! [`tessera_core::uploader::Uploader`]'s; this crate sends the requests it asks for, through a
+//! [`Transport`], and hands the answers back:
+//!
+//! | transport | where | how |
+//! |---|---|---|
+//! | [`native::HttpTransport`] | `tessera upload`, `tessera sync` | `reqwest`, bodies streamed from disk with progress |
+//! | `tessera_wasm`'s browser transport | the page's Web Worker | `fetch`, `XMLHttpRequest` for upload progress, IndexedDB for bodies |
+//!
+//! [`run`] is the loop: start every request the uploader allows (at most
+//! [`tessera_core::retry::RetryPolicy::max_in_flight`] at once), wait for the first answer or
+//! the next retry, apply it, tell the [`Observer`], and again. It needs no runtime of its own:
+//! it is one future, polled by tokio natively and by the browser's event loop in wasm.
+
+use std::cell::RefCell;
+use std::pin::pin;
+
+use futures_util::future::{Either, select};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use tessera_core::upload::{UploadCompleted, UploadCreated, UploadRequest, UploadTarget};
+use tessera_core::uploader::{Failure, Next, Request, RequestId, Uploader};
+
+#[cfg(feature = "native")]
+pub mod native;
+
+/// How the client reaches the edge and storage, and the world around it (clock, randomness,
+/// network state). Implementations: [`native::HttpTransport`], and the page's in `tessera_wasm`.
+///
+/// Futures need not be `Send`: [`run`] polls them all from one task (the browser's are not).
+#[allow(async_fn_in_trait, reason = "one task polls these futures; the browser's are !Send")]
+pub trait Transport {
+    /// `POST /v1/uploads` with `body`: the `201` answer, or why not.
+    async fn plan(&self, body: &UploadRequest) -> Result<UploadCreated, Failure>;
+
+    /// PUTs the bytes of `image`'s object `target.kind` (`image` is its original's SHA-256,
+    /// hex) to `target`'s presigned URL with exactly its signed headers, calling `sent` with
+    /// the bytes sent so far as they go.
+    async fn put(
+        &self,
+        image: &str,
+        target: &UploadTarget,
+        sent: &dyn Fn(u64),
+    ) -> Result<(), Failure>;
+
+    /// `POST /v1/uploads/{upload_id}/complete`: the `200` answer, or why not.
+    async fn complete(&self, upload_id: &str) -> Result<UploadCompleted, Failure>;
+
+    /// Waits `ms` milliseconds.
+    async fn sleep(&self, ms: f64);
+
+    /// Resolves when there may be new work: images added, or the network back. A one-shot
+    /// client never resolves it.
+    async fn woken(&self);
+
+    /// Now, in unix milliseconds.
+    fn now_ms(&self) -> f64;
+
+    /// A number drawn uniformly from `[0, 1)`, for the backoff's jitter.
+    fn random(&self) -> f64;
+
+    /// Whether the network is up (always, natively).
+    fn online(&self) -> bool {
+        true
+    }
+}
+
+/// Told what happens, to save the state and redraw the view. Called between answers, never
+/// while the uploader is borrowed.
+pub trait Observer {
+    /// The uploader changed: an answer was applied.
+    fn changed(&mut self, uploader: &Uploader);
+
+    /// A PUT of `image`'s object `target` has sent `bytes` so far.
+    fn sent(&mut self, image: &str, target: &UploadTarget, bytes: u64);
+}
+
+/// When [`run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Once every image is done or failed (`tessera upload`).
+    Finished,
+    /// Never: wait for new work ([`Transport::woken`]) and go on (`tessera sync --watch`,
+    /// the page). Drop the future to stop; a saved uploader starts what was in flight again.
+    Stopped,
+}
+
+/// One answer, for the uploader.
+enum Answer {
+    Planned(RequestId, Result<UploadCreated, Failure>),
+    Stored(RequestId, Result<(), Failure>),
+    Completed(RequestId, Result<UploadCompleted, Failure>),
+}
+
+/// Drives `uploader` over `transport` until [`Until`] says so. The uploader is borrowed only
+/// between awaits, so the caller may add images meanwhile (then wake the transport).
+pub async fn run<T: Transport, O: Observer>(
+    uploader: &RefCell<Uploader>,
+    transport: &T,
+    observer: &mut O,
+    until: Until,
+) {
+    let observer = RefCell::new(observer);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let next = {
+            let mut uploader = uploader.borrow_mut();
+            uploader.set_online(transport.online());
+            loop {
+                match uploader.next(transport.now_ms()) {
+                    Next::Send(request) => in_flight.push(send(transport, request, &observer)),
+                    other => break other,
+                }
+            }
+        };
+        let answer = match next {
+            Next::Send(_) => unreachable!("sent above"),
+            Next::Finished if until == Until::Finished => return,
+            Next::Finished | Next::Offline => {
+                transport.woken().await;
+                continue;
+            }
+            Next::Wait { until_ms: None } if in_flight.is_empty() => {
+                // Nothing to wait for but new work (not reached by the uploader's rules).
+                transport.woken().await;
+                continue;
+            }
+            Next::Wait { until_ms } => {
+                let due = async {
+                    match until_ms {
+                        Some(at) => transport.sleep(at - transport.now_ms()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let woken = async {
+                    select(pin!(due), pin!(transport.woken())).await;
+                };
+                match select(in_flight.next(), pin!(woken)).await {
+                    Either::Left((Some(answer), _)) => answer,
+                    Either::Left((None, _)) | Either::Right(_) => continue,
+                }
+            }
+        };
+        let (now_ms, unit_random) = (transport.now_ms(), transport.random());
+        let mut machine = uploader.borrow_mut();
+        match answer {
+            Answer::Planned(id, result) => machine.planned(id, result, now_ms, unit_random),
+            Answer::Stored(id, result) => machine.stored(id, result, now_ms, unit_random),
+            Answer::Completed(id, result) => machine.completed(id, result, now_ms, unit_random),
+        }
+        observer.borrow_mut().changed(&machine);
+    }
+}
+
+/// Sends one request and wraps its answer.
+async fn send<T: Transport, O: Observer>(
+    transport: &T,
+    request: Request,
+    observer: &RefCell<&mut O>,
+) -> Answer {
+    match request {
+        Request::Plan { id, body } => Answer::Planned(id, transport.plan(&body).await),
+        Request::Put { id, image, target } => {
+            let sent = |bytes| observer.borrow_mut().sent(&image, &target, bytes);
+            Answer::Stored(id, transport.put(&image, &target, &sent).await)
+        }
+        Request::Complete { id, upload_id } => {
+            Answer::Completed(id, transport.complete(&upload_id).await)
+        }
+    }
+}
