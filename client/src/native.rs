@@ -29,6 +29,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection silent this long is a failed try (then retried).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Characters kept as they are in a path segment: RFC 3986's unreserved ones.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Where the bytes of each object come from: the original from disk, the derivatives from
 /// memory, in `tessera upload`.
 pub trait Bodies {
@@ -169,7 +176,7 @@ impl<B: Bodies> Transport for HttpTransport<B> {
     }
 
     async fn complete(&self, upload_id: &str) -> Result<UploadCompleted, Failure> {
-        let id = percent_encoding::utf8_percent_encode(upload_id, percent_encoding::NON_ALPHANUMERIC);
+        let id = percent_encoding::utf8_percent_encode(upload_id, PATH_SEGMENT);
         let request = self
             .client
             .post(format!("{}/v1/uploads/{id}/complete", self.endpoint))

@@ -8,6 +8,8 @@
 //! | `detect.rs` | `tessera detect`: crown detection over GeoTIFFs (the detect stage), COCO and GeoJSON |
 //! | `mosaic.rs` | `tessera mosaic`: GeoTIFFs → a Cloud-Optimized GeoTIFF mosaic (the stitch stage) |
 //! | `worker.rs` | `tessera worker`: workers that run jobs from a shared job store |
+//! | `upload.rs` | `tessera upload`: files preprocessed and uploaded through the edge (tessera-client) |
+//! | `sync.rs` | `tessera sync`: a folder kept uploaded, watched with `notify`, a state file across restarts |
 //! | `records.rs` | `tessera migrate`, `tessera reindex`: the edge's records copied between databases, or rebuilt from the sidecars |
 //!
 //! The batch backend itself is the `tessera_batch` library.
@@ -22,7 +24,9 @@ mod mosaic;
 mod preprocess;
 mod records;
 mod storage;
+mod sync;
 mod up;
+mod upload;
 mod worker;
 
 /// Tessera: get images into storage and through batch geospatial processing.
@@ -91,6 +95,18 @@ enum Command {
     /// truth), in the bucket of the TESSERA_S3_* variables: every image not recorded is
     /// recorded again. Sidecars that cannot be read are named at the end, and the exit code is 1.
     Reindex(records::ReindexArgs),
+    /// Check and preprocess images as the page does (type, 10 MiB, pixel limits, EXIF
+    /// orientation, letterbox, rotations, SHA-256) and upload them through the edge API with
+    /// presigned PUTs: batches of 50, four requests in flight, retries, a progress bar and a
+    /// summary. Files whose original the project already has are skipped. The API key comes
+    /// from TESSERA_API_KEY or the config file. The exit code is 1 when any file was refused
+    /// or failed.
+    Upload(upload::UploadArgs),
+    /// Keep a folder uploaded, as `tessera upload` uploads: everything in DIR, then with
+    /// --watch every file created or changed once it stops growing. A state file (DIR/.tessera-sync.json) means a
+    /// restarted sync uploads nothing twice. Without --watch the exit code is 1 when any file
+    /// was refused or failed.
+    Sync(sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +121,8 @@ fn main() -> ExitCode {
         Command::Worker(args) => worker::run(&args),
         Command::Migrate(args) => records::migrate(&args),
         Command::Reindex(args) => records::reindex(&args),
+        Command::Upload(args) => upload::run(&args),
+        Command::Sync(args) => sync::run(&args),
     };
     match result {
         Ok(code) => code,

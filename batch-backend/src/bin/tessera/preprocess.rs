@@ -159,9 +159,6 @@ pub(crate) fn collect_inputs(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Reads, preprocesses and writes one file. `options.file_name` is replaced by the file's name.
 ///
-/// The size limit is checked from the file's metadata before it is read, so a huge file is
-/// refused without loading it.
-///
 /// # Errors
 /// [`FileError`] naming what went wrong; nothing is written for a refused file.
 pub(crate) fn process_file(
@@ -169,6 +166,23 @@ pub(crate) fn process_file(
     out: &Path,
     options: &Options,
 ) -> Result<Derivatives, FileError> {
+    let (bytes, derived) = derive_file(path, options)?;
+    write_objects(out, &bytes, &derived).map_err(FileError::Write)?;
+    Ok(derived)
+}
+
+/// Reads and preprocesses one file, as the page does: `options.file_name` is replaced by the
+/// file's name. Returns the original's bytes and the derivatives.
+///
+/// The size limit is checked from the file's metadata before it is read, so a huge file is
+/// refused without loading it.
+///
+/// # Errors
+/// [`FileError::Read`] or [`FileError::Preprocess`].
+pub(crate) fn derive_file(
+    path: &Path,
+    options: &Options,
+) -> Result<(Vec<u8>, Derivatives), FileError> {
     let size = fs::metadata(path).map_err(FileError::Read)?.len();
     options
         .limits
@@ -182,8 +196,7 @@ pub(crate) fn process_file(
         ..options.clone()
     };
     let derived = tessera_core::preprocess(&bytes, &options).map_err(FileError::Preprocess)?;
-    write_objects(out, &bytes, &derived).map_err(FileError::Write)?;
-    Ok(derived)
+    Ok((bytes, derived))
 }
 
 /// Writes the original, every derivative and the manifest under `out` at their keys.
