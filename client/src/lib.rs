@@ -30,7 +30,10 @@ pub mod native;
 /// network state). Implementations: [`native::HttpTransport`], and the page's in `tessera_wasm`.
 ///
 /// Futures need not be `Send`: [`run`] polls them all from one task (the browser's are not).
-#[allow(async_fn_in_trait, reason = "one task polls these futures; the browser's are !Send")]
+#[allow(
+    async_fn_in_trait,
+    reason = "one task polls these futures; the browser's are !Send"
+)]
 pub trait Transport {
     /// `POST /v1/uploads` with `body`: the `201` answer, or why not.
     async fn plan(&self, body: &UploadRequest) -> Result<UploadCreated, Failure>;

@@ -16,8 +16,8 @@ use crate::error::ErrorCode;
 use crate::exif::{ExifMetadata, MetadataProblem};
 use crate::keys::{ImageId, KeyError, ObjectNaming, Project, Slug};
 use crate::limits::{ImageFormat, Limits};
-use crate::presign::PresignedRequest;
 use crate::manifest::{DateSource, Manifest, ManifestObject, ObjectKind, Sha256Digest};
+use crate::presign::PresignedRequest;
 
 /// Limits on one `POST /v1/uploads`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

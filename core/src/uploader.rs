@@ -419,12 +419,10 @@ impl Uploader {
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.in_flight.is_empty()
-            && self.images.values().all(|i| {
-                matches!(
-                    i.state,
-                    ImageState::Done { .. } | ImageState::Failed { .. }
-                )
-            })
+            && self
+                .images
+                .values()
+                .all(|i| matches!(i.state, ImageState::Done { .. } | ImageState::Failed { .. }))
     }
 
     fn bump_seq(&mut self) -> u64 {
@@ -672,7 +670,10 @@ impl Uploader {
             reason = format!("{reason}: {}", failure.message);
         }
         if RetryPolicy::retryable(failure.status) {
-            reason = format!("{reason} (gave up after {} retries)", self.policy.max_retries);
+            reason = format!(
+                "{reason} (gave up after {} retries)",
+                self.policy.max_retries
+            );
         }
         reason
     }
@@ -698,14 +699,19 @@ impl Uploader {
         };
         let keys: Vec<String> = keys
             .into_iter()
-            .filter(|k| self.images.get(k).is_some_and(|i| i.state == ImageState::Queued))
+            .filter(|k| {
+                self.images
+                    .get(k)
+                    .is_some_and(|i| i.state == ImageState::Queued)
+            })
             .collect();
         let created = match answer.and_then(|created| check_plan(created, keys.len())) {
             Ok(created) => created,
             Err(failure) => {
                 let mut retried = false;
                 for key in &keys {
-                    retried = self.backs_off(Step::Plan(key.clone()), &failure, now_ms, unit_random);
+                    retried =
+                        self.backs_off(Step::Plan(key.clone()), &failure, now_ms, unit_random);
                 }
                 if retried {
                     return;
@@ -789,9 +795,7 @@ impl Uploader {
         }
         let upload = &self.uploads[&upload_id];
         let target = upload.created.objects.iter().find(|t| t.key == key);
-        let image = target
-            .and_then(|t| upload.images.get(&t.image_id))
-            .cloned();
+        let image = target.and_then(|t| upload.images.get(&t.image_id)).cloned();
         let kind = target.map_or("object", |t| t.kind.as_str());
         let reason = self.final_reason(&format!("storage refused {kind}"), &failure);
         if let Some(image) = &image {
@@ -829,8 +833,12 @@ impl Uploader {
                 }
             }
             Err(failure) => {
-                if self.backs_off(Step::Complete(upload_id.clone()), &failure, now_ms, unit_random)
-                {
+                if self.backs_off(
+                    Step::Complete(upload_id.clone()),
+                    &failure,
+                    now_ms,
+                    unit_random,
+                ) {
                     return;
                 }
                 let reason = self.final_reason("the edge refused to complete the upload", &failure);

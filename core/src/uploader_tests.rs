@@ -20,7 +20,11 @@ fn image(n: u32) -> DeclaredImage {
             .map(|kind| DeclaredObject {
                 kind,
                 content_type: "image/jpeg".to_owned(),
-                size_bytes: if kind == ObjectKind::Original { 1000 } else { 100 },
+                size_bytes: if kind == ObjectKind::Original {
+                    1000
+                } else {
+                    100
+                },
                 sha256: DeclaredSha256 {
                     hex: format!("{n:0>60}{:04x}", kind as u32),
                 },
@@ -111,10 +115,8 @@ fn drive(
             match &request {
                 Request::Plan { id, body } => {
                     uploads += 1;
-                    let result = refused.map_or_else(
-                        || Ok(answer(body, &format!("u{uploads}"), now, 900)),
-                        Err,
-                    );
+                    let result = refused
+                        .map_or_else(|| Ok(answer(body, &format!("u{uploads}"), now, 900)), Err);
                     uploader.planned(*id, result, now, 0.5);
                 }
                 Request::Put { id, .. } => {
@@ -142,7 +144,9 @@ fn plans(sent: &[Request]) -> Vec<usize> {
 }
 
 fn puts(sent: &[Request]) -> usize {
-    sent.iter().filter(|r| matches!(r, Request::Put { .. })).count()
+    sent.iter()
+        .filter(|r| matches!(r, Request::Put { .. }))
+        .count()
 }
 
 fn state(uploader: &Uploader, n: u32) -> &ImageState {
@@ -237,7 +241,10 @@ fn transient_failures_are_retried_after_the_backoff_and_given_up_after_the_last_
     );
     // Retried by hand: planned again from the start.
     assert!(uploader.retry(&key(1)));
-    assert!(matches!(uploader.next(now), Next::Send(Request::Plan { .. })));
+    assert!(matches!(
+        uploader.next(now),
+        Next::Send(Request::Plan { .. })
+    ));
 }
 
 #[test]
@@ -247,11 +254,7 @@ fn an_object_refused_by_storage_fails_its_image_and_the_others_are_planned_again
         uploader.add(image(n));
     }
     let sent = drive(&mut uploader, |request| match request {
-        Request::Put { target, .. }
-            if target.key == "u1/1/augmented-90" =>
-        {
-            Some(failure(403))
-        }
+        Request::Put { target, .. } if target.key == "u1/1/augmented-90" => Some(failure(403)),
         _ => None,
     });
     assert_eq!(plans(&sent), [3, 2]);
@@ -264,7 +267,11 @@ fn an_object_refused_by_storage_fails_its_image_and_the_others_are_planned_again
         }
     );
     // u1 was never completed.
-    assert!(!sent.iter().any(|r| matches!(r, Request::Complete { upload_id, .. } if upload_id == "u1")));
+    assert!(
+        !sent
+            .iter()
+            .any(|r| matches!(r, Request::Complete { upload_id, .. } if upload_id == "u1"))
+    );
 }
 
 #[test]
@@ -274,9 +281,7 @@ fn a_refused_batch_is_planned_again_one_image_a_request_so_only_the_bad_one_fail
         uploader.add(image(n));
     }
     let sent = drive(&mut uploader, |request| match request {
-        Request::Plan { body, .. }
-            if body.files.iter().any(|f| f.file_name == "photo-1.jpg") =>
-        {
+        Request::Plan { body, .. } if body.files.iter().any(|f| f.file_name == "photo-1.jpg") => {
             Some(Failure {
                 status: 400,
                 message: "file 1: bad EXIF".to_owned(),
@@ -322,7 +327,10 @@ fn an_upload_whose_urls_are_about_to_expire_is_abandoned_and_planned_again() {
     }
     // The upload has PUTs in flight: it is abandoned once they answer.
     let later = NOW + 30_000.0;
-    assert!(matches!(uploader.next(later), Next::Wait { until_ms: None }));
+    assert!(matches!(
+        uploader.next(later),
+        Next::Wait { until_ms: None }
+    ));
     for id in in_flight {
         uploader.stored(id, Ok(()), later, 0.5);
     }
@@ -378,7 +386,10 @@ fn a_restored_uploader_puts_only_what_is_missing_and_completes_once() {
         stored += 1;
     }
     for _ in 0..3 {
-        assert!(matches!(uploader.next(NOW), Next::Send(Request::Put { .. })));
+        assert!(matches!(
+            uploader.next(NOW),
+            Next::Send(Request::Put { .. })
+        ));
     }
     let saved = serde_json::to_string(&uploader).unwrap();
     let mut restored: Uploader = serde_json::from_str(&saved).unwrap();
@@ -404,5 +415,8 @@ fn a_plan_answer_of_the_wrong_shape_is_not_trusted() {
     short.objects.pop();
     uploader.planned(id, Ok(short), NOW, 0.5);
     assert_eq!(uploader.uploads().count(), 0);
-    assert!(matches!(uploader.next(NOW), Next::Wait { until_ms: Some(_) }));
+    assert!(matches!(
+        uploader.next(NOW),
+        Next::Wait { until_ms: Some(_) }
+    ));
 }

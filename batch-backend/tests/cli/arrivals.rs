@@ -318,9 +318,9 @@ fn originals_put_by_an_s3_client_into_tessera_up_get_the_browser_s_treatment() {
 }
 
 /// `weed mini` (SeaweedFS) on free ports with its data in `dir`, killed when dropped.
-struct Seaweed {
+pub(crate) struct Seaweed {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for Seaweed {
@@ -330,10 +330,10 @@ impl Drop for Seaweed {
     }
 }
 
-const SEAWEED_KEYS: (&str, &str) = ("tessera-test", "tessera-test-secret");
+pub(crate) const SEAWEED_KEYS: (&str, &str) = ("tessera-test", "tessera-test-secret");
 
 impl Seaweed {
-    fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let python = std::path::PathBuf::from(crate::test_python());
         let weed = python.with_file_name("weed");
         let port = crate::free_port();
@@ -540,10 +540,10 @@ fn tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `tessera worker` on `listen` over SeaweedFS at `endpoint`, its stores in `dir`, with the
 /// service API and arrivals; killed when dropped. `.1` is its log so far.
-struct Worker(Child);
+pub(crate) struct Worker(Child);
 
 impl Worker {
-    fn start(
+    pub(crate) fn start(
         dir: &Path,
         endpoint: &str,
         listen: &str,

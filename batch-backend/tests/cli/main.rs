@@ -1,7 +1,7 @@
 //! The `tessera` binary on real photos and GeoTIFFs (fetched by `tests/fetch-fixtures.sh`):
 //! `preprocess` and `edge` here, `up` in [`up`], the servers' connection limits in
 //! [`connections`], `mosaic` in [`mosaic`], `detect` in [`detect`]; the task store on SQLite and
-//! Postgres in [`store`]; originals put by S3 clients in [`arrivals`]; `/health`, `/ready` and `/metrics` in [`operations`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
+//! Postgres in [`store`]; originals put by S3 clients in [`arrivals`]; `upload` and `sync` in [`upload`]; `/health`, `/ready` and `/metrics` in [`operations`]; webhooks, delivered to a receiver that verifies them, in [`webhooks`].
 
 mod arrivals;
 mod connections;
@@ -12,6 +12,7 @@ mod mosaic;
 mod operations;
 mod store;
 mod up;
+mod upload;
 mod webhooks;
 
 use std::path::{Path, PathBuf};

@@ -111,9 +111,12 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let transport =
-        HttpTransport::new(&connection.endpoint, connection.api_key, FileBodies::default())
-            .context("starting the HTTP client")?;
+    let transport = HttpTransport::new(
+        &connection.endpoint,
+        connection.api_key,
+        FileBodies::default(),
+    )
+    .context("starting the HTTP client")?;
     let recorded = runtime
         .block_on(transport.recorded_originals(&args.client.project))
         .map_err(|f| {
@@ -154,7 +157,10 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     if args.watch {
         let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(event) = event
-                && !matches!(event.kind, notify::EventKind::Remove(_) | notify::EventKind::Access(_))
+                && !matches!(
+                    event.kind,
+                    notify::EventKind::Remove(_) | notify::EventKind::Access(_)
+                )
             {
                 for path in event.paths {
                     let _ = events.send(path);
@@ -190,7 +196,11 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             &sync.uploader,
             &transport,
             &mut progress,
-            if args.watch { Until::Stopped } else { Until::Finished },
+            if args.watch {
+                Until::Stopped
+            } else {
+                Until::Finished
+            },
         );
         let watch = async {
             if args.watch {
@@ -212,7 +222,12 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     if stopped {
         eprintln!("stopped; what was under way resumes on the next run");
     }
-    let ok = report(&uploader, &sync.tally.borrow(), &sync.names.borrow(), started);
+    let ok = report(
+        &uploader,
+        &sync.tally.borrow(),
+        &sync.names.borrow(),
+        started,
+    );
     Ok(if ok || (stopped && args.watch) {
         ExitCode::SUCCESS
     } else {
@@ -247,7 +262,9 @@ fn load(path: &Path, project: &str) -> anyhow::Result<SyncState> {
 
 /// A file's size and modification time, `None` when it is gone or not a file.
 fn stat(path: &Path) -> Option<(u64, u128)> {
-    let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+    let meta = std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)?;
     let modified = meta
         .modified()
         .ok()?
@@ -337,7 +354,11 @@ impl Sync<'_> {
 
     /// Watches for new and changed files: each is queued once its size and modification
     /// time have not changed for `settle`.
-    async fn watch(&self, arrived: &mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>, settle: Duration) {
+    async fn watch(
+        &self,
+        arrived: &mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+        settle: Duration,
+    ) {
         // Path → (size and time last seen, when they last changed).
         let mut settling: BTreeMap<PathBuf, (Option<(u64, u128)>, Instant)> = BTreeMap::new();
         let mut tick = tokio::time::interval(SETTLE_POLL);

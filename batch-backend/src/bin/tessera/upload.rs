@@ -64,16 +64,22 @@ impl ClientArgs {
     /// The endpoint and API key from the flag, TESSERA_API_KEY and the config file.
     pub(crate) fn connection(&self) -> anyhow::Result<Connection> {
         let (path, config) = config_file()?;
-        let endpoint = self
-            .endpoint
-            .clone()
-            .or(config.endpoint)
-            .ok_or_else(|| anyhow!("no endpoint: pass --endpoint URL, set TESSERA_ENDPOINT, or put \"endpoint\" in {}", path.display()))?;
+        let endpoint = self.endpoint.clone().or(config.endpoint).ok_or_else(|| {
+            anyhow!(
+                "no endpoint: pass --endpoint URL, set TESSERA_ENDPOINT, or put \"endpoint\" in {}",
+                path.display()
+            )
+        })?;
         let api_key = std::env::var("TESSERA_API_KEY")
             .ok()
             .filter(|k| !k.is_empty())
             .or(config.api_key)
-            .ok_or_else(|| anyhow!("no API key: set TESSERA_API_KEY, or put \"api_key\" in {}", path.display()))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "no API key: set TESSERA_API_KEY, or put \"api_key\" in {}",
+                    path.display()
+                )
+            })?;
         Ok(Connection { endpoint, api_key })
     }
 
@@ -92,8 +98,13 @@ impl ClientArgs {
 fn config_file() -> anyhow::Result<(PathBuf, ConfigFile)> {
     let path = std::env::var_os("TESSERA_CONFIG")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("tessera/config.json")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".config/tessera/config.json")))
+        .or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(|d| PathBuf::from(d).join("tessera/config.json"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".config/tessera/config.json"))
+        })
         .unwrap_or_else(|| PathBuf::from("tessera-config.json"));
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -206,7 +217,10 @@ impl<'a> Progress<'a> {
     /// Marks images already done or failed as reported (a restored state).
     pub(crate) fn seen(&mut self, uploader: &Uploader) {
         for (key, image) in uploader.images() {
-            if matches!(image.state, ImageState::Done { .. } | ImageState::Failed { .. }) {
+            if matches!(
+                image.state,
+                ImageState::Done { .. } | ImageState::Failed { .. }
+            ) {
                 self.reported.insert(key.to_owned());
             }
         }
@@ -292,8 +306,10 @@ pub(crate) type Prepared = (PathBuf, Result<Derivatives, FileError>);
 /// Preprocesses `files` on every core, with a progress bar.
 pub(crate) fn prepare(files: &[PathBuf], options: &Options) -> Vec<Prepared> {
     let bar = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checked")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checked",
+        )
+        .expect("valid template"),
     );
     let prepared = files
         .par_iter()
@@ -349,10 +365,17 @@ pub(crate) fn report(
         started.elapsed().as_secs_f64(),
         tally.already.len(),
         failed.len(),
-        if waiting > 0 { format!(", {waiting} not sent yet") } else { String::new() },
+        if waiting > 0 {
+            format!(", {waiting} not sent yet")
+        } else {
+            String::new()
+        },
     );
     for (job, images) in &jobs {
-        println!("  job {job}: {images} image{}", if *images == 1 { "" } else { "s" });
+        println!(
+            "  job {job}: {images} image{}",
+            if *images == 1 { "" } else { "s" }
+        );
     }
     for (path, error) in &tally.refused {
         eprintln!("  refused {}: {error} [{}]", path.display(), error.code());
@@ -388,11 +411,23 @@ pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let transport = HttpTransport::new(&connection.endpoint, connection.api_key, FileBodies::default())
-        .context("starting the HTTP client")?;
+    let transport = HttpTransport::new(
+        &connection.endpoint,
+        connection.api_key,
+        FileBodies::default(),
+    )
+    .context("starting the HTTP client")?;
     let recorded = runtime
         .block_on(transport.recorded_originals(&args.client.project))
-        .map_err(|f| anyhow!("listing project {}'s images at {}: {} (HTTP {})", args.client.project, connection.endpoint, f.message, f.status))?;
+        .map_err(|f| {
+            anyhow!(
+                "listing project {}'s images at {}: {} (HTTP {})",
+                args.client.project,
+                connection.endpoint,
+                f.message,
+                f.status
+            )
+        })?;
 
     let mut uploader = Uploader::new(args.client.project.clone());
     let mut tally = Tally::default();
@@ -401,7 +436,8 @@ pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
         match result {
             Ok(derived) => {
                 let sha = derived.manifest.original().sha256.hex.clone();
-                if recorded.contains(&sha) || !uploader.add(DeclaredImage::from(&derived.manifest)) {
+                if recorded.contains(&sha) || !uploader.add(DeclaredImage::from(&derived.manifest))
+                {
                     tally.already.push(path);
                     continue;
                 }
@@ -414,8 +450,17 @@ pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let uploader = RefCell::new(uploader);
     let names = RefCell::new(names);
     let mut progress = Progress::new(&names, transport.bodies(), |_| {});
-    runtime.block_on(tessera_client::run(&uploader, &transport, &mut progress, Until::Finished));
+    runtime.block_on(tessera_client::run(
+        &uploader,
+        &transport,
+        &mut progress,
+        Until::Finished,
+    ));
     progress.finish();
     let ok = report(&uploader.borrow(), &tally, &names.borrow(), started);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
