@@ -140,6 +140,11 @@ pub async fn run<T: Transport, O: Observer>(
                 let woken = async {
                     select(pin!(due), pin!(transport.woken())).await;
                 };
+                if in_flight.is_empty() {
+                    // Only a backoff to wait out (an empty set of requests is ready at once).
+                    woken.await;
+                    continue;
+                }
                 match select(in_flight.next(), pin!(woken)).await {
                     Either::Left((Some(answer), _)) => answer,
                     Either::Left((None, _)) | Either::Right(_) => continue,
@@ -172,5 +177,181 @@ async fn send<T: Transport, O: Observer>(
         Request::Complete { id, upload_id } => {
             Answer::Completed(id, transport.complete(&upload_id).await)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`run`] against an in-memory edge and storage: every request answered after a
+    //! simulated delay, the first try of each PUT failed with 503.
+
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use tessera_core::exif::ExifMetadata;
+    use tessera_core::manifest::ObjectKind;
+    use tessera_core::presign::{Method, PresignedRequest};
+    use tessera_core::upload::{DeclaredImage, DeclaredObject, DeclaredSha256};
+
+    use super::*;
+
+    /// Storage and the edge in memory, on tokio's paused clock.
+    #[derive(Default)]
+    struct Memory {
+        in_flight: Cell<usize>,
+        most_in_flight: Cell<usize>,
+        puts: RefCell<BTreeMap<String, usize>>,
+        uploads: Cell<usize>,
+    }
+
+    impl Memory {
+        async fn request(&self) {
+            self.in_flight.set(self.in_flight.get() + 1);
+            self.most_in_flight
+                .set(self.most_in_flight.get().max(self.in_flight.get()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.set(self.in_flight.get() - 1);
+        }
+    }
+
+    impl Transport for Memory {
+        async fn plan(&self, body: &UploadRequest) -> Result<UploadCreated, Failure> {
+            self.request().await;
+            self.uploads.set(self.uploads.get() + 1);
+            let upload_id = format!("u{}", self.uploads.get());
+            let expires_at = UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+            let objects = body
+                .files
+                .iter()
+                .enumerate()
+                .flat_map(|(i, file)| {
+                    let upload_id = upload_id.clone();
+                    file.objects.iter().map(move |o| UploadTarget {
+                        image_id: format!("{upload_id}-{i}"),
+                        kind: o.kind,
+                        key: format!("{upload_id}/{i}/{}", o.kind.as_str()),
+                        request: PresignedRequest {
+                            method: Method::Put,
+                            url: String::new(),
+                            headers: Vec::new(),
+                            expires_at,
+                        },
+                    })
+                })
+                .collect();
+            Ok(UploadCreated { upload_id, objects })
+        }
+
+        async fn put(
+            &self,
+            _image: &str,
+            target: &UploadTarget,
+            sent: &dyn Fn(u64),
+        ) -> Result<(), Failure> {
+            self.request().await;
+            let tries = {
+                let mut puts = self.puts.borrow_mut();
+                let tries = puts.entry(target.key.clone()).or_default();
+                *tries += 1;
+                *tries
+            };
+            if tries == 1 {
+                return Err(Failure {
+                    status: 503,
+                    message: "SlowDown".to_owned(),
+                    retry_after_s: None,
+                });
+            }
+            sent(100);
+            Ok(())
+        }
+
+        async fn complete(&self, upload_id: &str) -> Result<UploadCompleted, Failure> {
+            self.request().await;
+            Ok(UploadCompleted {
+                upload_id: upload_id.to_owned(),
+                job_id: format!("job-{upload_id}"),
+                images: Vec::new(),
+            })
+        }
+
+        async fn sleep(&self, ms: f64) {
+            tokio::time::sleep(Duration::from_secs_f64(ms.max(0.0) / 1000.0)).await;
+        }
+
+        async fn woken(&self) {
+            std::future::pending::<()>().await;
+        }
+
+        fn now_ms(&self) -> f64 {
+            let elapsed = tokio::time::Instant::now() - START.with(|s| *s);
+            1.8e12 + elapsed.as_secs_f64() * 1000.0
+        }
+
+        fn random(&self) -> f64 {
+            0.5
+        }
+    }
+
+    thread_local! {
+        static START: tokio::time::Instant = tokio::time::Instant::now();
+    }
+
+    #[derive(Default)]
+    struct Counted {
+        changes: usize,
+        sent: usize,
+    }
+
+    impl Observer for Counted {
+        fn changed(&mut self, _uploader: &Uploader) {
+            self.changes += 1;
+        }
+
+        fn sent(&mut self, _image: &str, _target: &UploadTarget, _bytes: u64) {
+            self.sent += 1;
+        }
+    }
+
+    fn image(n: u32) -> DeclaredImage {
+        DeclaredImage {
+            file_name: format!("{n}.jpg"),
+            exif: ExifMetadata::default(),
+            objects: ObjectKind::ALL
+                .into_iter()
+                .map(|kind| DeclaredObject {
+                    kind,
+                    content_type: "image/jpeg".to_owned(),
+                    size_bytes: 100,
+                    sha256: DeclaredSha256 {
+                        hex: format!("{n:0>60}{:04x}", kind as u32),
+                    },
+                    width: 1,
+                    height: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn run_keeps_four_requests_in_flight_retries_and_finishes() {
+        START.with(|_| ());
+        let mut uploader = Uploader::new("p");
+        for n in 0..60 {
+            uploader.add(image(n));
+        }
+        let uploader = RefCell::new(uploader);
+        let memory = Memory::default();
+        let mut observer = Counted::default();
+        run(&uploader, &memory, &mut observer, Until::Finished).await;
+        let uploader = uploader.into_inner();
+        assert_eq!(uploader.summary().done, 60);
+        assert_eq!(memory.uploads.get(), 2, "50, then 10");
+        assert_eq!(memory.most_in_flight.get(), 4);
+        assert!(memory.puts.borrow().values().all(|tries| *tries == 2));
+        assert_eq!(observer.sent, 360);
+        // Every answer is one change: 2 plans, 720 PUTs, 2 completions.
+        assert_eq!(observer.changes, 724);
     }
 }
