@@ -44,10 +44,11 @@ use crate::upload::{
     DeclaredImage, UploadCompleted, UploadCreated, UploadPolicy, UploadRequest, UploadTarget,
 };
 
-/// How close to its URL's expiry a PUT is no longer started: a 10 MiB original at 1 Mbit/s
-/// takes about 84 s, but the edge's URLs live 15 minutes by default, so a PUT started this
-/// late would rarely have been started at all; 30 s leaves room for a slow start and clock
-/// skew between client and storage.
+/// How close to its URL's expiry a PUT is no longer started: 30 s leaves room for a slow
+/// start and clock skew between client and storage (the edge's URLs live 15 minutes by
+/// default). When the edge signs URLs for less than twice this (`TESSERA_UPLOAD_URL_SECONDS`),
+/// the margin is half their lifetime instead, so that a short lifetime still leaves time to
+/// send instead of planning again forever.
 pub const URL_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 /// A failed request: the HTTP status (`0` when there was no answer: network down, connection
@@ -140,6 +141,8 @@ impl Image {
 pub struct PlannedUpload {
     /// Creation order.
     pub seq: u64,
+    /// When the plan was answered, in unix milliseconds.
+    pub planned_at_ms: f64,
     /// The edge's answer: the upload id and one presigned PUT per object.
     pub created: UploadCreated,
     /// The images it holds, by their edge image id → this uploader's image key.
@@ -510,7 +513,6 @@ impl Uploader {
             .map(|u| (u.seq, u.created.upload_id.clone()))
             .collect();
         order.sort();
-        let expiry_margin_ms = URL_EXPIRY_MARGIN.as_secs_f64() * 1000.0;
         for (_, upload_id) in order {
             let upload = &self.uploads[&upload_id];
             let pending: Vec<&UploadTarget> = upload
@@ -523,7 +525,9 @@ impl Uploader {
                 .iter()
                 .map(|t| unix_ms(t.request.expires_at))
                 .fold(f64::INFINITY, f64::min);
-            if now_ms + expiry_margin_ms >= soonest_ms {
+            let lifetime_ms = soonest_ms - upload.planned_at_ms;
+            let margin_ms = (URL_EXPIRY_MARGIN.as_secs_f64() * 1000.0).min(lifetime_ms / 2.0);
+            if now_ms + margin_ms >= soonest_ms {
                 if !self.busy(&upload_id) {
                     self.abandon(&upload_id, None);
                 }
@@ -757,6 +761,7 @@ impl Uploader {
             created.upload_id.clone(),
             PlannedUpload {
                 seq,
+                planned_at_ms: now_ms,
                 created,
                 images,
                 stored: BTreeSet::new(),

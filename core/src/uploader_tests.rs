@@ -343,6 +343,24 @@ fn an_upload_whose_urls_are_about_to_expire_is_abandoned_and_planned_again() {
 }
 
 #[test]
+fn urls_signed_for_less_than_a_minute_are_still_used_for_half_their_life() {
+    let mut uploader = Uploader::new("p");
+    uploader.add(image(1));
+    let Next::Send(Request::Plan { id, body }) = uploader.next(NOW) else {
+        panic!()
+    };
+    // Valid 20 s: PUTs start until 10 s before expiry, not never.
+    uploader.planned(id, Ok(answer(&body, "u1", NOW, 20)), NOW, 0.5);
+    let Next::Send(Request::Put { id, .. }) = uploader.next(NOW + 9_000.0) else {
+        panic!("a PUT 11 s before expiry")
+    };
+    uploader.stored(id, Ok(()), NOW + 9_000.0, 0.5);
+    let sent = drive(&mut uploader, |_| None);
+    assert_eq!(plans(&sent), Vec::<usize>::new());
+    assert!(matches!(state(&uploader, 1), ImageState::Done { .. }));
+}
+
+#[test]
 fn offline_nothing_starts_and_waiting_for_the_network_spends_no_retry() {
     let mut uploader = Uploader::new("p");
     uploader.add(image(1));
