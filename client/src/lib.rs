@@ -68,12 +68,6 @@ pub trait Transport {
     fn online(&self) -> bool {
         true
     }
-
-    /// Whether more images are still to be added (files still being preprocessed), so that
-    /// [`Until::Finished`] waits for them ([`Transport::woken`]) instead of returning.
-    fn more_coming(&self) -> bool {
-        false
-    }
 }
 
 /// Told what happens, to save the state and redraw the view. Called between answers, never
@@ -89,8 +83,7 @@ pub trait Observer {
 /// When [`run`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
-    /// Once every image is done or failed and no more are coming
-    /// ([`Transport::more_coming`]): `tessera upload`, `tessera sync` without `--watch`.
+    /// Once every image is done or failed (`tessera upload`).
     Finished,
     /// Never: wait for new work ([`Transport::woken`]) and go on (`tessera sync --watch`,
     /// the page). Drop the future to stop; a saved uploader starts what was in flight again.
@@ -127,7 +120,7 @@ pub async fn run<T: Transport, O: Observer>(
         };
         let answer = match next {
             Next::Send(_) => unreachable!("sent above"),
-            Next::Finished if until == Until::Finished && !transport.more_coming() => return,
+            Next::Finished if until == Until::Finished => return,
             Next::Finished | Next::Offline => {
                 transport.woken().await;
                 continue;

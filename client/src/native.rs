@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -54,7 +54,6 @@ pub struct HttpTransport<B> {
     api_key: String,
     bodies: B,
     wake: Arc<Notify>,
-    more_coming: AtomicBool,
 }
 
 impl<B: Bodies> HttpTransport<B> {
@@ -74,7 +73,6 @@ impl<B: Bodies> HttpTransport<B> {
             api_key,
             bodies,
             wake: Arc::new(Notify::new()),
-            more_coming: AtomicBool::new(false),
         })
     }
 
@@ -83,13 +81,6 @@ impl<B: Bodies> HttpTransport<B> {
     #[must_use]
     pub fn waker(&self) -> Arc<Notify> {
         Arc::clone(&self.wake)
-    }
-
-    /// Says whether more images are still to be added ([`Transport::more_coming`]), and
-    /// wakes the driver to look.
-    pub fn expect_more(&self, more: bool) {
-        self.more_coming.store(more, Ordering::Relaxed);
-        self.wake.notify_one();
     }
 
     /// The body source.
@@ -199,10 +190,6 @@ impl<B: Bodies> Transport for HttpTransport<B> {
 
     async fn woken(&self) {
         self.wake.notified().await;
-    }
-
-    fn more_coming(&self) -> bool {
-        self.more_coming.load(Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> f64 {

@@ -174,6 +174,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     }
 
     let files = collect_inputs(std::slice::from_ref(&dir));
+    sync.add(files);
     let mut last_save = Instant::now();
     let mut last_counts = (0, 0);
     let mut progress = Progress::new(&sync.names, transport.bodies(), |uploader: &Uploader| {
@@ -189,25 +190,28 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     });
     progress.seen(&sync.uploader.borrow());
     let settle = Duration::from_millis(args.settle_ms);
-    transport.expect_more(true);
     let stopped = runtime.block_on(async {
         let stop = crate::interrupted()?;
-        let until = if args.watch {
-            Until::Stopped
-        } else {
-            Until::Finished
-        };
-        let upload = tessera_client::run(&sync.uploader, &transport, &mut progress, until);
-        let feed = async {
-            sync.add(files).await;
+        let upload = tessera_client::run(
+            &sync.uploader,
+            &transport,
+            &mut progress,
+            if args.watch {
+                Until::Stopped
+            } else {
+                Until::Finished
+            },
+        );
+        let watch = async {
             if args.watch {
                 sync.watch(&mut arrived, settle).await;
             } else {
-                transport.expect_more(false);
+                std::future::pending::<()>().await;
             }
         };
         tokio::select! {
-            _ = async { tokio::join!(upload, feed) } => Ok::<_, anyhow::Error>(false),
+            () = upload => Ok::<_, anyhow::Error>(false),
+            () = watch => Ok(false),
             () = stop => Ok(true),
         }
     })?;
@@ -293,27 +297,27 @@ impl Sync<'_> {
         }
     }
 
-    /// Preprocesses the files that need it and queues their images as each is ready.
-    async fn add(&self, paths: Vec<PathBuf>) {
+    /// Preprocesses the files that need it and queues their images.
+    fn add(&self, paths: Vec<PathBuf>) {
         let mut todo = Vec::new();
-        let mut stats = BTreeMap::new();
         for path in paths {
             let (Some(relative), Some(now)) = (self.relative(&path), stat(&path)) else {
                 continue;
             };
             if self.needs(&relative, now) {
-                stats.insert(path.clone(), (relative, now));
-                todo.push(path);
+                todo.push((path, relative, now));
             } else if let Some(reason) = self.files.borrow()[&relative].refused.clone() {
                 self.tally.borrow_mut().refused_again.push((path, reason));
             } else {
                 self.tally.borrow_mut().already.push(path);
             }
         }
-        prepare(todo, &self.options, |path, result| {
-            let Some((relative, now)) = stats.remove(&path) else {
-                return;
-            };
+        if todo.is_empty() {
+            return;
+        }
+        let paths: Vec<PathBuf> = todo.iter().map(|(p, _, _)| p.clone()).collect();
+        let prepared = prepare(&paths, &self.options);
+        for ((path, result), (_, relative, now)) in prepared.into_iter().zip(todo) {
             let mut seen = Seen {
                 size_bytes: now.0,
                 modified_ns: now.1,
@@ -336,7 +340,6 @@ impl Sync<'_> {
                         uploader.add(DeclaredImage::from(&derived.manifest));
                         self.names.borrow_mut().insert(sha, path.clone());
                         self.transport.bodies().insert(&path, derived);
-                        self.transport.waker().notify_one();
                     }
                 }
                 Err(error) => {
@@ -345,8 +348,8 @@ impl Sync<'_> {
                 }
             }
             self.files.borrow_mut().insert(relative, seen);
-        })
-        .await;
+        }
+        self.transport.waker().notify_one();
     }
 
     /// Watches for new and changed files: each is queued once its size and modification
@@ -386,7 +389,7 @@ impl Sync<'_> {
                         }
                     });
                     if !ready.is_empty() {
-                        self.add(ready).await;
+                        self.add(ready);
                     }
                 }
             }

@@ -300,27 +300,27 @@ impl Observer for Progress<'_> {
     }
 }
 
-/// Preprocesses `files` on every core (rayon, from a thread of its own) and hands each result
-/// to `accept` as it comes, in the order they finish, so that uploads start with the first file
-/// ready instead of the last.
-pub(crate) async fn prepare(
-    files: Vec<PathBuf>,
-    options: &Options,
-    mut accept: impl FnMut(PathBuf, Result<Derivatives, FileError>),
-) {
-    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
-    let options = options.clone();
-    let workers = std::thread::spawn(move || {
-        files.par_iter().for_each_with(done, |done, path| {
-            let result = derive_file(path, &options).map(|(_, derived)| derived);
-            let _ = done.send((path.clone(), result));
-        });
-    });
-    while let Some((path, result)) = results.recv().await {
-        accept(path, result);
-    }
-    // Every sender is gone, so the thread has finished its work.
-    let _ = workers.join();
+/// One file preprocessed, or why not.
+pub(crate) type Prepared = (PathBuf, Result<Derivatives, FileError>);
+
+/// Preprocesses `files` on every core, with a progress bar.
+pub(crate) fn prepare(files: &[PathBuf], options: &Options) -> Vec<Prepared> {
+    let bar = ProgressBar::new(files.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checked",
+        )
+        .expect("valid template"),
+    );
+    let prepared = files
+        .par_iter()
+        .map(|path| {
+            let result = derive_file(path, options).map(|(_, derived)| derived);
+            bar.inc(1);
+            (path.clone(), result)
+        })
+        .collect();
+    bar.finish_and_clear();
+    prepared
 }
 
 /// What a run did, for the summary.
@@ -401,8 +401,7 @@ pub(crate) struct UploadArgs {
 }
 
 /// Runs `tessera upload`: every file checked and preprocessed, those whose original the
-/// project already has skipped, the rest uploaded as they are ready. Exit 1 when any file was
-/// refused or failed.
+/// project already has skipped, the rest uploaded. Exit 1 when any file was refused or failed.
 pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let connection = args.client.connection()?;
@@ -430,40 +429,35 @@ pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
 
-    let uploader = RefCell::new(Uploader::new(args.client.project.clone()));
-    let tally = RefCell::new(Tally::default());
-    let names = RefCell::new(BTreeMap::new());
-    let mut progress = Progress::new(&names, transport.bodies(), |_| {});
-    transport.expect_more(true);
-    let feed = async {
-        prepare(files, &options, |path, result| match result {
+    let mut uploader = Uploader::new(args.client.project.clone());
+    let mut tally = Tally::default();
+    let mut names = BTreeMap::new();
+    for (path, result) in prepare(&files, &options) {
+        match result {
             Ok(derived) => {
                 let sha = derived.manifest.original().sha256.hex.clone();
-                let declared = DeclaredImage::from(&derived.manifest);
-                if recorded.contains(&sha) || !uploader.borrow_mut().add(declared) {
-                    tally.borrow_mut().already.push(path);
-                    return;
+                if recorded.contains(&sha) || !uploader.add(DeclaredImage::from(&derived.manifest))
+                {
+                    tally.already.push(path);
+                    continue;
                 }
                 transport.bodies().insert(&path, derived);
-                names.borrow_mut().insert(sha, path);
-                transport.waker().notify_one();
+                names.insert(sha, path);
             }
-            Err(error) => tally.borrow_mut().refused.push((path, error)),
-        })
-        .await;
-        transport.expect_more(false);
-    };
-    runtime.block_on(async {
-        let upload = tessera_client::run(&uploader, &transport, &mut progress, Until::Finished);
-        tokio::join!(upload, feed);
-    });
+            Err(error) => tally.refused.push((path, error)),
+        }
+    }
+    let uploader = RefCell::new(uploader);
+    let names = RefCell::new(names);
+    let mut progress = Progress::new(&names, transport.bodies(), |_| {});
+    runtime.block_on(tessera_client::run(
+        &uploader,
+        &transport,
+        &mut progress,
+        Until::Finished,
+    ));
     progress.finish();
-    let ok = report(
-        &uploader.borrow(),
-        &tally.borrow(),
-        &names.borrow(),
-        started,
-    );
+    let ok = report(&uploader.borrow(), &tally, &names.borrow(), started);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
