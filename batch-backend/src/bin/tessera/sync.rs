@@ -99,7 +99,6 @@ struct Sync<'a> {
 /// Runs `tessera sync`.
 pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let connection = args.client.connection()?;
     let options = args.client.options()?;
     let dir = args
         .dir
@@ -107,27 +106,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening {}", args.dir.display()))?;
     let state_path = args.state.clone().unwrap_or_else(|| dir.join(STATE_FILE));
     let state = load(&state_path, &args.client.project)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let transport = HttpTransport::new(
-        &connection.endpoint,
-        connection.api_key,
-        FileBodies::default(),
-    )
-    .context("starting the HTTP client")?;
-    let recorded = runtime
-        .block_on(transport.recorded_originals(&args.client.project))
-        .map_err(|f| {
-            anyhow!(
-                "listing project {}'s images at {}: {} (HTTP {})",
-                args.client.project,
-                connection.endpoint,
-                f.message,
-                f.status
-            )
-        })?;
+    let (runtime, transport, recorded) = args.client.connect()?;
     let mut uploader = state.uploader;
     let failed: Vec<String> = uploader
         .images()

@@ -83,6 +83,40 @@ impl ClientArgs {
         Ok(Connection { endpoint, api_key })
     }
 
+    /// A runtime, the HTTP transport to the edge, and the SHA-256 of every original the
+    /// project already has (so that those files are skipped).
+    pub(crate) fn connect(
+        &self,
+    ) -> anyhow::Result<(
+        tokio::runtime::Runtime,
+        HttpTransport<FileBodies>,
+        BTreeSet<String>,
+    )> {
+        let connection = self.connection()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let transport = HttpTransport::new(
+            &connection.endpoint,
+            connection.api_key,
+            FileBodies::default(),
+        )
+        .context("starting the HTTP client")?;
+        let recorded = runtime
+            .block_on(transport.recorded_originals(&self.project))
+            .map_err(|f| {
+                anyhow!(
+                    "listing project {}'s images at {}: {} (HTTP {})",
+                    self.project,
+                    connection.endpoint,
+                    f.message,
+                    f.status
+                )
+            })?;
+        Ok((runtime, transport, recorded))
+    }
+
     /// Preprocessing options, as the page sets them.
     pub(crate) fn options(&self) -> anyhow::Result<Options> {
         let project = Project::new(self.project.clone())?;
@@ -404,30 +438,9 @@ pub(crate) struct UploadArgs {
 /// project already has skipped, the rest uploaded. Exit 1 when any file was refused or failed.
 pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let connection = args.client.connection()?;
     let options = args.client.options()?;
     let files = collect_inputs(&args.inputs);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let transport = HttpTransport::new(
-        &connection.endpoint,
-        connection.api_key,
-        FileBodies::default(),
-    )
-    .context("starting the HTTP client")?;
-    let recorded = runtime
-        .block_on(transport.recorded_originals(&args.client.project))
-        .map_err(|f| {
-            anyhow!(
-                "listing project {}'s images at {}: {} (HTTP {})",
-                args.client.project,
-                connection.endpoint,
-                f.message,
-                f.status
-            )
-        })?;
+    let (runtime, transport, recorded) = args.client.connect()?;
 
     let mut uploader = Uploader::new(args.client.project.clone());
     let mut tally = Tally::default();
