@@ -123,6 +123,9 @@ test('dropped photos are stored under their keys with their checksums, searchabl
     const requested = [];
     const docs = await context.newPage();
     docs.on('request', (r) => requested.push(r.url()));
+    // The document arrives after config.json (as it did once under load in CI): the key must
+    // still be filled in.
+    await docs.route('**/v1/openapi.json', async (route) => { await new Promise((r) => setTimeout(r, 1000)); await route.continue(); });
     await docs.setViewportSize({ width: 1280, height: 900 });
     await docs.goto(`${stack.url}/docs/`);
     await docs.locator('.swagger-ui .info .title', { hasText: 'Tessera edge API' }).waitFor();
