@@ -180,6 +180,38 @@ async fn send<T: Transport, O: Observer>(
     }
 }
 
+/// A refused request in words, whatever carried it: the edge's JSON `message`, or storage's
+/// XML `Code` and `Message` (S3's error response), else the start of the body; `who` names
+/// the refuser when the body says nothing. `retry_after` is the `Retry-After` header, in
+/// seconds (an HTTP date is not honoured: the backoff applies).
+#[must_use]
+pub fn refusal(status: u16, retry_after: Option<&str>, body: &str, who: &str) -> Failure {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .or_else(|| {
+            let code = xml_element(body, "Code")?;
+            Some(xml_element(body, "Message").map_or(code.clone(), |m| format!("{code}: {m}")))
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_owned());
+    Failure {
+        status,
+        message: if message.is_empty() {
+            format!("{who} refused")
+        } else {
+            message
+        },
+        retry_after_s: retry_after.and_then(|v| v.trim().parse::<f64>().ok()),
+    }
+}
+
+/// The text of the first `<name>…</name>` in `xml`.
+fn xml_element(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(xml[start..end].to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     //! [`run`] against an in-memory edge and storage: every request answered after a

@@ -223,38 +223,14 @@ async fn answer<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A refused request in words: the edge's JSON `message`, or storage's XML `Code` and
-/// `Message` (S3's error response), else the start of the body.
+/// A refused request's [`Failure`]: [`crate::refusal`] over reqwest's response.
 async fn failure(response: reqwest::Response, who: &str) -> Failure {
     let status = response.status().as_u16();
-    let retry_after_s = response
+    let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok());
+        .map(str::to_owned);
     let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        .or_else(|| {
-            let code = xml_element(&body, "Code")?;
-            Some(xml_element(&body, "Message").map_or(code.clone(), |m| format!("{code}: {m}")))
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_owned());
-    Failure {
-        status,
-        message: if message.is_empty() {
-            format!("{who} refused")
-        } else {
-            message
-        },
-        retry_after_s,
-    }
-}
-
-/// The text of the first `<name>…</name>` in `xml`.
-fn xml_element(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(xml[start..end].to_owned())
+    crate::refusal(status, retry_after.as_deref(), &body, who)
 }

@@ -306,6 +306,15 @@ impl Uploader {
         self
     }
 
+    /// The same uploader planning at most `max_files` images a request (at least 1, at most
+    /// the edge's [`UploadPolicy::max_files`]). The page plans one file a request, so that each
+    /// dropped file has its own job to follow; the command line plans 50.
+    #[must_use]
+    pub fn with_max_files(mut self, max_files: usize) -> Self {
+        self.max_files = max_files.clamp(1, default_max_files());
+        self
+    }
+
     /// The project every image is uploaded to.
     #[must_use]
     pub fn project(&self) -> &str {
@@ -343,6 +352,46 @@ impl Uploader {
             },
         );
         true
+    }
+
+    /// Adds an image in the state an earlier client left it (the page's queue before this
+    /// uploader): done and failed images are kept as they were, so they are never uploaded
+    /// again unless retried; queued and uploading ones are queued (a plan whose URLs this
+    /// uploader never saw is abandoned, never completed). `false` as for [`Self::add`].
+    pub fn restore(&mut self, declared: DeclaredImage, state: ImageState) -> bool {
+        let Some(key) = Self::key_of(&declared).map(str::to_owned) else {
+            return false;
+        };
+        if !self.add(declared) {
+            return false;
+        }
+        if matches!(state, ImageState::Done { .. } | ImageState::Failed { .. })
+            && let Some(image) = self.images.get_mut(&key)
+        {
+            image.state = state;
+        }
+        true
+    }
+
+    /// How many of an image's objects its current upload has stored (0 unless uploading).
+    #[must_use]
+    pub fn stored_objects(&self, key: &str) -> usize {
+        let Some(ImageState::Uploading { upload_id }) = self.images.get(key).map(|i| &i.state)
+        else {
+            return 0;
+        };
+        let Some(upload) = self.uploads.get(upload_id) else {
+            return 0;
+        };
+        upload
+            .created
+            .objects
+            .iter()
+            .filter(|t| {
+                upload.stored.contains(&t.key)
+                    && upload.images.get(&t.image_id).map(String::as_str) == Some(key)
+            })
+            .count()
     }
 
     /// Whether an image with this original (SHA-256, hex) is here.

@@ -1,6 +1,7 @@
 //! The upload client's decisions, against a scripted edge: batching, the in-flight cap, retries,
 //! refusals, expiry, offline spells, and a restore from saved state.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
@@ -437,4 +438,76 @@ fn a_plan_answer_of_the_wrong_shape_is_not_trusted() {
         uploader.next(NOW),
         Next::Wait { until_ms: Some(_) }
     ));
+}
+
+#[test]
+fn the_page_plans_one_file_a_request_so_each_file_has_its_own_job() {
+    let mut uploader = Uploader::new("site-a").with_max_files(1);
+    for n in 0..3 {
+        uploader.add(image(n));
+    }
+    let sent = drive(&mut uploader, |_| None);
+    assert_eq!(plans(&sent), [1, 1, 1]);
+    let jobs: BTreeSet<&str> = (0..3)
+        .map(|n| match state(&uploader, n) {
+            ImageState::Done { job_id, .. } => job_id.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(jobs.len(), 3);
+    // Never more than the edge takes, never none.
+    let mut many = Uploader::new("site-a").with_max_files(500);
+    for n in 0..60 {
+        many.add(image(n));
+    }
+    assert_eq!(plans(&drive(&mut many, |_| None)), [50, 10]);
+}
+
+#[test]
+fn stored_objects_counts_an_uploading_images_objects_as_they_land() {
+    let mut uploader = Uploader::new("site-a");
+    uploader.add(image(0));
+    uploader.add(image(1));
+    assert_eq!(uploader.stored_objects(&key(0)), 0);
+    let Next::Send(Request::Plan { id, body }) = uploader.next(NOW) else {
+        panic!()
+    };
+    uploader.planned(id, Ok(answer(&body, "u1", NOW, 900)), NOW, 0.5);
+    let mut landed = 0;
+    while let Next::Send(Request::Put { id, image, .. }) = uploader.next(NOW) {
+        uploader.stored(id, Ok(()), NOW, 0.5);
+        if image == key(0) {
+            landed += 1;
+            assert_eq!(uploader.stored_objects(&key(0)), landed);
+        }
+    }
+    assert_eq!(uploader.stored_objects(&key(0)), 6);
+    assert_eq!(uploader.stored_objects(&key(1)), 6);
+    assert_eq!(uploader.stored_objects("unknown"), 0);
+}
+
+#[test]
+fn restored_images_keep_done_and_failed_and_queue_the_rest() {
+    let mut uploader = Uploader::new("site-a");
+    let done = ImageState::Done {
+        upload_id: "old".into(),
+        job_id: "job-old".into(),
+        image_id: "img-old".into(),
+    };
+    let failed = ImageState::Failed {
+        reason: "storage refused original: HTTP 403".into(),
+    };
+    let uploading = ImageState::Uploading {
+        upload_id: "never-seen".into(),
+    };
+    assert!(uploader.restore(image(0), done.clone()));
+    assert!(uploader.restore(image(1), failed.clone()));
+    assert!(uploader.restore(image(2), uploading));
+    assert!(!uploader.restore(image(0), ImageState::Queued), "once");
+    assert_eq!(state(&uploader, 0), &done);
+    assert_eq!(state(&uploader, 1), &failed);
+    assert_eq!(state(&uploader, 2), &ImageState::Queued);
+    let sent = drive(&mut uploader, |_| None);
+    assert_eq!(plans(&sent), [1], "only the unfinished image is uploaded");
+    assert_eq!(state(&uploader, 0), &done);
 }
