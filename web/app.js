@@ -1,9 +1,9 @@
-// The upload page: files → Web Workers (tessera-wasm) → IndexedDB queue → presigned PUTs.
-import { openQueue, Api, original } from './queue.js';
+// The upload page: files → Web Workers (tessera-wasm) → the upload worker (tessera-wasm too:
+// IndexedDB queue, presigned PUTs). This page keeps the view.
+import { Api } from './api.js';
 
 const $ = (selector) => document.querySelector(selector);
 const config = await fetch('config.json').then((r) => r.json());
-const queue = await openQueue();
 const api = new Api(config);
 const today = () => new Date().toISOString().slice(0, 10);
 
@@ -22,7 +22,16 @@ const waiting = [];
 const inFlight = new Map(); // id → { resolve, worker }
 const busy = new Map(workers.map((w) => [w, 0]));
 let nextId = 0;
+// Uploads wait while files are being checked: on a small machine, checking and uploading at
+// once share the cores with this page and hold key presses back.
+let checking = false;
+function setChecking(now) {
+  if (now === checking) return;
+  checking = now;
+  uploads.postMessage({ type: 'pause', paused: now });
+}
 function dispatch() {
+  setChecking(waiting.length > 0 || inFlight.size > 0);
   while (waiting.length > 0) {
     const [worker, load] = [...busy].reduce((a, b) => (b[1] < a[1] ? b : a));
     if (load >= PER_WORKER) return;
@@ -39,6 +48,7 @@ for (const worker of workers) {
     inFlight.delete(data.id);
     busy.set(worker, busy.get(worker) - 1);
     dispatch();
+    setChecking(waiting.length > 0 || inFlight.size > 0);
     resolve(data);
   };
 }
@@ -47,6 +57,79 @@ function preprocessInWorker(file) {
     waiting.push({ file, resolve });
     dispatch();
   });
+}
+
+// ---- The upload worker: the queue and the uploads ------------------------------------------
+// Messages: wasm-client/src/upload_worker.rs. Each image the worker knows is kept here as it
+// last said: { key, fileName, manifest, bodies: { kind: Blob }, state, stored, error, jobId,
+// fraction }.
+const uploads = new Worker('upload-worker.js', { type: 'module' });
+const images = new Map();
+const adding = new Map(); // id → resolve(added)
+const made = new Map(); // key → the derivatives' Blobs of a file being added (made here)
+let nextAdd = 0;
+let uploadsReady;
+const ready = new Promise((resolve) => { uploadsReady = resolve; });
+uploads.onmessage = ({ data }) => {
+  switch (data.type) {
+    case 'image':
+      // A file added here comes without its Blobs: the page made them.
+      images.set(data.key, { ...data, bodies: data.bodies ?? made.get(data.key), fraction: 0 });
+      made.delete(data.key);
+      render(images.get(data.key));
+      scheduleQueueRender();
+      break;
+    case 'changes':
+      for (const change of data.states) {
+        const changed = images.get(change.key);
+        if (!changed) continue;
+        Object.assign(changed, { state: change.state, stored: change.stored, error: change.error, jobId: change.jobId });
+        render(changed);
+      }
+      for (const [key, fraction] of Object.entries(data.progress)) {
+        const sending = images.get(key);
+        if (!sending) continue;
+        sending.fraction = fraction;
+        if (sending.state === 'uploading') cards.get(key).querySelector('.progress').value = fraction;
+      }
+      scheduleQueueRender();
+      break;
+    case 'added':
+      adding.get(data.id)?.(data.added);
+      adding.delete(data.id);
+      break;
+    case 'error':
+      console.error(`upload queue: ${data.message}`);
+      uploadsReady(); // the page still searches and shows jobs
+      break;
+    case 'ready':
+      uploadsReady();
+      break;
+    default:
+      console.warn('upload worker said', data);
+  }
+};
+uploads.onerror = (e) => console.error('upload worker:', e.message);
+uploads.postMessage({ type: 'start', config, online: navigator.onLine });
+
+/** Hands a preprocessed file (its derivatives as Blobs) to the upload worker; false when the
+ * same original is already queued or uploaded. The page keeps the Blobs to show them. */
+function queueUpload(file, { manifest, bodies }) {
+  const id = nextAdd++;
+  const key = `${config.project}/${original(manifest).sha256.hex}`;
+  made.set(key, bodies);
+  return new Promise((resolve) => {
+    adding.set(id, (added) => {
+      if (!added) made.delete(key);
+      resolve(added);
+    });
+    uploads.postMessage({ type: 'add', id, file, manifest, bodies });
+  });
+}
+
+/** The manifest's original: the file as uploaded. */
+function original(manifest) {
+  return manifest.objects.find((o) => o.kind === 'original');
 }
 
 // ---- Plain words for refusals --------------------------------------------------------------
@@ -84,10 +167,17 @@ function setStatus(card, text, kind) {
 
 const ROTATION_LABELS = [['processed', 'Letterbox'], ['augmented-90', '90°'], ['augmented-180', '180°'], ['augmented-270', '270°']];
 
-async function showDerivatives(card, entry) {
+// Thumbnails are made when the page is idle, a card at a time: with hundreds of files, making
+// them as the files arrive would hold key presses back.
+const idle = window.requestIdleCallback ?? ((f) => setTimeout(f, 1));
+function showDerivatives(card, entry) {
   if (card.dataset.shown) return;
   card.dataset.shown = '1';
-  const { bodies } = await queue.files(entry.key);
+  idle(() => makeThumbnails(card, entry), { timeout: 2000 });
+}
+
+function makeThumbnails(card, entry) {
+  const { bodies } = entry;
   const thumbs = card.querySelector('.thumbs');
   for (const [kind, label] of ROTATION_LABELS) {
     const figure = document.createElement('figure');
@@ -131,11 +221,10 @@ function render(entry) {
   }
   showDerivatives(card, entry);
   const progress = card.querySelector('.progress');
-  const total = entry.manifest.objects.reduce((sum, o) => sum + o.size_bytes, 0);
   if (entry.state === 'done') {
     progress.value = 1;
-    setStatus(card, `Uploaded. Job ${entry.result.job_id}: checking…`, 'done');
-    watchJob(card, entry.result.job_id);
+    if (!watched.has(entry.jobId)) setStatus(card, `Uploaded. Job ${entry.jobId}: checking…`, 'done');
+    watchJob(card, entry.jobId);
   } else if (entry.state === 'failed') {
     setStatus(card, `Upload failed: ${entry.error}`, 'error');
     if (!card.querySelector('.retry')) {
@@ -143,15 +232,14 @@ function render(entry) {
       retry.className = 'retry';
       retry.type = 'button';
       retry.textContent = 'Retry upload';
-      retry.onclick = async () => {
+      retry.onclick = () => {
         retry.remove();
-        await queue.put({ ...entry, state: entry.upload ? 'uploading' : 'queued', error: null });
-        queue.pump(api);
+        uploads.postMessage({ type: 'retry', key: entry.key });
       };
       card.append(retry);
     }
   } else {
-    progress.value = (queue.progress.get(entry.key) ?? 0) / total;
+    progress.value = entry.fraction;
     setStatus(card, navigator.onLine ? 'Uploading…' : 'Ready; waiting for the network.');
   }
   card.dataset.state = entry.state;
@@ -294,13 +382,13 @@ async function followJob(card, jobId) {
   }
 }
 
-async function renderQueue() {
-  const entries = await queue.all();
+function renderQueue() {
+  const entries = [...images.values()];
   const waiting = entries.filter((e) => e.state === 'queued' || e.state === 'uploading');
   const list = $('#queue');
   list.replaceChildren(...waiting.map((e) => {
     const li = document.createElement('li');
-    li.textContent = `${e.fileName}: ${e.state === 'uploading' ? `${Object.keys(e.stored).length} of 6 objects stored` : 'preprocessed, not sent yet'}`;
+    li.textContent = `${e.fileName}: ${e.state === 'uploading' ? `${e.stored} of 6 objects stored` : 'preprocessed, not sent yet'}`;
     return li;
   }));
   $('#queue-empty').hidden = waiting.length > 0;
@@ -324,17 +412,14 @@ function scheduleQueueRender() {
   });
 }
 
-queue.addEventListener('change', ({ detail }) => {
-  render(detail);
-  scheduleQueueRender();
-});
-queue.addEventListener('progress', ({ detail }) => render(detail));
-
 // ---- Adding files --------------------------------------------------------------------------
-async function addFiles(files) {
+async function addFiles(fileList) {
+  // A copy: the picker's FileList is emptied when the input is reset, right after this call.
+  const files = [...fileList];
   stats.total += files.length;
   scheduleQueueRender();
-  await Promise.all([...files].map(async (file) => {
+  await ready;
+  await Promise.all(files.map(async (file) => {
     const result = await preprocessInWorker(file);
     if (!result.ok) {
       stats.failed += 1;
@@ -345,15 +430,13 @@ async function addFiles(files) {
       card.querySelector('.progress').hidden = true;
     } else {
       stats.processed += 1;
-      const entry = await queue.add({ project: config.project, file, ...result });
-      if (!entry) {
+      if (!await queueUpload(file, result)) {
         const card = newCard(file.name);
         setStatus(card, 'Already added: the same file is queued or uploaded.', 'done');
         card.dataset.state = 'duplicate';
       }
     }
     scheduleQueueRender();
-    queue.pump(api);
   }));
   document.body.dataset.checked = String(stats.processed + stats.failed);
 }
@@ -378,7 +461,7 @@ $('#files').addEventListener('change', (e) => {
 function networkChanged() {
   $('#network').textContent = navigator.onLine ? 'Online: uploads go straight to storage.' : 'Offline: files are checked and kept until the network is back.';
   document.body.dataset.online = String(navigator.onLine);
-  if (navigator.onLine) queue.pump(api);
+  uploads.postMessage({ type: 'online', online: navigator.onLine });
   scheduleQueueRender();
 }
 addEventListener('online', networkChanged);
@@ -432,7 +515,7 @@ $('#search').addEventListener('submit', (e) => {
   search(null);
 });
 
-// ---- Start: show what the queue kept across reloads, then upload it --------------------------
-for (const entry of await queue.all()) render(entry);
+// ---- Start: the upload worker has shown what the queue kept across reloads ------------------
+await ready;
 networkChanged();
 document.body.dataset.ready = 'true';

@@ -1,8 +1,9 @@
 // The service worker: keeps the app shell (HTML, CSS, JS, the wasm and its glue, config) so
 // the page loads and preprocesses offline. Network first, so a running stack always serves
 // the latest page; the cache answers when the network cannot. The API is never cached.
-const CACHE = 'tessera-shell-v1';
-const SHELL = ['./', 'index.html', 'style.css', 'app.js', 'queue.js', 'worker.js', 'config.json',
+const CACHE = 'tessera-shell-v2';
+const SHELL = ['./', 'index.html', 'style.css', 'app.js', 'api.js', 'worker.js', 'upload-worker.js',
+  'config.json',
   'pkg/tessera_wasm.js', 'pkg/tessera_wasm_bg.wasm'];
 
 self.addEventListener('install', (event) => {

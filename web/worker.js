@@ -1,7 +1,8 @@
 // The module Web Worker that runs tessera-wasm, so the page never waits on pixels.
 // Message in:  { id, file: File, options: { project, fileName, fallbackDate } }
-// Message out: { id, ok: true, manifest, bodies: { processed, 'augmented-90', …: Uint8Array } }
-//              (bodies transferred, not copied) or { id, ok: false, error: { code, message } }.
+// Message out: { id, ok: true, manifest, bodies: { processed, 'augmented-90', …: Blob } }
+//              (JPEG Blobs, made here: making them costs the page's thread) or
+//              { id, ok: false, error: { code, message } }.
 import init, { check_size, preprocess } from './pkg/tessera_wasm.js';
 
 const ready = init();
@@ -12,7 +13,8 @@ self.onmessage = async ({ data: { id, file, options } }) => {
     check_size(file.size); // refuse before reading a byte
     const bytes = new Uint8Array(await file.arrayBuffer());
     const { manifest, bodies } = preprocess(bytes, options);
-    self.postMessage({ id, ok: true, manifest, bodies }, Object.values(bodies).map((b) => b.buffer));
+    const blobs = Object.fromEntries(Object.entries(bodies).map(([kind, b]) => [kind, new Blob([b], { type: 'image/jpeg' })]));
+    self.postMessage({ id, ok: true, manifest, bodies: blobs });
   } catch (e) {
     const error = { code: e.code ?? 'internal', message: e.message ?? String(e) };
     e.free?.();

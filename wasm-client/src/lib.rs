@@ -10,8 +10,10 @@
 //!   or throws a [`PreprocessFailure`]
 //!   (`{ code, message }`, `code` from [`tessera_core::PreprocessError::code`]).
 //! - [`check_size`]`(bytes)`: the size limit, checked before a file is read.
-//! - [`retry_delay_ms`] and [`retryable_status`]: the uploader's backoff policy
-//!   ([`tessera_core::retry::RetryPolicy`]); [`max_in_flight`].
+//! - [`start_upload_worker`]`(early)`: turns the Web Worker it runs in into the upload worker
+//!   (`web/upload-worker.js`), which owns the IndexedDB queue and uploads with
+//!   [`tessera_client`] over `fetch` and `XMLHttpRequest`; its messages are in
+//!   [`upload_worker`]'s documentation.
 //! - [`letterbox_rgba`]: the letterbox step alone, for the resize benchmark.
 
 use chrono::NaiveDate;
@@ -20,9 +22,14 @@ use tessera_core::error::ErrorCode;
 use tessera_core::keys::Project;
 use tessera_core::limits::Limits;
 use tessera_core::pixels::{LETTERBOX_SIZE, letterbox};
-use tessera_core::retry::RetryPolicy;
 use tessera_core::{Options, PreprocessError};
 use wasm_bindgen::prelude::*;
+
+mod queue;
+mod transport;
+pub mod upload_worker;
+
+pub use upload_worker::start_upload_worker;
 
 /// Options from JavaScript: `{ project, fileName, fallbackDate: "YYYY-MM-DD", quality? }`.
 #[derive(Debug, Deserialize)]
@@ -120,29 +127,6 @@ pub fn check_size(size_bytes: f64) -> Result<(), PreprocessFailure> {
     Limits::DEFAULT
         .check_size(size_bytes as u64)
         .map_err(Into::into)
-}
-
-/// The wait before retry `attempt` (0-based) in milliseconds, full-jitter exponential backoff
-/// for `unit_random` in `[0, 1)` and an optional `Retry-After` in seconds; `undefined` once
-/// retries are spent. See [`RetryPolicy::delay_ms`].
-#[wasm_bindgen]
-#[must_use]
-pub fn retry_delay_ms(attempt: u32, unit_random: f64, retry_after_s: Option<f64>) -> Option<f64> {
-    RetryPolicy::default().delay_ms(attempt, unit_random, retry_after_s)
-}
-
-/// Whether a failed request with this HTTP status (0 = no answer) is worth retrying.
-#[wasm_bindgen]
-#[must_use]
-pub fn retryable_status(status: u16) -> bool {
-    RetryPolicy::retryable(status)
-}
-
-/// How many uploads a client runs at once.
-#[wasm_bindgen]
-#[must_use]
-pub fn max_in_flight() -> u32 {
-    RetryPolicy::default().max_in_flight
 }
 
 /// The letterbox step alone, for benchmarks: `rgba` is `width × height` pixels, 4 bytes each

@@ -4,7 +4,7 @@
 
 use serde::Deserialize as _;
 use tessera_core::{Manifest, ObjectKind, Sha256Digest};
-use tessera_wasm::{PreprocessFailure, check_size, preprocess, retry_delay_ms, retryable_status};
+use tessera_wasm::{PreprocessFailure, check_size, preprocess};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -160,12 +160,4 @@ impl TapProject for JsValue {
         js_sys::Reflect::set(&self, &"project".into(), &project.into()).unwrap();
         self
     }
-}
-
-#[wasm_bindgen_test]
-fn retry_policy_is_the_cores() {
-    assert!(retryable_status(503) && retryable_status(0) && retryable_status(429));
-    assert!(!retryable_status(403) && !retryable_status(400));
-    assert_eq!(retry_delay_ms(1, 0.5, None), Some(500.0));
-    assert_eq!(retry_delay_ms(6, 0.5, None), None);
 }
