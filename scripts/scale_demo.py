@@ -132,6 +132,14 @@ def main():
             sys.exit("scale demo: FAILED: worker A never held a task")
         time.sleep(0.02)
     os.kill(args.kill_pid, signal.SIGKILL)
+    # A may have finished that task between the query and the kill, and taken the next: what it
+    # held when it died is its attempt still open once a commit it had sent has landed.
+    time.sleep(0.5)
+    held = psql(args.database,
+                "SELECT t.unique_key FROM task_attempts a JOIN tasks t ON t.id = a.task_id "
+                f"WHERE a.worker LIKE '{pattern}' AND a.ended_at IS NULL LIMIT 1")
+    if not held:
+        sys.exit("scale demo: FAILED: worker A was killed between two tasks (run it again)")
     print(f"killed worker A (pid {args.kill_pid}) holding {held}")
 
     deadline = time.monotonic() + 300
