@@ -462,20 +462,25 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
         let now_s = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // A request without a key guesses nothing: it is told so, and spends no failure.
+        let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "send `Authorization: Bearer <API key>`",
+            ));
+        };
         let mut failures = self.auth_failures.borrow_mut();
         if let Some(bucket) = failures.get(&client)
             && let Err(wait_s) = bucket.peek(now_s)
         {
             return Err(ApiError::rate_limited(wait_s));
         }
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let grant = token
-            .map(|t| api_key_hash(t.trim()))
-            .and_then(|hash| self.config.api_keys.iter().find(|grant| grant.hash == hash));
-        let Some(grant) = grant else {
+        let hash = api_key_hash(token.trim());
+        let Some(grant) = self.config.api_keys.iter().find(|grant| grant.hash == hash) else {
             if failures.len() >= MAX_TRACKED_CLIENTS {
                 failures.retain(|_, bucket| !bucket.is_full(now_s));
             }
@@ -484,14 +489,7 @@ impl<S: Store, O: Outbound, J: Jobs> Edge<S, O, J> {
                 TokenBucket::new(AUTH_FAILURE_BURST, AUTH_FAILURES_PER_SECOND, now_s)
             });
             let _spent = bucket.try_take(now_s);
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                if token.is_some() {
-                    "unknown API key"
-                } else {
-                    "send `Authorization: Bearer <API key>`"
-                },
-            ));
+            return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
         };
         drop(failures);
         let mut buckets = self.buckets.borrow_mut();
