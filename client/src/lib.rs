@@ -54,8 +54,8 @@ pub trait Transport {
     /// Waits `ms` milliseconds.
     async fn sleep(&self, ms: f64);
 
-    /// Resolves when there may be new work: images added, or the network back. A one-shot
-    /// client never resolves it.
+    /// Resolves when there may be new work: images added, no more coming
+    /// ([`Uploader::set_more_coming`]), or the network back.
     async fn woken(&self);
 
     /// Now, in unix milliseconds.
@@ -83,7 +83,8 @@ pub trait Observer {
 /// When [`run`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
-    /// Once every image is done or failed (`tessera upload`).
+    /// Once every image is done or failed and no more are coming
+    /// ([`Uploader::set_more_coming`]): `tessera upload`, `tessera sync` without `--watch`.
     Finished,
     /// Never: wait for new work ([`Transport::woken`]) and go on (`tessera sync --watch`,
     /// the page). Drop the future to stop; a saved uploader starts what was in flight again.

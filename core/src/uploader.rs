@@ -13,7 +13,11 @@
 //! sends it, and hands the answer back (`planned`, `stored`, `completed`) with the time and a
 //! random number for the backoff. What it decides:
 //! - **Batching.** Images waiting are planned together, up to [`UploadPolicy::max_files`] a
-//!   request, in the order they were added.
+//!   request, in the order they were added. While the caller says more are coming
+//!   ([`Uploader::set_more_coming`]: files still being preprocessed), a batch not yet full
+//!   waits for them until none has arrived for [`BATCH_QUIET`], and never longer than
+//!   [`BATCH_MAX_WAIT`] (the rule of Nagle's algorithm and of Kafka's `linger.ms`), so that a
+//!   folder streamed in becomes uploads, and jobs, of 50 images rather than one each.
 //! - **At most [`RetryPolicy::max_in_flight`] requests at once**, finishing work before
 //!   starting more: completions first, then PUTs of the oldest upload, then plans.
 //! - **Retries.** A transient failure ([`RetryPolicy::retryable`]: no answer, 408, 425, 429,
@@ -50,6 +54,16 @@ use crate::upload::{
 /// the margin is half their lifetime instead, so that a short lifetime still leaves time to
 /// send instead of planning again forever.
 pub const URL_EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+
+/// While more images are coming, how long a batch not yet full waits after the last image
+/// arrived: preprocessing a camera photo takes well under a second a core, so a pause this
+/// long means the stream has paused (a folder's last files, a watched folder between copies).
+pub const BATCH_QUIET: Duration = Duration::from_secs(1);
+
+/// While more images are coming, the longest a batch not yet full waits from its first image,
+/// so that a slow trickle (a camera writing a file every few hundred milliseconds) still
+/// uploads within seconds.
+pub const BATCH_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// A failed request: the HTTP status (`0` when there was no answer: network down, connection
 /// reset, CORS), the server's message or the transport's, and the server's `Retry-After` in
@@ -274,6 +288,19 @@ pub struct Uploader {
     next_request: u64,
     #[serde(skip)]
     backoff: BTreeMap<Step, Backoff>,
+    #[serde(skip)]
+    more_coming: bool,
+    #[serde(skip)]
+    gathering: Option<Gathering>,
+}
+
+/// A batch not yet full, held back while more images are coming: how many images it had when
+/// last looked at, since when it has had that many, and since when it has had any (unix ms).
+#[derive(Debug, Clone, Copy)]
+struct Gathering {
+    images: usize,
+    quiet_since_ms: f64,
+    first_since_ms: f64,
 }
 
 fn default_max_files() -> usize {
@@ -296,6 +323,8 @@ impl Uploader {
             in_flight: BTreeMap::new(),
             next_request: 0,
             backoff: BTreeMap::new(),
+            more_coming: false,
+            gathering: None,
         }
     }
 
@@ -412,6 +441,17 @@ impl Uploader {
         }
     }
 
+    /// Tells the uploader whether the caller is still adding images (preprocessing files): a
+    /// batch not yet full then waits for them ([`BATCH_QUIET`], [`BATCH_MAX_WAIT`]), and
+    /// [`Next::Finished`] is not answered. Off by default; once off, what waits is planned at
+    /// once.
+    pub fn set_more_coming(&mut self, more: bool) {
+        self.more_coming = more;
+        if !more {
+            self.gathering = None;
+        }
+    }
+
     /// Tells the uploader whether the network is up.
     pub fn set_online(&mut self, online: bool) {
         self.online = online;
@@ -520,7 +560,7 @@ impl Uploader {
         if let Some(request) = self.next_plan(now_ms, &mut later) {
             return Next::Send(request);
         }
-        if earliest.is_none() && self.is_finished() {
+        if earliest.is_none() && self.is_finished() && !self.more_coming {
             Next::Finished
         } else {
             Next::Wait { until_ms: earliest }
@@ -575,7 +615,7 @@ impl Uploader {
                 .map(|t| unix_ms(t.request.expires_at))
                 .fold(f64::INFINITY, f64::min);
             let lifetime_ms = soonest_ms - upload.planned_at_ms;
-            let margin_ms = (URL_EXPIRY_MARGIN.as_secs_f64() * 1000.0).min(lifetime_ms / 2.0);
+            let margin_ms = duration_ms(URL_EXPIRY_MARGIN).min(lifetime_ms / 2.0);
             if now_ms + margin_ms >= soonest_ms {
                 if !self.busy(&upload_id) {
                     self.abandon(&upload_id, None);
@@ -652,6 +692,25 @@ impl Uploader {
         if batch.is_empty() {
             return None;
         }
+        let solo = batch.len() == 1 && self.images[&batch[0]].solo;
+        if self.more_coming && batch.len() < self.max_files && !solo {
+            let gathering = self.gathering.get_or_insert(Gathering {
+                images: batch.len(),
+                quiet_since_ms: now_ms,
+                first_since_ms: now_ms,
+            });
+            if gathering.images != batch.len() {
+                gathering.images = batch.len();
+                gathering.quiet_since_ms = now_ms;
+            }
+            let due_ms = (gathering.quiet_since_ms + duration_ms(BATCH_QUIET))
+                .min(gathering.first_since_ms + duration_ms(BATCH_MAX_WAIT));
+            if now_ms < due_ms {
+                later(due_ms);
+                return None;
+            }
+        }
+        self.gathering = None;
         let body = UploadRequest {
             project: self.project.clone(),
             files: batch
@@ -933,9 +992,12 @@ fn check_plan(created: UploadCreated, images: usize) -> Result<UploadCreated, Fa
     }
 }
 
+fn duration_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn unix_ms(t: std::time::SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    t.duration_since(UNIX_EPOCH).map_or(0.0, duration_ms)
 }
 
 #[cfg(test)]

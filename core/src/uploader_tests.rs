@@ -511,3 +511,74 @@ fn restored_images_keep_done_and_failed_and_queue_the_rest() {
     assert_eq!(plans(&sent), [1], "only the unfinished image is uploaded");
     assert_eq!(state(&uploader, 0), &done);
 }
+
+/// The size of the plan `uploader` sends at `now_ms`, or when it says to wait until.
+fn plan_or_wait(uploader: &mut Uploader, now_ms: f64) -> Result<usize, Option<f64>> {
+    match uploader.next(now_ms) {
+        Next::Send(Request::Plan { body, .. }) => Ok(body.files.len()),
+        Next::Wait { until_ms } => Err(until_ms),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn while_more_are_coming_a_partial_batch_waits_for_a_pause_or_ten_seconds() {
+    let quiet = duration_ms(BATCH_QUIET);
+    let mut uploader = Uploader::new("site-a");
+    uploader.set_more_coming(true);
+    assert_eq!(
+        plan_or_wait(&mut uploader, NOW),
+        Err(None),
+        "nothing yet, not finished"
+    );
+
+    // Images arriving faster than the pause: the batch waits for the stream to pause.
+    uploader.add(image(0));
+    assert_eq!(plan_or_wait(&mut uploader, NOW), Err(Some(NOW + quiet)));
+    uploader.add(image(1));
+    let later = NOW + 600.0;
+    assert_eq!(plan_or_wait(&mut uploader, later), Err(Some(later + quiet)));
+    assert_eq!(plan_or_wait(&mut uploader, later + quiet), Ok(2), "paused");
+
+    // A trickle that never pauses long enough is planned after BATCH_MAX_WAIT.
+    let start = NOW + 10_000.0;
+    let mut now = start;
+    let mut n = 2;
+    let planned = loop {
+        uploader.add(image(n));
+        n += 1;
+        match plan_or_wait(&mut uploader, now) {
+            Ok(files) => break files,
+            Err(until) => assert!(until.unwrap() <= start + duration_ms(BATCH_MAX_WAIT)),
+        }
+        now += quiet * 0.9;
+    };
+    assert!(
+        now >= start + duration_ms(BATCH_MAX_WAIT),
+        "{}",
+        now - start
+    );
+    assert_eq!(planned, 13, "every image of the trickle so far");
+
+    // A full batch goes at once; the rest is planned as soon as no more are coming.
+    for m in 100..160 {
+        uploader.add(image(m));
+    }
+    assert_eq!(plan_or_wait(&mut uploader, now), Ok(50));
+    assert!(plan_or_wait(&mut uploader, now).is_err());
+    uploader.set_more_coming(false);
+    assert_eq!(plan_or_wait(&mut uploader, now), Ok(10));
+
+    // Not finished while more are coming; finished once not.
+    let mut uploader = Uploader::new("site-a");
+    uploader.add(image(0));
+    uploader.set_more_coming(true);
+    let mut done = uploader.clone();
+    done.set_more_coming(false);
+    drive(&mut done, |_| None);
+    assert!(done.is_finished());
+    done.set_more_coming(true);
+    assert_eq!(done.next(NOW), Next::Wait { until_ms: None });
+    done.set_more_coming(false);
+    assert_eq!(done.next(NOW), Next::Finished);
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
+use indicatif::MultiProgress;
 use notify::Watcher as _;
 use serde::{Deserialize, Serialize};
 use tessera_client::Until;
@@ -24,7 +25,7 @@ use tessera_core::upload::DeclaredImage;
 use tessera_core::uploader::{ImageState, Uploader};
 
 use crate::preprocess::collect_inputs;
-use crate::upload::{ClientArgs, FileBodies, Progress, Tally, prepare, report};
+use crate::upload::{ClientArgs, FileBodies, Progress, Tally, checking, prepare, report};
 
 /// The state file's name inside DIR when `--state` is not given.
 const STATE_FILE: &str = ".tessera-sync.json";
@@ -94,6 +95,8 @@ struct Sync<'a> {
     names: RefCell<BTreeMap<String, PathBuf>>,
     tally: RefCell<Tally>,
     transport: &'a HttpTransport<FileBodies>,
+    /// The progress bars: the upload's, and one for each batch of files being checked.
+    bars: MultiProgress,
 }
 
 /// Runs `tessera sync`.
@@ -128,6 +131,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         names: RefCell::new(BTreeMap::new()),
         tally: RefCell::new(Tally::default()),
         transport: &transport,
+        bars: MultiProgress::new(),
     };
 
     // Watch before the first pass, so that nothing created during it is missed.
@@ -152,23 +156,28 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         watcher = Some(w);
     }
 
-    let files = collect_inputs(std::slice::from_ref(&dir));
-    sync.add(files);
     let mut last_save = Instant::now();
     let mut last_counts = (0, 0);
-    let mut progress = Progress::new(&sync.names, transport.bodies(), |uploader: &Uploader| {
-        let summary = uploader.summary();
-        let counts = (summary.done, summary.failed);
-        if counts != last_counts || last_save.elapsed() >= SAVE_EVERY {
-            last_counts = counts;
-            last_save = Instant::now();
-            if let Err(e) = sync.save(uploader) {
-                eprintln!("warning: {e:#}");
+    let mut progress = Progress::new(
+        &sync.bars,
+        &sync.names,
+        transport.bodies(),
+        |uploader: &Uploader| {
+            let summary = uploader.summary();
+            let counts = (summary.done, summary.failed);
+            if counts != last_counts || last_save.elapsed() >= SAVE_EVERY {
+                last_counts = counts;
+                last_save = Instant::now();
+                if let Err(e) = sync.save(uploader) {
+                    eprintln!("warning: {e:#}");
+                }
             }
-        }
-    });
+        },
+    );
     progress.seen(&sync.uploader.borrow());
     let settle = Duration::from_millis(args.settle_ms);
+    // Not finished before the first pass has queued what it finds.
+    sync.uploader.borrow_mut().set_more_coming(true);
     let stopped = runtime.block_on(async {
         let stop = crate::interrupted()?;
         let upload = tessera_client::run(
@@ -182,6 +191,7 @@ pub(crate) fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             },
         );
         let watch = async {
+            sync.add(collect_inputs(std::slice::from_ref(&dir))).await;
             if args.watch {
                 sync.watch(&mut arrived, settle).await;
             } else {
@@ -276,58 +286,66 @@ impl Sync<'_> {
         }
     }
 
-    /// Preprocesses the files that need it and queues their images.
-    fn add(&self, paths: Vec<PathBuf>) {
-        let mut todo = Vec::new();
+    /// Preprocesses the files that need it and queues their images as they are ready (the
+    /// uploader holds a batch back meanwhile: [`Uploader::set_more_coming`]).
+    async fn add(&self, paths: Vec<PathBuf>) {
+        // Path → (relative path, size and time).
+        let mut todo = BTreeMap::new();
         for path in paths {
             let (Some(relative), Some(now)) = (self.relative(&path), stat(&path)) else {
                 continue;
             };
             if self.needs(&relative, now) {
-                todo.push((path, relative, now));
+                todo.insert(path, (relative, now));
             } else if let Some(reason) = self.files.borrow()[&relative].refused.clone() {
                 self.tally.borrow_mut().refused_again.push((path, reason));
             } else {
                 self.tally.borrow_mut().already.push(path);
             }
         }
-        if todo.is_empty() {
-            return;
-        }
-        let paths: Vec<PathBuf> = todo.iter().map(|(p, _, _)| p.clone()).collect();
-        let prepared = prepare(&paths, &self.options);
-        for ((path, result), (_, relative, now)) in prepared.into_iter().zip(todo) {
-            let mut seen = Seen {
-                size_bytes: now.0,
-                modified_ns: now.1,
-                sha256: None,
-                refused: None,
-            };
-            match result {
-                Ok(derived) => {
-                    let sha = derived.manifest.original().sha256.hex.clone();
-                    seen.sha256 = Some(sha.clone());
-                    let mut uploader = self.uploader.borrow_mut();
-                    let done = self.uploaded.borrow().contains(&sha)
-                        || matches!(
-                            uploader.image(&sha).map(|i| &i.state),
-                            Some(ImageState::Done { .. })
-                        );
-                    if done {
-                        self.tally.borrow_mut().already.push(path);
-                    } else {
-                        uploader.add(DeclaredImage::from(&derived.manifest));
-                        self.names.borrow_mut().insert(sha, path.clone());
-                        self.transport.bodies().insert(&path, derived);
+        if !todo.is_empty() {
+            let paths: Vec<PathBuf> = todo.keys().cloned().collect();
+            let bar = checking(&self.bars, paths.len());
+            self.uploader.borrow_mut().set_more_coming(true);
+            prepare(paths, &self.options, bar, |path, result| {
+                let Some((relative, now)) = todo.remove(&path) else {
+                    return;
+                };
+                let mut seen = Seen {
+                    size_bytes: now.0,
+                    modified_ns: now.1,
+                    sha256: None,
+                    refused: None,
+                };
+                match result {
+                    Ok(derived) => {
+                        let sha = derived.manifest.original().sha256.hex.clone();
+                        seen.sha256 = Some(sha.clone());
+                        let mut uploader = self.uploader.borrow_mut();
+                        let done = self.uploaded.borrow().contains(&sha)
+                            || matches!(
+                                uploader.image(&sha).map(|i| &i.state),
+                                Some(ImageState::Done { .. })
+                            );
+                        if done {
+                            self.tally.borrow_mut().already.push(path);
+                        } else {
+                            uploader.add(DeclaredImage::from(&derived.manifest));
+                            self.names.borrow_mut().insert(sha, path.clone());
+                            self.transport.bodies().insert(&path, derived);
+                            self.transport.waker().notify_one();
+                        }
+                    }
+                    Err(error) => {
+                        seen.refused = Some(format!("{error} [{}]", error.code()));
+                        self.tally.borrow_mut().refused.push((path, error));
                     }
                 }
-                Err(error) => {
-                    seen.refused = Some(format!("{error} [{}]", error.code()));
-                    self.tally.borrow_mut().refused.push((path, error));
-                }
-            }
-            self.files.borrow_mut().insert(relative, seen);
+                self.files.borrow_mut().insert(relative, seen);
+            })
+            .await;
         }
+        self.uploader.borrow_mut().set_more_coming(false);
         self.transport.waker().notify_one();
     }
 
@@ -368,7 +386,7 @@ impl Sync<'_> {
                         }
                     });
                     if !ready.is_empty() {
-                        self.add(ready);
+                        self.add(ready).await;
                     }
                 }
             }

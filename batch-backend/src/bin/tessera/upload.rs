@@ -14,7 +14,7 @@ use anyhow::{Context as _, anyhow};
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Deserialize;
 use tessera_client::native::{Bodies, HttpTransport};
@@ -226,17 +226,19 @@ pub(crate) struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
+    /// The upload's bar, drawn in `multi` (under the bars of [`checking`]).
     pub(crate) fn new(
+        multi: &MultiProgress,
         names: &'a RefCell<BTreeMap<String, PathBuf>>,
         bodies: &'a FileBodies,
         on_change: impl FnMut(&Uploader) + 'a,
     ) -> Self {
-        let bar = ProgressBar::new(0).with_style(
+        let bar = multi.add(ProgressBar::new(0).with_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             )
             .expect("valid template"),
-        );
+        ));
         Self {
             bar,
             partial: HashMap::new(),
@@ -334,27 +336,43 @@ impl Observer for Progress<'_> {
     }
 }
 
-/// One file preprocessed, or why not.
-pub(crate) type Prepared = (PathBuf, Result<Derivatives, FileError>);
+/// A bar for `files` files being checked, drawn in `multi` above the upload's.
+pub(crate) fn checking(multi: &MultiProgress, files: usize) -> ProgressBar {
+    multi.insert(
+        0,
+        ProgressBar::new(files as u64).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checked",
+            )
+            .expect("valid template"),
+        ),
+    )
+}
 
-/// Preprocesses `files` on every core, with a progress bar.
-pub(crate) fn prepare(files: &[PathBuf], options: &Options) -> Vec<Prepared> {
-    let bar = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} checked",
-        )
-        .expect("valid template"),
-    );
-    let prepared = files
-        .par_iter()
-        .map(|path| {
-            let result = derive_file(path, options).map(|(_, derived)| derived);
-            bar.inc(1);
-            (path.clone(), result)
-        })
-        .collect();
+/// Preprocesses `files` on every core (rayon, on a thread of its own), counting them on `bar`,
+/// and hands each result to `accept` as it comes, in the order they finish, so that uploads
+/// start with the first files ready instead of after the last.
+pub(crate) async fn prepare(
+    files: Vec<PathBuf>,
+    options: &Options,
+    bar: ProgressBar,
+    mut accept: impl FnMut(PathBuf, Result<Derivatives, FileError>),
+) {
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let options = options.clone();
+    let workers = std::thread::spawn(move || {
+        files.par_iter().for_each_with(done, |done, path| {
+            let result = derive_file(path, &options).map(|(_, derived)| derived);
+            let _ = done.send((path.clone(), result));
+        });
+    });
+    while let Some((path, result)) = results.recv().await {
+        bar.inc(1);
+        accept(path, result);
+    }
     bar.finish_and_clear();
-    prepared
+    // Every sender is gone, so the thread has finished its work.
+    let _ = workers.join();
 }
 
 /// What a run did, for the summary.
@@ -435,7 +453,7 @@ pub(crate) struct UploadArgs {
 }
 
 /// Runs `tessera upload`: every file checked and preprocessed, those whose original the
-/// project already has skipped, the rest uploaded. Exit 1 when any file was refused or failed.
+/// project already has skipped, the rest uploaded as they are ready. Exit 1 when any file was refused or failed.
 pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let options = args.client.options()?;
@@ -443,34 +461,43 @@ pub(crate) fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let (runtime, transport, recorded) = args.client.connect()?;
 
     let mut uploader = Uploader::new(args.client.project.clone());
-    let mut tally = Tally::default();
-    let mut names = BTreeMap::new();
-    for (path, result) in prepare(&files, &options) {
-        match result {
+    uploader.set_more_coming(true);
+    let uploader = RefCell::new(uploader);
+    let tally = RefCell::new(Tally::default());
+    let names = RefCell::new(BTreeMap::new());
+    let bars = MultiProgress::new();
+    let mut progress = Progress::new(&bars, &names, transport.bodies(), |_| {});
+    let checked = checking(&bars, files.len());
+    let feed = async {
+        prepare(files, &options, checked, |path, result| match result {
             Ok(derived) => {
                 let sha = derived.manifest.original().sha256.hex.clone();
-                if recorded.contains(&sha) || !uploader.add(DeclaredImage::from(&derived.manifest))
-                {
-                    tally.already.push(path);
-                    continue;
+                let declared = DeclaredImage::from(&derived.manifest);
+                if recorded.contains(&sha) || !uploader.borrow_mut().add(declared) {
+                    tally.borrow_mut().already.push(path);
+                    return;
                 }
                 transport.bodies().insert(&path, derived);
-                names.insert(sha, path);
+                names.borrow_mut().insert(sha, path);
+                transport.waker().notify_one();
             }
-            Err(error) => tally.refused.push((path, error)),
-        }
-    }
-    let uploader = RefCell::new(uploader);
-    let names = RefCell::new(names);
-    let mut progress = Progress::new(&names, transport.bodies(), |_| {});
-    runtime.block_on(tessera_client::run(
-        &uploader,
-        &transport,
-        &mut progress,
-        Until::Finished,
-    ));
+            Err(error) => tally.borrow_mut().refused.push((path, error)),
+        })
+        .await;
+        uploader.borrow_mut().set_more_coming(false);
+        transport.waker().notify_one();
+    };
+    runtime.block_on(async {
+        let upload = tessera_client::run(&uploader, &transport, &mut progress, Until::Finished);
+        tokio::join!(upload, feed);
+    });
     progress.finish();
-    let ok = report(&uploader.borrow(), &tally, &names.borrow(), started);
+    let ok = report(
+        &uploader.borrow(),
+        &tally.borrow(),
+        &names.borrow(),
+        started,
+    );
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
