@@ -27,11 +27,12 @@
 //! - `{ type: "ready" }` once every kept image has been announced;
 //! - `{ type: "error", message }` when the queue cannot be opened or saved.
 //!
-//! The uploader's state is saved after changes, at most every 250 ms (the saves
-//! coalesce: one at a time, the latest state each), so a reload loses at most the answers of
-//! the last moments: their requests are sent again, and `complete` is idempotent. Both limits
-//! keep the worker's share of a small machine's cores, and the page's, low while hundreds of
-//! files are uploaded.
+//! The uploader's state is saved after changes, and only then is the page told of them: at
+//! most every 200 ms, one save at a time, the latest state each. The page is never shown a
+//! state that a reload would lose (an upload shown done and then sent again after a reload);
+//! a reload loses at most the answers of the last moments, not yet shown: their requests are
+//! sent again, and `complete` is idempotent. The limit keeps the worker's share of a small
+//! machine's cores, and the page's, low while hundreds of files are uploaded.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -51,11 +52,9 @@ use web_sys::{Blob, DedicatedWorkerGlobalScope, MessageEvent};
 use crate::queue::{Kept, Queue};
 use crate::transport::BrowserTransport;
 
-/// The least time between two saves of the queue, in milliseconds.
-const SAVE_EVERY_MS: u32 = 250;
-
-/// The least time between two `changes` messages, in milliseconds.
-const CHANGES_EVERY_MS: u32 = 200;
+/// The least time between two saves of the queue, each followed by a `changes` message, in
+/// milliseconds.
+const FLUSH_EVERY_MS: u32 = 200;
 
 /// The page's configuration (`config.json`): the fields the worker reads.
 #[derive(Debug, Deserialize)]
@@ -108,10 +107,9 @@ struct Running {
     states: RefCell<BTreeMap<String, JsValue>>,
     /// Progress not yet told, by the page's key.
     progress: RefCell<BTreeMap<String, f64>>,
-    /// A `changes` message is due.
-    telling: Cell<bool>,
-    /// A save is running; `dirty` asks it for one more.
-    saving: Cell<bool>,
+    /// A save and a `changes` message are due.
+    flushing: Cell<bool>,
+    /// The uploader changed since its state was last saved.
     dirty: Cell<bool>,
 }
 
@@ -263,8 +261,7 @@ async fn start(
         sending: RefCell::new(BTreeMap::new()),
         states: RefCell::new(BTreeMap::new()),
         progress: RefCell::new(BTreeMap::new()),
-        telling: Cell::new(false),
-        saving: Cell::new(false),
+        flushing: Cell::new(false),
         dirty: Cell::new(false),
     });
     for image in &kept {
@@ -377,50 +374,61 @@ impl Running {
         }
     }
 
-    /// Posts the changes gathered, 200 ms from now.
+    /// Changes or progress to tell the page (after the next save).
     fn tell_soon(self: &Rc<Self>) {
-        if self.telling.replace(true) {
-            return;
-        }
-        let this = Rc::clone(self);
-        spawn_local(async move {
-            gloo_timers::future::TimeoutFuture::new(CHANGES_EVERY_MS).await;
-            this.telling.set(false);
-            let states: js_sys::Array = std::mem::take(&mut *this.states.borrow_mut())
-                .into_values()
-                .collect();
-            let progress = Object::new();
-            for (key, fraction) in std::mem::take(&mut *this.progress.borrow_mut()) {
-                let _ = Reflect::set(&progress, &key.into(), &fraction.into());
-            }
-            let out = Object::new();
-            let _ = Reflect::set(&out, &"type".into(), &"changes".into());
-            let _ = Reflect::set(&out, &"states".into(), &states);
-            let _ = Reflect::set(&out, &"progress".into(), &progress);
-            post(&this.scope, &out);
-        });
+        self.flush_soon();
     }
 
-    /// Saves the uploader's state, now or, when a save is running, right after it.
+    /// The uploader changed: its state to save, then the page to tell.
     fn save_soon(self: &Rc<Self>) {
         self.dirty.set(true);
-        if self.saving.replace(true) {
+        self.flush_soon();
+    }
+
+    /// Saves the uploader's state and then posts the changes it holds, [`FLUSH_EVERY_MS`] from
+    /// now, and again while more come.
+    fn flush_soon(self: &Rc<Self>) {
+        if self.flushing.replace(true) {
             return;
         }
         let this = Rc::clone(self);
         spawn_local(async move {
-            while this.dirty.replace(false) {
-                let json = serde_json::to_string(&*this.uploader.borrow());
-                let saved = match json {
-                    Ok(json) => this.queue.save(&json).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = saved {
-                    report(&this.scope, &format!("cannot save the upload queue: {e}"));
+            loop {
+                gloo_timers::future::TimeoutFuture::new(FLUSH_EVERY_MS).await;
+                // The changes in the state about to be saved; later ones wait for the next save.
+                let states: js_sys::Array = std::mem::take(&mut *this.states.borrow_mut())
+                    .into_values()
+                    .collect();
+                if this.dirty.replace(false) {
+                    let json = serde_json::to_string(&*this.uploader.borrow());
+                    let saved = match json {
+                        Ok(json) => this.queue.save(&json).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = saved {
+                        report(&this.scope, &format!("cannot save the upload queue: {e}"));
+                    }
                 }
-                gloo_timers::future::TimeoutFuture::new(SAVE_EVERY_MS).await;
+                let progress = Object::new();
+                let fractions = std::mem::take(&mut *this.progress.borrow_mut());
+                for (key, fraction) in &fractions {
+                    let _ = Reflect::set(&progress, &key.into(), &(*fraction).into());
+                }
+                if states.length() > 0 || !fractions.is_empty() {
+                    let out = Object::new();
+                    let _ = Reflect::set(&out, &"type".into(), &"changes".into());
+                    let _ = Reflect::set(&out, &"states".into(), &states);
+                    let _ = Reflect::set(&out, &"progress".into(), &progress);
+                    post(&this.scope, &out);
+                }
+                let idle = !this.dirty.get()
+                    && this.states.borrow().is_empty()
+                    && this.progress.borrow().is_empty();
+                if idle {
+                    break;
+                }
             }
-            this.saving.set(false);
+            this.flushing.set(false);
         });
     }
 }
