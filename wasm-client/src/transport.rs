@@ -133,11 +133,7 @@ impl BrowserTransport {
 
 impl Transport for BrowserTransport {
     async fn plan(&self, body: &UploadRequest) -> Result<UploadCreated, Failure> {
-        let json = serde_json::to_string(body).map_err(|e| Failure {
-            status: 0,
-            message: e.to_string(),
-            retry_after_s: None,
-        })?;
+        let json = serde_json::to_string(body).map_err(|e| Failure::no_answer(e.to_string()))?;
         self.post("/v1/uploads", Some(json)).await
     }
 
